@@ -1,0 +1,1 @@
+//! napi face of the libvirt driver.

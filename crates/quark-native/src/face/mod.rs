@@ -1,0 +1,3 @@
+//! The `#[napi]` faces: thin conversions between JS values and the plain Rust modules.
+mod libvirt;
+mod placement;

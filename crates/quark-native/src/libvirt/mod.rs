@@ -1,0 +1,1 @@
+//! libvirt driver: plain Rust over the `virt` crate.

@@ -1,0 +1,1 @@
+//! Placement scorer: plain Rust, no napi types.
