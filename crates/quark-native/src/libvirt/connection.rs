@@ -1,0 +1,410 @@
+//! One hypervisor connection, shared across threads (libvirt connections are thread-safe).
+
+use std::sync::{Mutex, MutexGuard, Once};
+
+use virt::connect::Connect;
+use virt::domain::{Domain, DomainState as VirtState};
+use virt::error::ErrorNumber;
+use virt::sys;
+
+use super::{domain_xml, DomainInfo, DomainKind, DomainSpec, DomainState};
+use crate::error::QuarkError;
+
+/// A libvirt connection. `Send + Sync`: put it in an `Arc` and call it from any thread.
+pub struct Connection {
+    uri: String,
+    kind: Option<DomainKind>,
+    // `None` once closed. Each call clones the handle (a libvirt ref), so `close` never pulls
+    // the connection from under a call that is still running.
+    conn: Mutex<Option<Connect>>,
+}
+
+static SILENCE_LIBVIRT: Once = Once::new();
+
+impl Connection {
+    /// Opens `uri` (e.g. `test:///default`, `qemu:///system`) read-write.
+    pub fn open(uri: &str) -> Result<Self, QuarkError> {
+        // libvirt's default handler prints every error to stderr; Quark reports them itself.
+        SILENCE_LIBVIRT.call_once(virt::error::clear_error_callback);
+        let conn = Connect::open(Some(uri)).map_err(QuarkError::connect_failed)?;
+        let kind = domain_kind(&conn)?;
+        let uri = conn.uri().unwrap_or_else(|_| uri.to_owned());
+        Ok(Connection { uri, kind, conn: Mutex::new(Some(conn)) })
+    }
+
+    /// The URI libvirt reports for this connection.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Which `<domain type>` this connection defines; `None` for drivers Quark does not drive.
+    pub fn kind(&self) -> Option<DomainKind> {
+        self.kind
+    }
+
+    /// Defines (persistently) the domain for `spec` and returns what libvirt made of it.
+    /// Defining again with the same name and uuid updates the definition, so the step can rerun.
+    pub fn define(&self, spec: &DomainSpec) -> Result<DomainInfo, QuarkError> {
+        let kind = self.kind.ok_or_else(|| QuarkError::Unsupported {
+            message: format!("Quark does not define domains on {}", self.uri),
+            libvirt: None,
+        })?;
+        let xml = domain_xml(spec, kind)?;
+        let conn = self.handle()?;
+        // libvirt reports these clashes as a generic OPERATION_FAILED; Quark names them.
+        if let Some(existing) = lookup(conn.lookup_domain_by_name(&spec.name))? {
+            let existing_uuid = existing.uuid_string()?;
+            let same = spec.uuid.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&existing_uuid));
+            if !same {
+                return Err(QuarkError::DomainExists {
+                    message: format!(
+                        "domain '{}' already exists with uuid {existing_uuid}",
+                        spec.name
+                    ),
+                    libvirt: None,
+                });
+            }
+        }
+        if let Some(uuid) = &spec.uuid {
+            if let Some(existing) = lookup(conn.lookup_domain_by_uuid_string(uuid))? {
+                let existing_name = existing.name()?;
+                if existing_name != spec.name {
+                    return Err(QuarkError::DomainExists {
+                        message: format!("uuid {uuid} already belongs to domain '{existing_name}'"),
+                        libvirt: None,
+                    });
+                }
+            }
+        }
+        let dom = conn.define_domain_xml(&xml)?;
+        info_of(&dom)
+    }
+
+    /// Boots a defined, inactive domain.
+    pub fn start(&self, name: &str) -> Result<(), QuarkError> {
+        self.power(name, Needs::Inactive, Domain::create)
+    }
+
+    /// Asks the guest to power off (ACPI); returns once asked, not once off.
+    pub fn shutdown(&self, name: &str) -> Result<(), QuarkError> {
+        self.power(name, Needs::Active, Domain::shutdown)
+    }
+
+    /// Pulls the plug: the domain stops at once.
+    pub fn destroy(&self, name: &str) -> Result<(), QuarkError> {
+        self.power(name, Needs::Active, Domain::destroy)
+    }
+
+    /// Asks the guest to reboot.
+    pub fn reboot(&self, name: &str) -> Result<(), QuarkError> {
+        self.power(name, Needs::Active, |dom| dom.reboot(0))
+    }
+
+    /// Removes the domain's definition, with its managed-save image and snapshot metadata
+    /// (and, on QEMU, its NVRAM), which would otherwise make a plain undefine fail.
+    /// A running domain keeps running as a transient one until it stops.
+    pub fn undefine(&self, name: &str) -> Result<(), QuarkError> {
+        let mut flags =
+            sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA;
+        if matches!(self.kind, Some(DomainKind::Kvm | DomainKind::Qemu)) {
+            flags |= sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | sys::VIR_DOMAIN_UNDEFINE_NVRAM;
+        }
+        self.domain(name)?.undefine_flags(flags)?;
+        Ok(())
+    }
+
+    /// Every domain, active and inactive.
+    pub fn list(&self) -> Result<Vec<DomainInfo>, QuarkError> {
+        let conn = self.handle()?;
+        let mut infos = Vec::new();
+        for dom in conn.list_all_domains(0)? {
+            // A domain undefined between the listing and the look skips, it does not fail the list.
+            match info_of(&dom) {
+                Ok(info) => infos.push(info),
+                Err(QuarkError::NoDomain { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(infos)
+    }
+
+    pub fn info(&self, name: &str) -> Result<DomainInfo, QuarkError> {
+        info_of(&self.domain(name)?)
+    }
+
+    /// Drops this handle's reference to the connection; later calls fail with `CLOSED`.
+    /// Closing twice is fine.
+    pub fn close(&self) {
+        let conn = self.lock().take();
+        drop(conn);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().is_none()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Connect>> {
+        // The guarded value is a handle; a panic elsewhere cannot leave it half-written.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn handle(&self) -> Result<Connect, QuarkError> {
+        self.lock().clone().ok_or_else(|| QuarkError::Closed {
+            message: format!("the connection to {} is closed", self.uri),
+        })
+    }
+
+    fn domain(&self, name: &str) -> Result<Domain, QuarkError> {
+        Ok(self.handle()?.lookup_domain_by_name(name)?)
+    }
+
+    /// Runs a power action. Drivers disagree on how they report the domain being in the wrong
+    /// state (the test driver says INTERNAL_ERROR for starting a running domain, QEMU says
+    /// OPERATION_INVALID), so a failure in the wrong state is OPERATION_INVALID everywhere,
+    /// with libvirt's own number and message kept.
+    fn power(
+        &self,
+        name: &str,
+        needs: Needs,
+        action: impl FnOnce(&Domain) -> Result<(), virt::error::Error>,
+    ) -> Result<(), QuarkError> {
+        let dom = self.domain(name)?;
+        let Err(err) = action(&dom) else { return Ok(()) };
+        let err = QuarkError::from(err);
+        let QuarkError::Internal { libvirt, .. } = &err else { return Err(err) };
+        match (needs, dom.is_active()) {
+            (Needs::Inactive, Ok(true)) => Err(QuarkError::OperationInvalid {
+                message: format!("domain '{name}' is already running"),
+                libvirt: libvirt.clone(),
+            }),
+            (Needs::Active, Ok(false)) => Err(QuarkError::OperationInvalid {
+                message: format!("domain '{name}' is not running"),
+                libvirt: libvirt.clone(),
+            }),
+            _ => Err(err),
+        }
+    }
+}
+
+/// The state a power action needs the domain to be in.
+#[derive(Debug, Clone, Copy)]
+enum Needs {
+    Active,
+    Inactive,
+}
+
+/// Turns a lookup's NO_DOMAIN into `None`.
+fn lookup(found: Result<Domain, virt::error::Error>) -> Result<Option<Domain>, QuarkError> {
+    match found {
+        Ok(dom) => Ok(Some(dom)),
+        Err(e) if e.code().is(ErrorNumber::NoDomain) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn domain_kind(conn: &Connect) -> Result<Option<DomainKind>, QuarkError> {
+    let driver = conn.driver_type()?;
+    Ok(match driver.to_ascii_lowercase().as_str() {
+        "test" => Some(DomainKind::Test),
+        "qemu" => {
+            // The capabilities list a kvm guest type only where /dev/kvm is usable.
+            let caps = conn.capabilities()?;
+            if caps.contains("<domain type='kvm'") || caps.contains("<domain type=\"kvm\"") {
+                Some(DomainKind::Kvm)
+            } else {
+                Some(DomainKind::Qemu)
+            }
+        }
+        _ => None,
+    })
+}
+
+fn info_of(dom: &Domain) -> Result<DomainInfo, QuarkError> {
+    let raw = dom.info()?;
+    let state = match raw.state.known() {
+        Some(VirtState::Running) => DomainState::Running,
+        Some(VirtState::Blocked) => DomainState::Blocked,
+        Some(VirtState::Paused) => DomainState::Paused,
+        Some(VirtState::Shutdown) => DomainState::Shutdown,
+        Some(VirtState::Shutoff) => DomainState::Shutoff,
+        Some(VirtState::Crashed) => DomainState::Crashed,
+        Some(VirtState::PMSuspended) => DomainState::PmSuspended,
+        Some(VirtState::NoState) | None => DomainState::NoState,
+    };
+    Ok(DomainInfo {
+        name: dom.name()?,
+        uuid: dom.uuid_string()?,
+        state,
+        vcpus: raw.nr_virt_cpu,
+        memory_kib: raw.max_mem,
+        persistent: dom.is_persistent()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::libvirt::DEFAULT_URI;
+
+    // Every connection to test:///default in one process shares state, and tests run in
+    // parallel threads: each test uses names of its own.
+    fn spec(name: &str) -> DomainSpec {
+        DomainSpec { name: name.to_owned(), uuid: None, vcpus: 2, ram_mb: 256, disk_gb: 5 }
+    }
+
+    fn open() -> Connection {
+        Connection::open(DEFAULT_URI).expect("test driver opens")
+    }
+
+    #[test]
+    fn connection_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Connection>();
+    }
+
+    #[test]
+    fn opens_the_test_driver() {
+        let c = open();
+        assert_eq!(c.uri(), DEFAULT_URI);
+        assert_eq!(c.kind(), Some(DomainKind::Test));
+    }
+
+    #[test]
+    fn bad_uri_is_connect_failed() {
+        let err = Connection::open("nosuchdriver:///x").err().expect("fails");
+        assert_eq!(err.code(), "CONNECT_FAILED");
+        assert!(err.libvirt_code().is_some());
+    }
+
+    #[test]
+    fn lifecycle_define_start_reboot_shutdown_destroy_undefine() {
+        let c = open();
+        let info = c.define(&spec("rs-life")).unwrap();
+        assert_eq!(info.name, "rs-life");
+        assert_eq!(info.state, DomainState::Shutoff);
+        assert_eq!(info.vcpus, 2);
+        assert_eq!(info.memory_kib, 256 * 1024);
+        assert!(info.persistent);
+        assert_eq!(info.uuid.len(), 36);
+
+        c.start("rs-life").unwrap();
+        assert_eq!(c.info("rs-life").unwrap().state, DomainState::Running);
+        c.reboot("rs-life").unwrap();
+        assert_eq!(c.info("rs-life").unwrap().state, DomainState::Running);
+        c.shutdown("rs-life").unwrap();
+        assert_eq!(c.info("rs-life").unwrap().state, DomainState::Shutoff);
+        c.start("rs-life").unwrap();
+        c.destroy("rs-life").unwrap();
+        assert_eq!(c.info("rs-life").unwrap().state, DomainState::Shutoff);
+        c.undefine("rs-life").unwrap();
+        assert_eq!(c.info("rs-life").unwrap_err().code(), "NO_DOMAIN");
+    }
+
+    #[test]
+    fn missing_domain_is_no_domain_with_libvirt_code() {
+        let err = open().info("rs-never-defined").unwrap_err();
+        assert_eq!(err.code(), "NO_DOMAIN");
+        assert_eq!(err.libvirt_code(), Some(sys::VIR_ERR_NO_DOMAIN as i32));
+        for result in [open().start("rs-never-defined"), open().undefine("rs-never-defined")] {
+            assert_eq!(result.unwrap_err().code(), "NO_DOMAIN");
+        }
+    }
+
+    #[test]
+    fn starting_a_running_domain_is_operation_invalid() {
+        let c = open();
+        c.define(&spec("rs-twice")).unwrap();
+        c.start("rs-twice").unwrap();
+        let err = c.start("rs-twice").unwrap_err();
+        assert_eq!(err.code(), "OPERATION_INVALID");
+        // libvirt's own number stays, whichever the driver chose.
+        assert!(err.libvirt_code().is_some());
+        assert!(err.to_string().contains("already running"), "{err}");
+        let err = c.define(&spec("rs-twice")).unwrap_err();
+        assert_eq!(err.code(), "DOMAIN_EXISTS");
+        c.destroy("rs-twice").unwrap();
+        assert_eq!(c.destroy("rs-twice").unwrap_err().code(), "OPERATION_INVALID");
+        c.undefine("rs-twice").unwrap();
+    }
+
+    #[test]
+    fn define_is_idempotent_for_the_same_name_and_uuid() {
+        let c = open();
+        let uuid = "0b0e4a2c-5d1f-4c59-9f0e-3a7d2b8c6e11";
+        let s = DomainSpec { uuid: Some(uuid.to_owned()), ..spec("rs-again") };
+        assert_eq!(c.define(&s).unwrap().uuid, uuid);
+        let bigger = DomainSpec { vcpus: 4, ..s.clone() };
+        assert_eq!(c.define(&bigger).unwrap().vcpus, 4);
+        let other_name = DomainSpec { name: "rs-again-other".into(), ..s.clone() };
+        assert_eq!(c.define(&other_name).unwrap_err().code(), "DOMAIN_EXISTS");
+        c.undefine("rs-again").unwrap();
+    }
+
+    #[test]
+    fn list_has_active_and_inactive_domains() {
+        let c = open();
+        c.define(&spec("rs-list-on")).unwrap();
+        c.define(&spec("rs-list-off")).unwrap();
+        c.start("rs-list-on").unwrap();
+        let all = c.list().unwrap();
+        let find = |n: &str| all.iter().find(|d| d.name == n).cloned();
+        assert_eq!(find("rs-list-on").unwrap().state, DomainState::Running);
+        assert_eq!(find("rs-list-off").unwrap().state, DomainState::Shutoff);
+        c.destroy("rs-list-on").unwrap();
+        c.undefine("rs-list-on").unwrap();
+        c.undefine("rs-list-off").unwrap();
+    }
+
+    #[test]
+    fn disk_size_is_kept_in_quark_metadata() {
+        let c = open();
+        c.define(&spec("rs-meta")).unwrap();
+        let xml = c.domain("rs-meta").unwrap().xml_desc(0).unwrap();
+        assert!(xml.contains(crate::libvirt::METADATA_NS), "{xml}");
+        assert!(xml.contains(">5</quark:disk_gb>"), "{xml}");
+        c.undefine("rs-meta").unwrap();
+    }
+
+    #[test]
+    fn odd_names_round_trip() {
+        let c = open();
+        let name = "rs-<odd> & 'quoted' \"name\"";
+        assert_eq!(c.define(&spec(name)).unwrap().name, name);
+        assert_eq!(c.info(name).unwrap().name, name);
+        c.undefine(name).unwrap();
+    }
+
+    #[test]
+    fn calls_from_many_threads_share_one_connection() {
+        let c = Arc::new(open());
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let c = Arc::clone(&c);
+                std::thread::spawn(move || {
+                    let name = format!("rs-thread-{i}");
+                    c.define(&spec(&name)).unwrap();
+                    c.start(&name).unwrap();
+                    assert_eq!(c.info(&name).unwrap().state, DomainState::Running);
+                    c.destroy(&name).unwrap();
+                    c.undefine(&name).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn closed_connection_says_closed() {
+        let c = open();
+        c.close();
+        c.close();
+        assert!(c.is_closed());
+        assert_eq!(c.list().unwrap_err().code(), "CLOSED");
+        // Other connections to the same URI are not affected.
+        assert!(open().list().is_ok());
+    }
+}
