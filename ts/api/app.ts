@@ -1,0 +1,54 @@
+// Builds the fastify instance (no listening here: server.ts listens, tests use app.inject()).
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Zk } from '../zk/client.js';
+import type { Paths } from '../zk/paths.js';
+import type { ClusterConfig } from '../common/model.js';
+import type { Logger } from '../common/log.js';
+import { toErrorBody } from './errors.js';
+import { ApiStore } from './store.js';
+import { serverRoutes } from './routes/servers.js';
+import { workUnitRoutes } from './routes/work-units.js';
+import { clusterRoutes } from './routes/cluster.js';
+
+export interface AppOptions {
+  zk: Zk;
+  paths: Paths;
+  config: ClusterConfig;
+  log?: Logger;
+  bodyLimitBytes?: number;
+}
+
+export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: o.bodyLimitBytes ?? 16 * 1024,
+    ajv: {
+      // Unknown fields and wrong types are errors, not silently dropped or coerced.
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
+    },
+  });
+  const store = new ApiStore(o.zk, o.paths, o.config);
+
+  app.setErrorHandler((err, req, reply) => {
+    const { status, body } = toErrorBody(err);
+    if (status >= 500) o.log?.error('request failed', { method: req.method, url: req.url, err });
+    void reply.status(status).send(body);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
+  });
+  app.addHook('onResponse', (req, reply, done) => {
+    o.log?.debug('request', { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) });
+    done();
+  });
+
+  app.get('/healthz', async (_req, reply) => {
+    if (!o.zk.connected) return reply.status(503).send({ ok: false, zookeeper: o.zk.state ?? 'CONNECTING' });
+    return { ok: true, zookeeper: o.zk.state };
+  });
+
+  await app.register(serverRoutes, { prefix: '/v1', store });
+  await app.register(workUnitRoutes, { prefix: '/v1', store });
+  await app.register(clusterRoutes, { prefix: '/v1', store });
+  return app;
+}

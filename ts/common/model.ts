@@ -1,0 +1,157 @@
+// The records Quark keeps in ZooKeeper. One definition, used by api, orc and compute.
+import type { ComputeId, ServerId, WorkUnitId } from './ids.js';
+import type { StepName, WorkKind } from '../actors/kinds.js';
+import type { VmStatus } from '../actors/vm.js';
+
+export interface Flavor {
+  vcpus: number;
+  ram_mb: number;
+  disk_gb: number;
+}
+
+/** What a VM holds on its compute while it exists (the seed's `consumes/`). */
+export interface Consumes {
+  vcpus: number;
+  ram_mb: number;
+  disk_gb: number;
+  bandwidth_mbps: number;
+}
+
+export type WorkUnitState = 'PENDING' | 'SCHEDULED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
+export const TERMINAL: ReadonlySet<WorkUnitState> = new Set(['SUCCEEDED', 'FAILED']);
+
+export interface ErrorInfo {
+  code: string;
+  message: string;
+  /** NO_VALID_HOST: how many computes each filter removed. */
+  rejected?: Record<string, number>;
+}
+
+export interface StepDone {
+  name: StepName;
+  time_to_completion_ms: number;
+  completed_at: number;
+}
+
+/** /quark/work-units/<id>: what the API polls. */
+export interface WorkUnitRecord {
+  id: WorkUnitId;
+  kind: WorkKind;
+  state: WorkUnitState;
+  server_id: ServerId;
+  shard: number;
+  compute_id: ComputeId | null;
+  /** Placement attempts so far; computes tried are excluded on retry. */
+  attempts: number;
+  tried: ComputeId[];
+  steps_completed: StepDone[];
+  steps_left: StepName[];
+  /** For build: what the VM will consume and how it is placed. */
+  request?: BuildRequest;
+  error?: ErrorInfo;
+  created_at: number;
+  updated_at: number;
+  finished_at: number | null;
+}
+
+export interface BuildRequest {
+  name: string;
+  flavor: Flavor;
+  bandwidth_mbps: number;
+  zone?: string;
+  labels?: string[];
+  group?: string;
+  anti_affinity_group?: string;
+}
+
+/** /quark/servers/<id>: the VM as users see it. */
+export interface ServerRecord {
+  id: ServerId;
+  name: string;
+  status: VmStatus;
+  compute_id: ComputeId | null;
+  flavor: Flavor;
+  labels: string[];
+  zone: string | null;
+  created_at: number;
+  /** The work unit currently acting on this server; one at a time. */
+  task: WorkUnitId | null;
+  last_error?: ErrorInfo;
+}
+
+/** next_tasks/<wu> (and active_tasks/<wu>) node value: everything a compute needs to run it. */
+export interface TaskRecord {
+  work_unit_id: WorkUnitId;
+  kind: WorkKind;
+  server_id: ServerId;
+  shard: number;
+  consumes: Consumes;
+  name: string;
+  attempt: number;
+  birthed_on: number;
+}
+
+/** managing/<vm> node value. */
+export interface ManagedRecord {
+  server_id: ServerId;
+  name: string;
+  kind: 'vm';
+  birthed_on: number;
+  consumes: Consumes;
+  status: VmStatus;
+}
+
+export interface ComputeCapacity extends Consumes {
+  zone: string;
+  labels: string[];
+  libvirt_uri: string;
+}
+
+/** The ephemeral `alive` node. */
+export interface AliveRecord {
+  pid: number;
+  host: string;
+  started_at: number;
+}
+
+export interface ClusterConfig {
+  shards: number;
+  /** Per-resource overcommit ratios, used by the orcs' filters and the computes' admission. */
+  overcommit: { vcpus: number; ram_mb: number; disk_gb: number; bandwidth_mbps: number };
+  /** Placement attempts per work unit before it fails (a lost compute costs one attempt). */
+  max_attempts: number;
+}
+
+export const DEFAULT_CONFIG: ClusterConfig = {
+  shards: 64,
+  overcommit: { vcpus: 4, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 },
+  max_attempts: 3,
+};
+
+export const ZERO: Consumes = { vcpus: 0, ram_mb: 0, disk_gb: 0, bandwidth_mbps: 0 };
+
+export const flavorConsumes = (f: Flavor, bandwidth_mbps = 0): Consumes => ({
+  vcpus: f.vcpus,
+  ram_mb: f.ram_mb,
+  disk_gb: f.disk_gb,
+  bandwidth_mbps,
+});
+
+export function addConsumes(a: Consumes, b: Consumes, sign: 1 | -1 = 1): Consumes {
+  return {
+    vcpus: a.vcpus + sign * b.vcpus,
+    ram_mb: a.ram_mb + sign * b.ram_mb,
+    disk_gb: a.disk_gb + sign * b.disk_gb,
+    bandwidth_mbps: a.bandwidth_mbps + sign * b.bandwidth_mbps,
+  };
+}
+
+/** Shard of a work unit or compute: FNV-1a 32 of its id, mod S. */
+export function shardOf(id: string, shards: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % shards;
+}

@@ -1,0 +1,478 @@
+// quark-compute: publishes its directory, takes next_tasks into active_tasks, runs each work
+// unit's steps against libvirt (one transaction per step), and keeps managing/ and self/ true.
+import os from 'node:os';
+import { createActor, fromPromise, type Actor } from 'xstate';
+import type { Hypervisor } from '../native/libvirt.js';
+import { isZkError, watchChildren, type Txn, type Zk } from '../zk/client.js';
+import type { Paths } from '../zk/paths.js';
+import { activeTaskEntries, createEntries, managedEntries, nextTaskEntries, removeEntries } from '../zk/layout.js';
+import type { Logger } from '../common/log.js';
+import type { ComputeId, ServerId, WorkUnitId } from '../common/ids.js';
+import {
+  addConsumes,
+  ZERO,
+  type AliveRecord,
+  type ClusterConfig,
+  type ComputeCapacity,
+  type Consumes,
+  type ManagedRecord,
+  type ServerRecord,
+  type TaskRecord,
+  type WorkUnitRecord,
+} from '../common/model.js';
+import { stepsOf, type StepName } from '../actors/kinds.js';
+import { StepError, stepsLeft, workUnitMachine, type CompletedStep, type StepInput } from '../actors/work-unit.js';
+import { nextStatus, type VmEvent, type VmStatus } from '../actors/vm.js';
+import { domainName, ensureDefined, ensureRunning, ensureUndefined, runStepEffect, vmIdOfDomain } from './steps.js';
+import { readConfig } from '../zk/config.js';
+
+export interface ComputeOptions {
+  id: ComputeId;
+  zk: Zk;
+  paths: Paths;
+  hv: Hypervisor;
+  capacity: ComputeCapacity;
+  log: Logger;
+  shutdownTimeoutMs?: number;
+}
+
+interface InFlight {
+  task: TaskRecord;
+  /** Version of the work-unit znode as this compute last wrote it. */
+  wuVersion: number;
+  wu: WorkUnitRecord;
+  actor: Actor<ReturnType<typeof workUnitMachine>>;
+  done: Promise<void>;
+}
+
+const ACTION_DONE: Record<string, VmEvent> = {
+  build: { type: 'BUILT' },
+  start: { type: 'STARTED' },
+  stop: { type: 'STOPPED' },
+  reboot: { type: 'REBOOTED' },
+};
+
+export class Compute {
+  private readonly inflight = new Map<WorkUnitId, InFlight>();
+  private readonly managed = new Map<ServerId, ManagedRecord>();
+  private readonly intakeQueue = new Set<WorkUnitId>();
+  private watcher: { stop(): void } | undefined;
+  private stopped = false;
+  private config: ClusterConfig | undefined;
+
+  constructor(private readonly o: ComputeOptions) {}
+
+  get id(): ComputeId {
+    return this.o.id;
+  }
+
+  async start(): Promise<void> {
+    const { zk, paths, id } = this.o;
+    this.config = await readConfig(zk, paths);
+    await this.publishSelf();
+    await this.reconcile();
+    await this.claimAlive();
+    this.watcher = watchChildren(
+      zk,
+      paths.nextTasks(id),
+      (kids) => {
+        for (const wu of kids ?? []) this.enqueueIntake(wu as WorkUnitId);
+      },
+      (err) => this.o.log.error('next_tasks watch failed', { err }),
+    );
+    this.o.log.info('compute ready', { managing: this.managed.size, resumed: this.inflight.size });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.watcher?.stop();
+    for (const f of this.inflight.values()) f.actor.stop();
+  }
+
+  /** Waits for in-flight work to finish (used by graceful shutdown and tests). */
+  async drain(): Promise<void> {
+    await Promise.all([...this.inflight.values()].map((f) => f.done));
+  }
+
+  // ---- self/ ---------------------------------------------------------------------------------
+
+  private async publishSelf(): Promise<void> {
+    const { zk, paths, id, capacity: cap } = this.o;
+    for (const dir of [paths.self(id), paths.nextTasks(id), paths.activeTasks(id), paths.managing(id)]) await zk.mkdirp(dir);
+    await zk.mkdirp(`${paths.self(id)}/network`);
+    const leaves: Array<[string, unknown]> = [
+      [paths.selfCapacity(id), cap],
+      [`${paths.self(id)}/ram`, cap.ram_mb],
+      [`${paths.self(id)}/cpu`, cap.vcpus],
+      [`${paths.self(id)}/disk`, cap.disk_gb],
+      [`${paths.self(id)}/network/max_bandwidth`, cap.bandwidth_mbps],
+    ];
+    for (const [p, v] of leaves) {
+      if (!(await zk.createIfAbsent(p, v))) await zk.set(p, v, -1);
+    }
+    await zk.createIfAbsent(paths.selfFree(id), this.freeOf(ZERO));
+  }
+
+  private freeOf(used: Consumes): Consumes {
+    const c = this.o.capacity;
+    return addConsumes({ vcpus: c.vcpus, ram_mb: c.ram_mb, disk_gb: c.disk_gb, bandwidth_mbps: c.bandwidth_mbps }, used, -1);
+  }
+
+  /** The ephemeral liveness node; one left by our previous (dead) session is replaced. */
+  private async claimAlive(): Promise<void> {
+    const { zk, paths, id } = this.o;
+    const me: AliveRecord = { pid: process.pid, host: os.hostname(), started_at: Date.now() };
+    const st = await zk.exists(paths.alive(id));
+    if (st && st.ephemeralOwner !== zk.sessionId) {
+      this.o.log.warn('replacing a liveness node left by an earlier session', { owner: st.ephemeralOwner });
+      await zk.remove(paths.alive(id)).catch((e) => {
+        if (!isZkError(e, 'NO_NODE')) throw e;
+      });
+    }
+    await zk.create(paths.alive(id), me, 'ephemeral');
+  }
+
+  // ---- reconcile -------------------------------------------------------------------------------
+
+  /**
+   * Makes libvirt and ZooKeeper agree after a (re)start: VMs recorded in managing/ are redefined
+   * (the libvirt test driver, like a crashed host, forgets them), quark domains nobody manages are
+   * removed, unfinished work units resume, and self/free is recomputed from what is held.
+   */
+  private async reconcile(): Promise<void> {
+    const { zk, paths, id, hv, log } = this.o;
+    for (const vm of (await zk.children(paths.managing(id))) ?? []) {
+      const rec = await zk.get<ManagedRecord>(paths.managed(id, vm as ServerId));
+      if (!rec?.value) continue;
+      const server = await zk.get<ServerRecord>(paths.server(vm as ServerId));
+      if (!server?.value || server.value.compute_id !== id) {
+        // The orc gave this VM up (LOST and rebuilt elsewhere, or deleted): drop our copy.
+        log.warn('dropping a VM this compute no longer owns', { vm });
+        await ensureUndefined(hv, vm as ServerId);
+        await removeEntries(zk.txn(), paths.managed(id, vm as ServerId), managedEntries(rec.value)).commit();
+        continue;
+      }
+      this.managed.set(vm as ServerId, rec.value);
+      await ensureDefined(hv, vm as ServerId, rec.value.consumes);
+      if (rec.value.status === 'ACTIVE') await ensureRunning(hv, vm as ServerId);
+    }
+    const active = (await zk.children(paths.activeTasks(id))) ?? [];
+    for (const dom of await hv.list()) {
+      const vm = vmIdOfDomain(dom.name);
+      if (vm && !this.managed.has(vm as ServerId) && !(await this.hasActiveTaskFor(active, vm))) {
+        log.warn('removing a libvirt domain nobody manages', { domain: dom.name });
+        await ensureUndefined(hv, vm as ServerId);
+      }
+    }
+    for (const wu of active) await this.resumeActive(wu as WorkUnitId);
+    await this.recomputeFree();
+  }
+
+  private async hasActiveTaskFor(active: string[], vm: string): Promise<boolean> {
+    for (const wu of active) {
+      const t = await this.o.zk.get<TaskRecord>(this.o.paths.activeTask(this.o.id, wu as WorkUnitId));
+      if (t?.value?.server_id === vm) return true;
+    }
+    return false;
+  }
+
+  /** free = capacity − what next_tasks, active_tasks and managing hold; versioned against claims. */
+  async recomputeFree(): Promise<Consumes> {
+    const { zk, paths, id } = this.o;
+    for (;;) {
+      const cur = await zk.get<Consumes>(paths.selfFree(id));
+      if (!cur) throw new Error('self/free is missing');
+      let used = ZERO;
+      for (const dir of [paths.nextTasks(id), paths.activeTasks(id)]) {
+        for (const wu of (await zk.children(dir)) ?? []) {
+          const t = await zk.get<TaskRecord>(`${dir}/${wu}`);
+          if (t?.value && t.value.kind === 'build') used = addConsumes(used, t.value.consumes);
+        }
+      }
+      for (const vm of (await zk.children(paths.managing(id))) ?? []) {
+        const m = await zk.get<ManagedRecord>(paths.managed(id, vm as ServerId));
+        if (m?.value) used = addConsumes(used, m.value.consumes);
+      }
+      const free = this.freeOf(used);
+      try {
+        await zk.set(paths.selfFree(id), free, cur.stat.version);
+        return free;
+      } catch (e) {
+        if (!isZkError(e, 'BAD_VERSION')) throw e; // an orc claimed meanwhile: count again
+      }
+    }
+  }
+
+  // ---- intake ----------------------------------------------------------------------------------
+
+  private enqueueIntake(wu: WorkUnitId): void {
+    if (this.stopped || this.inflight.has(wu) || this.intakeQueue.has(wu)) return;
+    this.intakeQueue.add(wu);
+    this.intake(wu)
+      .catch((err) => this.o.log.error('intake failed', { wu, err }))
+      .finally(() => this.intakeQueue.delete(wu));
+  }
+
+  /** next_tasks/<wu> → active_tasks/<wu>, and the work unit RUNNING, in one transaction. */
+  private async intake(wuId: WorkUnitId): Promise<void> {
+    const { zk, paths, id, log } = this.o;
+    const next = await zk.get<TaskRecord>(paths.nextTask(id, wuId));
+    if (!next?.value) return;
+    const task = next.value;
+    const wu = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
+    const txn = zk.txn();
+    removeEntries(txn, paths.nextTask(id, wuId), nextTaskEntries(task));
+    if (!wu?.value || wu.value.compute_id !== id || wu.value.state === 'SUCCEEDED' || wu.value.state === 'FAILED') {
+      log.warn('discarding a task that is no longer ours', { wu: wuId, state: wu?.value?.state });
+      await txn.commit();
+      return;
+    }
+    const record: WorkUnitRecord = {
+      ...wu.value,
+      state: 'RUNNING',
+      steps_left: [...stepsOf(task.kind)],
+      steps_completed: [],
+      updated_at: Date.now(),
+    };
+    createEntries(txn, paths.activeTask(id, wuId), activeTaskEntries(task, []));
+    txn.set(paths.workUnit(wuId), record, wu.stat.version);
+    const res = await txn.commit();
+    const wuVersion = res[res.length - 1]!.stat!.version;
+    this.run(task, record, wuVersion, []);
+  }
+
+  private async resumeActive(wuId: WorkUnitId): Promise<void> {
+    const { zk, paths, id, log } = this.o;
+    const base = paths.activeTask(id, wuId);
+    const t = await zk.get<TaskRecord>(base);
+    if (!t?.value) return;
+    const completed: CompletedStep[] = [];
+    for (const s of (await zk.children(`${base}/steps_completed`)) ?? []) {
+      const ttc = await zk.get<number>(`${base}/steps_completed/${s}/time_to_completion`);
+      completed.push({ name: s as StepName, time_to_completion_ms: ttc?.value ?? 0, completed_at: ttc?.stat.mtime ?? 0 });
+    }
+    const order = stepsOf(t.value.kind);
+    completed.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+    const wu = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
+    if (!wu?.value || wu.value.compute_id !== id || wu.value.state !== 'RUNNING') {
+      log.warn('dropping an active task that is no longer ours', { wu: wuId, state: wu?.value?.state });
+      if (t.value.kind === 'build' && !this.managed.has(t.value.server_id)) await ensureUndefined(this.o.hv, t.value.server_id);
+      await removeEntries(zk.txn(), base, activeTaskEntries(t.value, completed)).commit();
+      return;
+    }
+    log.info('resuming work unit', { wu: wuId, completed: completed.map((c) => c.name) });
+    this.run(t.value, wu.value, wu.stat.version, completed);
+  }
+
+  // ---- running a work unit ---------------------------------------------------------------------
+
+  private run(task: TaskRecord, wu: WorkUnitRecord, wuVersion: number, completed: CompletedStep[]): void {
+    const log = this.o.log.child({ wu: task.work_unit_id, kind: task.kind, vm: task.server_id });
+    const machine = workUnitMachine(task.kind).provide({
+      actors: {
+        runStep: fromPromise<CompletedStep, StepInput>(({ input }) => this.runStep(input)),
+      },
+    });
+    const actor = createActor(machine, { input: { workUnitId: task.work_unit_id, completed } });
+    let finish!: () => void;
+    const done = new Promise<void>((r) => (finish = r));
+    const entry: InFlight = { task, wu, wuVersion, actor, done };
+    this.inflight.set(task.work_unit_id, entry);
+    actor.subscribe({
+      next: (snap) => {
+        if (snap.status !== 'done') return;
+        const end = async () => {
+          if (snap.value === 'FAILED' && snap.context.failure) {
+            log.warn('work unit failed', { failure: snap.context.failure });
+            await this.commitFailure(entry, snap.context.completed, snap.context.failure);
+          }
+        };
+        end()
+          .catch((err) => log.error('could not record the outcome', { err }))
+          .finally(() => {
+            this.inflight.delete(task.work_unit_id);
+            finish();
+          });
+      },
+      error: (err) => log.error('work-unit actor crashed', { err }),
+    });
+    actor.start();
+  }
+
+  private async runStep(input: StepInput): Promise<CompletedStep> {
+    const entry = this.inflight.get(input.workUnitId as WorkUnitId);
+    if (!entry) throw new StepError('NOT_IN_FLIGHT', `work unit ${input.workUnitId} is not in flight`);
+    const { task } = entry;
+    const started = performance.now();
+    await runStepEffect(input.step, {
+      hv: this.o.hv,
+      vm: task.server_id,
+      consumes: task.consumes,
+      admit: (what) => this.admit(task, what),
+      shutdownTimeoutMs: this.o.shutdownTimeoutMs ?? 30_000,
+    });
+    const step: CompletedStep = {
+      name: input.step,
+      time_to_completion_ms: Math.max(1, Math.round(performance.now() - started)),
+      completed_at: Date.now(),
+    };
+    if (input.last) await this.commitSuccess(entry, [...input.completed, step]);
+    else await this.commitStep(entry, input.completed, step);
+    return step;
+  }
+
+  /** The compute's own admission check (Nova's compute-side claim): what it runs must fit. */
+  private admit(task: TaskRecord, what: 'vcpu' | 'storage'): void {
+    const ratio = this.config?.overcommit ?? { vcpus: 1, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 };
+    const cap = this.o.capacity;
+    let used = ZERO;
+    for (const m of this.managed.values()) used = addConsumes(used, m.consumes);
+    for (const f of this.inflight.values()) if (f.task.kind === 'build') used = addConsumes(used, f.task.consumes);
+    const over = (what === 'vcpu' ? (['vcpus', 'ram_mb'] as const) : (['disk_gb'] as const)).filter(
+      (r) => used[r] > cap[r] * ratio[r],
+    );
+    if (over.length > 0) {
+      throw new StepError('NO_CAPACITY', `compute ${this.o.id} would exceed its ${over.join(', ')} (${over.map((r) => `${used[r]} > ${cap[r] * ratio[r]}`).join(', ')})`);
+    }
+    void task;
+  }
+
+  private progress(entry: InFlight, completed: CompletedStep[], extra: Partial<WorkUnitRecord> = {}): WorkUnitRecord {
+    entry.wu = {
+      ...entry.wu,
+      steps_completed: completed.map((c) => ({ ...c })),
+      steps_left: stepsLeft(entry.task.kind, completed),
+      updated_at: Date.now(),
+      ...extra,
+    };
+    return entry.wu;
+  }
+
+  private async commitTxn(entry: InFlight, txn: Txn): Promise<void> {
+    const res = await txn.commit();
+    const idx = txn.ops.findIndex((op) => op.path === this.o.paths.workUnit(entry.task.work_unit_id));
+    const st = idx >= 0 ? res[idx]?.stat : undefined;
+    if (st) entry.wuVersion = st.version;
+  }
+
+  /** One step done: steps_left/<s> → steps_completed/<s>/time_to_completion, and the unit's progress. */
+  private async commitStep(entry: InFlight, before: CompletedStep[], step: CompletedStep): Promise<void> {
+    const { zk, paths, id } = this.o;
+    const base = paths.activeTask(id, entry.task.work_unit_id);
+    const txn = zk
+      .txn()
+      .remove(`${base}/steps_left/${step.name}`)
+      .create(`${base}/steps_completed/${step.name}`)
+      .create(`${base}/steps_completed/${step.name}/time_to_completion`, step.time_to_completion_ms)
+      .set(paths.workUnit(entry.task.work_unit_id), this.progress(entry, [...before, step]), entry.wuVersion);
+    await this.commitTxn(entry, txn);
+  }
+
+  /**
+   * The last step's commit finishes the unit in the same transaction: the active task goes, the
+   * VM's managing/ entry and server record change, the unit SUCCEEDS, the shard inbox forgets it.
+   */
+  private async commitSuccess(entry: InFlight, completed: CompletedStep[]): Promise<void> {
+    const { zk, paths, id } = this.o;
+    const { task } = entry;
+    const vm = task.server_id;
+    const now = Date.now();
+    for (;;) {
+      const txn = zk.txn();
+      removeEntries(txn, paths.activeTask(id, task.work_unit_id), activeTaskEntries(task, completed.slice(0, -1)));
+      const server = await zk.get<ServerRecord>(paths.server(vm));
+      if (task.kind === 'delete') {
+        const m = this.managed.get(vm);
+        if (m) removeEntries(txn, paths.managed(id, vm), managedEntries(m));
+        const free = await zk.get<Consumes>(paths.selfFree(id));
+        if (!free?.value) throw new Error('self/free is missing');
+        if (m) txn.set(paths.selfFree(id), addConsumes(free.value, m.consumes), free.stat.version);
+        if (server) txn.remove(paths.server(vm));
+      } else {
+        const prev = this.managed.get(vm);
+        const status = nextStatus(prev?.status ?? 'BUILDING', ACTION_DONE[task.kind]!);
+        const rec: ManagedRecord = prev
+          ? { ...prev, status }
+          : { server_id: vm, name: task.name, kind: 'vm', birthed_on: now, consumes: task.consumes, status };
+        if (prev) txn.set(paths.managed(id, vm), rec, -1).set(`${paths.managed(id, vm)}/status`, status, -1);
+        else createEntries(txn, paths.managed(id, vm), managedEntries(rec));
+        if (server?.value) {
+          txn.set(paths.server(vm), { ...server.value, status, compute_id: id, task: null }, server.stat.version);
+        }
+      }
+      txn.set(
+        paths.workUnit(task.work_unit_id),
+        this.progress(entry, completed, { state: 'SUCCEEDED', finished_at: now }),
+        entry.wuVersion,
+      );
+      txn.remove(paths.inboxEntry(task.shard, task.work_unit_id));
+      try {
+        await this.commitTxn(entry, txn);
+      } catch (e) {
+        // self/free or the server record moved under us (a claim, an API read-modify): try again.
+        if (isZkError(e, 'BAD_VERSION') && e.path !== paths.workUnit(task.work_unit_id)) continue;
+        throw e;
+      }
+      if (task.kind === 'delete') this.managed.delete(vm);
+      else {
+        const prev = this.managed.get(vm);
+        const status = nextStatus(prev?.status ?? 'BUILDING', ACTION_DONE[task.kind]!);
+        this.managed.set(vm, prev ? { ...prev, status } : { server_id: vm, name: task.name, kind: 'vm', birthed_on: now, consumes: task.consumes, status });
+      }
+      return;
+    }
+  }
+
+  /** A failed unit: a failed build is undone and its capacity released; the server shows the error. */
+  private async commitFailure(
+    entry: InFlight,
+    completed: CompletedStep[],
+    failure: { step: StepName; code: string; message: string },
+  ): Promise<void> {
+    const { zk, paths, id, hv } = this.o;
+    const { task } = entry;
+    const vm = task.server_id;
+    const now = Date.now();
+    const error = { code: failure.code, message: `step ${failure.step} failed: ${failure.message}` };
+    if (task.kind === 'build') await ensureUndefined(hv, vm).catch(() => {});
+    for (;;) {
+      const txn = zk.txn();
+      removeEntries(txn, paths.activeTask(id, task.work_unit_id), activeTaskEntries(task, completed));
+      if (task.kind === 'build') {
+        const free = await zk.get<Consumes>(paths.selfFree(id));
+        if (!free?.value) throw new Error('self/free is missing');
+        txn.set(paths.selfFree(id), addConsumes(free.value, task.consumes), free.stat.version);
+      }
+      const server = await zk.get<ServerRecord>(paths.server(vm));
+      if (server?.value) {
+        const status: VmStatus =
+          task.kind === 'build' || task.kind === 'delete' ? 'ERROR' : (this.managed.get(vm)?.status ?? server.value.status);
+        txn.set(
+          paths.server(vm),
+          { ...server.value, status, compute_id: task.kind === 'build' ? null : id, task: null, last_error: error },
+          server.stat.version,
+        );
+      }
+      txn.set(
+        paths.workUnit(task.work_unit_id),
+        this.progress(entry, completed, { state: 'FAILED', error, finished_at: now }),
+        entry.wuVersion,
+      );
+      txn.remove(paths.inboxEntry(task.shard, task.work_unit_id));
+      try {
+        await this.commitTxn(entry, txn);
+        return;
+      } catch (e) {
+        if (isZkError(e, 'BAD_VERSION') && e.path !== paths.workUnit(task.work_unit_id)) continue;
+        throw e;
+      }
+    }
+  }
+
+  /** For tests and `quark zk`: what this compute believes it manages. */
+  managedIds(): ServerId[] {
+    return [...this.managed.keys()];
+  }
+}
+
+export { domainName };

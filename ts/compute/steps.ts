@@ -1,0 +1,105 @@
+// The libvirt effect of each step. Every effect is idempotent: re-running it after a crash finds
+// the work already done and succeeds, so a work unit resumed from ZooKeeper never does it twice.
+import type { Hypervisor } from '../native/libvirt.js';
+import { LibvirtError } from '../native/libvirt.js';
+import type { StepName } from '../actors/kinds.js';
+import { StepError } from '../actors/work-unit.js';
+import type { Consumes } from '../common/model.js';
+import type { ServerId } from '../common/ids.js';
+
+export const domainName = (vm: ServerId | string): string => `quark-${vm}`;
+export const vmIdOfDomain = (name: string): string | null => (name.startsWith('quark-') ? name.slice(6) : null);
+
+export interface StepContext {
+  hv: Hypervisor;
+  vm: ServerId;
+  consumes: Consumes;
+  /** Local admission check for allocate_*: resources this compute has committed, excluding this unit. */
+  admit(kind: 'vcpu' | 'storage'): void;
+  /** How long a graceful shutdown may take before the domain is forced off. */
+  shutdownTimeoutMs: number;
+}
+
+const isCode = (e: unknown, ...codes: string[]): boolean => e instanceof LibvirtError && codes.includes(e.code);
+
+async function stateOf(hv: Hypervisor, name: string) {
+  try {
+    return (await hv.info(name)).state;
+  } catch (e) {
+    if (isCode(e, 'NO_DOMAIN')) return null;
+    throw e;
+  }
+}
+
+export async function ensureDefined(hv: Hypervisor, vm: ServerId, c: Consumes): Promise<void> {
+  const name = domainName(vm);
+  if ((await stateOf(hv, name)) !== null) return;
+  try {
+    await hv.define({ name, uuid: vm, vcpus: c.vcpus, ram_mb: c.ram_mb, disk_gb: c.disk_gb });
+  } catch (e) {
+    // A concurrent or earlier define won; what matters is that the domain exists now.
+    if ((await stateOf(hv, name)) === null) throw e;
+  }
+}
+
+export async function ensureRunning(hv: Hypervisor, vm: ServerId): Promise<void> {
+  const name = domainName(vm);
+  const st = await stateOf(hv, name);
+  if (st === null) throw new StepError('DOMAIN_MISSING', `domain ${name} is not defined`);
+  if (st === 'running') return;
+  if (st === 'paused') throw new StepError('DOMAIN_PAUSED', `domain ${name} is paused`);
+  await hv.start(name);
+}
+
+export async function ensureStopped(hv: Hypervisor, vm: ServerId, timeoutMs: number): Promise<void> {
+  const name = domainName(vm);
+  let st = await stateOf(hv, name);
+  if (st === null || st === 'shutoff') return;
+  try {
+    await hv.shutdown(name);
+  } catch (e) {
+    if (!isCode(e, 'OPERATION_INVALID')) throw e;
+  }
+  const deadline = Date.now() + timeoutMs;
+  while ((st = await stateOf(hv, name)) !== null && st !== 'shutoff' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (st !== null && st !== 'shutoff') await hv.destroy(name);
+}
+
+export async function ensureUndefined(hv: Hypervisor, vm: ServerId): Promise<void> {
+  const name = domainName(vm);
+  const st = await stateOf(hv, name);
+  if (st === null) return;
+  if (st !== 'shutoff') await hv.destroy(name);
+  try {
+    await hv.undefine(name);
+  } catch (e) {
+    if (!isCode(e, 'NO_DOMAIN')) throw e;
+  }
+}
+
+export async function runStepEffect(step: StepName, ctx: StepContext): Promise<void> {
+  switch (step) {
+    case 'allocate_vcpu':
+      return ctx.admit('vcpu');
+    case 'allocate_storage':
+      return ctx.admit('storage');
+    case 'define':
+      return ensureDefined(ctx.hv, ctx.vm, ctx.consumes);
+    case 'start':
+      return ensureRunning(ctx.hv, ctx.vm);
+    case 'stop':
+      return ensureStopped(ctx.hv, ctx.vm, ctx.shutdownTimeoutMs);
+    case 'reboot': {
+      const st = await stateOf(ctx.hv, domainName(ctx.vm));
+      if (st !== 'running') throw new StepError('VM_NOT_RUNNING', `cannot reboot: domain is ${st ?? 'missing'}`);
+      return ctx.hv.reboot(domainName(ctx.vm));
+    }
+    case 'undefine':
+      return ensureUndefined(ctx.hv, ctx.vm);
+    case 'release':
+      // The capacity goes back in the final commit's transaction, with the managing/ entry.
+      return;
+  }
+}

@@ -1,0 +1,414 @@
+// quark-orc: owns shards, keeps the cluster view, places each work unit of its shards and drives
+// it to a terminal state; supervises computes (a lost compute's work is retried elsewhere).
+import { randomUUID } from 'node:crypto';
+import { isZkError, watchChildren, type Zk } from '../zk/client.js';
+import type { Paths } from '../zk/paths.js';
+import { createEntries, nextTaskEntries } from '../zk/layout.js';
+import { readConfig } from '../zk/config.js';
+import type { Logger } from '../common/log.js';
+import type { ComputeId, ServerId, WorkUnitId } from '../common/ids.js';
+import {
+  addConsumes,
+  flavorConsumes,
+  shardOf,
+  ZERO,
+  type ClusterConfig,
+  type Consumes,
+  type ErrorInfo,
+  type ManagedRecord,
+  type ServerRecord,
+  type TaskRecord,
+  type WorkUnitRecord,
+} from '../common/model.js';
+import { stepsOf } from '../actors/kinds.js';
+import { ClusterWatch } from './cluster.js';
+import { ShardOwnership } from './shards.js';
+import type { ClusterView, PlacementRequest } from './placement/types.js';
+
+export interface OrcOptions {
+  zk: Zk;
+  paths: Paths;
+  log: Logger;
+  view: ClusterView;
+  id?: string;
+  /** How many times a lost claim race is re-placed before giving up for now. */
+  maxClaimRetries?: number;
+}
+
+interface Driving {
+  shard: number;
+  computeId: ComputeId | null;
+}
+
+export class Orc {
+  readonly id: string;
+  private config!: ClusterConfig;
+  private cluster!: ClusterWatch;
+  private ownership!: ShardOwnership;
+  private readonly inboxes = new Map<number, { stop(): void }>();
+  /** Work units of owned shards this orc is driving or supervising. */
+  private readonly driving = new Map<WorkUnitId, Driving>();
+  private readonly busy = new Set<WorkUnitId>();
+  /** Serialises claims per compute: two claims from one orc would only race each other. */
+  private readonly computeLocks = new Map<ComputeId, Promise<unknown>>();
+  private acting = true;
+  readonly stats = { placed: 0, claimConflicts: 0, noValidHost: 0, retried: 0 };
+
+  constructor(private readonly o: OrcOptions) {
+    this.id = o.id ?? `orc-${randomUUID().slice(0, 8)}`;
+  }
+
+  get shards(): number[] {
+    return [...(this.ownership?.owned ?? [])].sort((a, b) => a - b);
+  }
+
+  async start(): Promise<void> {
+    const { zk, paths, log } = this.o;
+    this.config = await readConfig(zk, paths);
+    this.cluster = new ClusterWatch(zk, paths, this.o.view, log);
+    this.cluster.on('lost', (id: ComputeId) => void this.onComputeLost(id).catch((err) => log.error('supervision failed', { compute: id, err })));
+    this.cluster.on('alive', (id: ComputeId) => log.info('compute alive', { compute: id }));
+    this.cluster.start();
+    await this.cluster.ready;
+    this.ownership = new ShardOwnership(zk, paths, this.id, this.config.shards, log);
+    this.ownership.on('acquired', (n: number) => this.onAcquired(n));
+    this.ownership.on('released', (n: number) => this.onReleased(n));
+    zk.on('state', (s: string) => {
+      if (s === 'SUSPENDED') {
+        this.acting = false;
+        this.ownership.pause();
+      } else if (s === 'RECONNECTED') {
+        this.acting = true;
+        void this.ownership.resume();
+      }
+    });
+    await this.ownership.start();
+    log.info('orc ready', { orc: this.id, computes: this.cluster.computes.size });
+  }
+
+  async stop(): Promise<void> {
+    this.acting = false;
+    for (const w of this.inboxes.values()) w.stop();
+    this.inboxes.clear();
+    await this.ownership?.stop();
+    this.cluster?.stop();
+  }
+
+  private onAcquired(n: number): void {
+    this.o.log.info('shard acquired', { shard: n });
+    this.inboxes.set(
+      n,
+      watchChildren(
+        this.o.zk,
+        this.o.paths.inbox(n),
+        (kids) => {
+          const present = new Set(kids ?? []);
+          for (const [wu, d] of this.driving) if (d.shard === n && !present.has(wu)) this.driving.delete(wu);
+          for (const wu of kids ?? []) this.kick(wu as WorkUnitId, n);
+        },
+        (err) => this.o.log.error('inbox watch failed', { shard: n, err }),
+      ),
+    );
+  }
+
+  private onReleased(n: number): void {
+    this.o.log.info('shard released', { shard: n });
+    this.inboxes.get(n)?.stop();
+    this.inboxes.delete(n);
+    for (const [wu, d] of this.driving) if (d.shard === n) this.driving.delete(wu);
+  }
+
+  private owns(shard: number): boolean {
+    return this.acting && this.ownership.owned.has(shard);
+  }
+
+  /** Drives a work unit one move forward; idempotent, so duplicate kicks are harmless. */
+  private kick(wu: WorkUnitId, shard: number): void {
+    if (this.busy.has(wu) || !this.owns(shard)) return;
+    this.busy.add(wu);
+    this.drive(wu, shard)
+      .catch((err) => this.o.log.error('driving a work unit failed', { wu, err }))
+      .finally(() => this.busy.delete(wu));
+  }
+
+  private async drive(wuId: WorkUnitId, shard: number): Promise<void> {
+    const { zk, paths, log } = this.o;
+    const cur = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
+    if (!cur?.value) {
+      log.warn('inbox names a missing work unit; dropping it', { wu: wuId });
+      await zk.remove(paths.inboxEntry(shard, wuId)).catch(() => {});
+      return;
+    }
+    const wu = cur.value;
+    switch (wu.state) {
+      case 'SUCCEEDED':
+      case 'FAILED':
+        // Finished but the inbox entry survived (written by an older process): tidy up.
+        await zk.remove(paths.inboxEntry(shard, wuId)).catch(() => {});
+        return;
+      case 'SCHEDULED':
+      case 'RUNNING':
+        this.driving.set(wuId, { shard, computeId: wu.compute_id });
+        if (wu.compute_id && this.cluster.computes.get(wu.compute_id)?.alive === false) {
+          await this.retryAfterLoss(wuId, wu.compute_id);
+        }
+        return;
+      case 'PENDING':
+        this.driving.set(wuId, { shard, computeId: null });
+        if (wu.kind === 'build') await this.schedule(wuId, cur.stat.version, wu);
+        else await this.route(wuId, cur.stat.version, wu);
+        return;
+    }
+  }
+
+  // ---- build: place and claim ------------------------------------------------------------------
+
+  private requestOf(wu: WorkUnitRecord): PlacementRequest {
+    const r = wu.request!;
+    return {
+      id: wu.id,
+      need: flavorConsumes(r.flavor, r.bandwidth_mbps),
+      zone: r.zone,
+      labels: r.labels,
+      exclude: wu.tried,
+    };
+  }
+
+  private async schedule(wuId: WorkUnitId, version: number, wu: WorkUnitRecord): Promise<void> {
+    const { log } = this.o;
+    if (!wu.request) return this.fail(wuId, version, wu, { code: 'MALFORMED_WORK_UNIT', message: 'build without a request' });
+    const need = flavorConsumes(wu.request.flavor, wu.request.bandwidth_mbps);
+    for (let attempt = 0; attempt <= (this.o.maxClaimRetries ?? 20); attempt++) {
+      if (!this.owns(wu.shard)) return;
+      const placement = this.o.view.place(this.requestOf(wu));
+      if (!placement.ok) {
+        this.stats.noValidHost++;
+        const removed = Object.entries(placement.rejected)
+          .filter(([, n]) => n > 0)
+          .map(([f, n]) => `${f} removed ${n}`)
+          .join(', ');
+        return this.fail(wuId, version, wu, {
+          code: 'NO_VALID_HOST',
+          message: `no compute can hold ${need.vcpus} vcpus, ${need.ram_mb} MB RAM, ${need.disk_gb} GB disk: ${placement.considered} considered${removed ? `; ${removed}` : ''}`,
+          rejected: placement.rejected,
+        });
+      }
+      const target = placement.computeId as ComputeId;
+      const outcome = await this.withComputeLock(target, () => this.claim(wuId, version, wu, target, need));
+      if (outcome === 'claimed') {
+        this.stats.placed++;
+        this.driving.set(wuId, { shard: wu.shard, computeId: target });
+        return;
+      }
+      if (outcome === 'unit-moved') return; // someone else changed the unit: the next kick re-reads it
+      this.stats.claimConflicts++;
+      log.debug('claim lost a race; re-placing', { wu: wuId, compute: target });
+    }
+    log.warn('claim retries exhausted; will try again on the next kick', { wu: wuId });
+  }
+
+  private async withComputeLock<T>(id: ComputeId, fn: () => Promise<T>): Promise<T> {
+    const prev = this.computeLocks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => {});
+    this.computeLocks.set(id, tail);
+    void tail.then(() => {
+      if (this.computeLocks.get(id) === tail) this.computeLocks.delete(id);
+    });
+    return run;
+  }
+
+  /**
+   * The optimistic claim: self/free is set only if its version is the one we scored on, the task
+   * lands in next_tasks and the unit turns SCHEDULED, all in one transaction.
+   */
+  private async claim(
+    wuId: WorkUnitId,
+    version: number,
+    wu: WorkUnitRecord,
+    target: ComputeId,
+    need: Consumes,
+  ): Promise<'claimed' | 'conflict' | 'unit-moved'> {
+    const { zk, paths } = this.o;
+    const st = this.cluster.computes.get(target);
+    if (!st) return 'conflict';
+    const task: TaskRecord = {
+      work_unit_id: wuId,
+      kind: 'build',
+      server_id: wu.server_id,
+      shard: wu.shard,
+      consumes: need,
+      name: wu.request!.name,
+      attempt: wu.attempts + 1,
+      birthed_on: Date.now(),
+    };
+    const newFree = addConsumes(st.free, need, -1);
+    const txn = zk.txn().set(paths.selfFree(target), newFree, st.freeVersion);
+    createEntries(txn, paths.nextTask(target, wuId), nextTaskEntries(task));
+    txn.set(paths.workUnit(wuId), this.scheduled(wu, target), version);
+    this.cluster.reserve(target, need);
+    try {
+      const res = await txn.commit();
+      this.cluster.settle(target, need, { free: newFree, version: res[0]!.stat!.version });
+      return 'claimed';
+    } catch (e) {
+      this.cluster.settle(target, need);
+      if (isZkError(e, 'BAD_VERSION') && e.path === paths.selfFree(target)) {
+        await this.cluster.refresh(target);
+        return 'conflict';
+      }
+      if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NO_NODE')) return 'unit-moved';
+      throw e;
+    }
+  }
+
+  private scheduled(wu: WorkUnitRecord, target: ComputeId): WorkUnitRecord {
+    return {
+      ...wu,
+      state: 'SCHEDULED',
+      compute_id: target,
+      attempts: wu.attempts + 1,
+      tried: wu.tried.includes(target) ? wu.tried : [...wu.tried, target],
+      steps_left: [...stepsOf(wu.kind)],
+      steps_completed: [],
+      updated_at: Date.now(),
+    };
+  }
+
+  // ---- delete / start / stop / reboot: route to the VM's compute --------------------------------
+
+  private async route(wuId: WorkUnitId, version: number, wu: WorkUnitRecord): Promise<void> {
+    const { zk, paths } = this.o;
+    const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
+    if (!server?.value) return this.fail(wuId, version, wu, { code: 'SERVER_NOT_FOUND', message: `server ${wu.server_id} no longer exists` });
+    const s = server.value;
+    if (!s.compute_id || s.status === 'LOST' || (s.status === 'ERROR' && !s.compute_id)) {
+      if (wu.kind === 'delete') return this.deleteWithoutCompute(wuId, version, wu, server.stat.version);
+      return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `server ${s.id} is ${s.status} and has no compute to act on` });
+    }
+    const task: TaskRecord = {
+      work_unit_id: wuId,
+      kind: wu.kind,
+      server_id: wu.server_id,
+      shard: wu.shard,
+      consumes: ZERO,
+      name: s.name,
+      attempt: wu.attempts + 1,
+      birthed_on: Date.now(),
+    };
+    const txn = zk.txn();
+    createEntries(txn, paths.nextTask(s.compute_id, wuId), nextTaskEntries(task));
+    txn.set(paths.workUnit(wuId), this.scheduled(wu, s.compute_id), version);
+    try {
+      await txn.commit();
+      this.driving.set(wuId, { shard: wu.shard, computeId: s.compute_id });
+    } catch (e) {
+      if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NODE_EXISTS')) return;
+      if (isZkError(e, 'NO_NODE')) {
+        return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `compute ${s.compute_id} has no directory` });
+      }
+      throw e;
+    }
+  }
+
+  /** A server with no compute (failed build, or LOST) is deleted by removing its records. */
+  private async deleteWithoutCompute(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, serverVersion: number): Promise<void> {
+    const { zk, paths } = this.o;
+    const now = Date.now();
+    await zk
+      .txn()
+      .remove(paths.server(wu.server_id), serverVersion)
+      .set(
+        paths.workUnit(wuId),
+        { ...wu, state: 'SUCCEEDED', steps_left: [], steps_completed: [], updated_at: now, finished_at: now },
+        version,
+      )
+      .remove(paths.inboxEntry(wu.shard, wuId))
+      .commit()
+      .catch((e) => {
+        if (!isZkError(e, 'BAD_VERSION') && !isZkError(e, 'NO_NODE')) throw e;
+      });
+  }
+
+  /** Terminal failure decided by the orc: the unit FAILS, the server shows why, the inbox forgets it. */
+  private async fail(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, error: ErrorInfo): Promise<void> {
+    const { zk, paths, log } = this.o;
+    log.warn('work unit failed', { wu: wuId, code: error.code, message: error.message });
+    const now = Date.now();
+    for (;;) {
+      const txn = zk.txn();
+      txn.set(paths.workUnit(wuId), { ...wu, state: 'FAILED', error, updated_at: now, finished_at: now }, version);
+      const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
+      if (server?.value && server.value.task === wuId) {
+        const status = wu.kind === 'build' || wu.kind === 'delete' ? 'ERROR' : server.value.status;
+        txn.set(paths.server(wu.server_id), { ...server.value, status, task: null, last_error: error }, server.stat.version);
+      }
+      txn.remove(paths.inboxEntry(wu.shard, wuId));
+      try {
+        await txn.commit();
+        this.driving.delete(wuId);
+        return;
+      } catch (e) {
+        if (isZkError(e, 'BAD_VERSION') && e.path === paths.server(wu.server_id)) continue;
+        if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NO_NODE')) return;
+        throw e;
+      }
+    }
+  }
+
+  // ---- supervision -----------------------------------------------------------------------------
+
+  /**
+   * A compute's session expired. Our shards' work on it is retried elsewhere (builds) or failed
+   * (actions on a VM that went with the host); its VMs, if the compute is in one of our shards'
+   * care, become LOST.
+   */
+  private async onComputeLost(id: ComputeId): Promise<void> {
+    const { log } = this.o;
+    log.warn('compute lost', { compute: id });
+    for (const [wu, d] of [...this.driving]) {
+      if (d.computeId === id && this.owns(d.shard)) await this.retryAfterLoss(wu, id);
+    }
+    await this.markVmsLost(id);
+  }
+
+  private async retryAfterLoss(wuId: WorkUnitId, lost: ComputeId): Promise<void> {
+    const { zk, paths, log } = this.o;
+    const cur = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
+    if (!cur?.value || cur.value.compute_id !== lost || (cur.value.state !== 'SCHEDULED' && cur.value.state !== 'RUNNING')) return;
+    const wu = cur.value;
+    if (wu.kind !== 'build' || wu.attempts >= this.config.max_attempts) {
+      return this.fail(wuId, cur.stat.version, wu, {
+        code: 'COMPUTE_LOST',
+        message: `compute ${lost} was lost while running this ${wu.kind} (attempt ${wu.attempts} of ${this.config.max_attempts})`,
+      });
+    }
+    this.stats.retried++;
+    log.info('retrying a build from a lost compute', { wu: wuId, lost, attempt: wu.attempts + 1 });
+    const back: WorkUnitRecord = { ...wu, state: 'PENDING', compute_id: null, updated_at: Date.now() };
+    const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
+    const txn = zk.txn().set(paths.workUnit(wuId), back, cur.stat.version);
+    if (server?.value) txn.set(paths.server(wu.server_id), { ...server.value, status: 'BUILDING', compute_id: null }, server.stat.version);
+    try {
+      const res = await txn.commit();
+      await this.schedule(wuId, res[0]!.stat!.version, back);
+    } catch (e) {
+      if (!isZkError(e, 'BAD_VERSION')) throw e;
+    }
+  }
+
+  /** VMs on a lost compute: the owner of the compute's shard marks them LOST. */
+  private async markVmsLost(id: ComputeId): Promise<void> {
+    const { zk, paths, log } = this.o;
+    if (!this.owns(shardOf(id, this.config.shards))) return;
+    for (const vm of (await zk.children(paths.managing(id))) ?? []) {
+      const m = await zk.get<ManagedRecord>(paths.managed(id, vm as ServerId));
+      const s = await zk.get<ServerRecord>(paths.server(vm as ServerId));
+      if (!m?.value || !s?.value || s.value.compute_id !== id || s.value.status === 'LOST') continue;
+      if (s.value.task) continue; // the unit in flight decides its fate
+      await zk.set(paths.server(vm as ServerId), { ...s.value, status: 'LOST' }, s.stat.version).catch(() => {});
+      log.warn('VM lost with its compute', { vm, compute: id });
+    }
+  }
+}
+

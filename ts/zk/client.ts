@@ -1,0 +1,436 @@
+// The one ZooKeeper client wrapper: promises, msgpackr values, exact-version transactions and
+// connection states. Nothing else in Quark imports node-zookeeper-client.
+import { EventEmitter } from 'node:events';
+import zookeeper from 'node-zookeeper-client';
+import { decode, encode } from './codec.js';
+
+const { CreateMode, Exception } = zookeeper;
+// Internal protocol constants; we build multi ops ourselves (see Txn) to keep version 0 exact.
+const OP = { CREATE: 1, DELETE: 2, SET_DATA: 5, CHECK: 13 } as const;
+const OPEN_ACL = (zookeeper.ACL as unknown as { OPEN_ACL_UNSAFE: zookeeper.ACL[] }).OPEN_ACL_UNSAFE;
+
+export type ZkErrorCode =
+  | 'NO_NODE'
+  | 'NODE_EXISTS'
+  | 'BAD_VERSION'
+  | 'NOT_EMPTY'
+  | 'CONNECTION_LOSS'
+  | 'SESSION_EXPIRED'
+  | 'OPERATION_TIMEOUT'
+  | 'NO_CHILDREN_FOR_EPHEMERALS'
+  | 'OTHER';
+
+const CODE_NAMES: Record<number, ZkErrorCode> = {
+  [-101]: 'NO_NODE',
+  [-110]: 'NODE_EXISTS',
+  [-103]: 'BAD_VERSION',
+  [-111]: 'NOT_EMPTY',
+  [-4]: 'CONNECTION_LOSS',
+  [-112]: 'SESSION_EXPIRED',
+  [-7]: 'OPERATION_TIMEOUT',
+  [-108]: 'NO_CHILDREN_FOR_EPHEMERALS',
+};
+
+export class ZkError extends Error {
+  override readonly name = 'ZkError';
+  constructor(
+    readonly code: ZkErrorCode,
+    readonly path: string | undefined,
+    message: string,
+    /** For a failed transaction: the index of the op that failed. */
+    readonly opIndex?: number,
+  ) {
+    super(message);
+  }
+}
+
+function toZkError(err: unknown, path?: string): ZkError {
+  if (err instanceof ZkError) return err;
+  const e = err as { getCode?: () => number; message?: string };
+  const code = typeof e?.getCode === 'function' ? (CODE_NAMES[e.getCode()] ?? 'OTHER') : 'OTHER';
+  return new ZkError(code, path, `${code} ${path ?? ''}: ${e?.message ?? String(err)}`.trim());
+}
+
+const codeOf = (err: unknown): number | undefined =>
+  typeof (err as { getCode?: unknown })?.getCode === 'function' ? (err as { getCode(): number }).getCode() : undefined;
+
+export const isZkError = (err: unknown, code: ZkErrorCode): err is ZkError =>
+  err instanceof ZkError && err.code === code;
+
+export interface Stat {
+  version: number;
+  cversion: number;
+  numChildren: number;
+  ephemeralOwner: string; // hex session id, '0000000000000000' when persistent
+  ctime: number;
+  mtime: number;
+}
+
+function toStat(s: zookeeper.Stat): Stat {
+  return {
+    version: s.version,
+    cversion: s.cversion,
+    numChildren: s.numChildren,
+    ephemeralOwner: s.ephemeralOwner.toString('hex'),
+    ctime: Number(s.ctime.readBigInt64BE(0)),
+    mtime: Number(s.mtime.readBigInt64BE(0)),
+  };
+}
+
+export interface Versioned<T> {
+  value: T | undefined;
+  stat: Stat;
+}
+
+export type Mode = 'persistent' | 'ephemeral' | 'sequential' | 'ephemeral_sequential';
+const MODES: Record<Mode, number> = {
+  persistent: CreateMode.PERSISTENT,
+  ephemeral: CreateMode.EPHEMERAL,
+  sequential: CreateMode.PERSISTENT_SEQUENTIAL,
+  ephemeral_sequential: CreateMode.EPHEMERAL_SEQUENTIAL,
+};
+
+/** One watch firing; watches are one-shot, re-arm by reading again. */
+export type Watcher = (event: { type: 'created' | 'deleted' | 'data' | 'children'; path: string }) => void;
+const EVENT_TYPES: Record<number, 'created' | 'deleted' | 'data' | 'children'> = {
+  1: 'created',
+  2: 'deleted',
+  3: 'data',
+  4: 'children',
+};
+const wrapWatcher = (w?: Watcher) =>
+  w ? (e: zookeeper.Event) => w({ type: EVENT_TYPES[e.getType()] ?? 'data', path: e.getPath() }) : undefined;
+
+/**
+ * Connection lifecycle, as Curator names it: CONNECTED, SUSPENDED (connection lost, session may
+ * still live: stop acting), RECONNECTED (same session back: re-check what you own), LOST
+ * (session expired: everything ephemeral is gone; the client must be replaced).
+ */
+export type ConnectionState = 'CONNECTED' | 'SUSPENDED' | 'RECONNECTED' | 'LOST';
+
+export interface ZkOptions {
+  sessionTimeoutMs?: number;
+  connectTimeoutMs?: number;
+}
+
+/**
+ * A multi-op transaction. Versions are passed exactly as given: node-zookeeper-client 1.1.3
+ * turns version 0 into -1 ("any") in its own Transaction.check/setData/remove, which would
+ * silently defeat an optimistic claim on a znode that was never written since creation.
+ */
+export class Txn {
+  readonly ops: Array<Record<string, unknown>> = [];
+  constructor(private readonly zk: Zk) {}
+
+  create(path: string, value?: unknown, mode: Mode = 'persistent'): this {
+    this.ops.push({ type: OP.CREATE, path, data: encode(value), acls: OPEN_ACL, mode: MODES[mode] });
+    return this;
+  }
+  /** version -1 means any version; anything else must match exactly. */
+  set(path: string, value: unknown, version: number): this {
+    this.ops.push({ type: OP.SET_DATA, path, data: encode(value), version: exactVersion(version) });
+    return this;
+  }
+  remove(path: string, version = -1): this {
+    this.ops.push({ type: OP.DELETE, path, version: exactVersion(version) });
+    return this;
+  }
+  check(path: string, version: number): this {
+    this.ops.push({ type: OP.CHECK, path, version: exactVersion(version) });
+    return this;
+  }
+  get size(): number {
+    return this.ops.length;
+  }
+  commit(): Promise<Array<{ stat?: Stat; path?: string }>> {
+    return this.zk.commit(this);
+  }
+}
+
+function exactVersion(v: number): number {
+  if (!Number.isInteger(v) || v < -1) throw new Error(`invalid znode version ${v}`);
+  return v;
+}
+
+export class Zk extends EventEmitter {
+  private closed = false;
+  private everConnected = false;
+  private lastState: ConnectionState | undefined;
+  /** Counts transactions and writes for the per-boot cost figures. */
+  readonly counters = { txns: 0, writes: 0, reads: 0 };
+
+  private constructor(
+    private readonly client: zookeeper.Client,
+    readonly connectionString: string,
+  ) {
+    super();
+    client.on('state', (s: zookeeper.State) => {
+      const name = (s as unknown as { name: string }).name;
+      if (name === 'SYNC_CONNECTED') {
+        const next = this.everConnected ? 'RECONNECTED' : 'CONNECTED';
+        this.everConnected = true;
+        this.setState(next);
+      } else if (name === 'DISCONNECTED') {
+        if (!this.closed) this.setState('SUSPENDED');
+      } else if (name === 'EXPIRED') {
+        this.setState('LOST');
+      }
+    });
+  }
+
+  private setState(s: ConnectionState): void {
+    if (this.lastState === s) return;
+    this.lastState = s;
+    this.emit('state', s);
+  }
+
+  get state(): ConnectionState | undefined {
+    return this.lastState;
+  }
+
+  get connected(): boolean {
+    return this.lastState === 'CONNECTED' || this.lastState === 'RECONNECTED';
+  }
+
+  /** Hex session id, comparable with Stat.ephemeralOwner. */
+  get sessionId(): string {
+    return this.client.getSessionId().toString('hex');
+  }
+
+  static connect(connectionString: string, opts: ZkOptions = {}): Promise<Zk> {
+    const client = zookeeper.createClient(connectionString, {
+      sessionTimeout: opts.sessionTimeoutMs ?? 4000,
+      spinDelay: 200,
+      retries: 3,
+    });
+    const zk = new Zk(client, connectionString);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        client.close();
+        reject(new Error(`could not connect to ZooKeeper at ${connectionString} within ${opts.connectTimeoutMs ?? 15000} ms`));
+      }, opts.connectTimeoutMs ?? 15000);
+      client.once('connected', () => {
+        clearTimeout(timer);
+        resolve(zk);
+      });
+      client.connect();
+    });
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    return new Promise((resolve) => {
+      this.client.once('disconnected', () => resolve());
+      this.client.close();
+      setTimeout(resolve, 1000).unref();
+    });
+  }
+
+  txn(): Txn {
+    return new Txn(this);
+  }
+
+  commit(t: Txn): Promise<Array<{ stat?: Stat; path?: string }>> {
+    this.counters.txns++;
+    this.counters.writes += t.ops.length;
+    const tx = this.client.transaction() as unknown as {
+      ops: Array<Record<string, unknown>>;
+      commit(cb: (err: unknown, results: Array<{ type: number; err?: number; stat?: zookeeper.Stat; path?: string }>) => void): void;
+    };
+    tx.ops.push(...t.ops);
+    return new Promise((resolve, reject) => {
+      tx.commit((err, results) => {
+        if (err) {
+          const index = results ? results.findIndex((r) => r.type === -1 && r.err !== 0) : -1;
+          const path = index >= 0 ? (t.ops[index]?.path as string) : undefined;
+          const e = toZkError(err, path);
+          reject(new ZkError(e.code, path, `transaction failed at op ${index} (${path}): ${e.code}`, index));
+          return;
+        }
+        resolve(results.map((r) => ({ stat: r.stat ? toStat(r.stat) : undefined, path: r.path })));
+      });
+    });
+  }
+
+  get<T>(path: string, watch?: Watcher): Promise<Versioned<T> | null> {
+    this.counters.reads++;
+    return new Promise((resolve, reject) => {
+      this.client.getData(path, wrapWatcher(watch) as never, (err, data, stat) => {
+        if (err) {
+          if (codeOf(err) === Exception.NO_NODE) return resolve(null);
+          return reject(toZkError(err, path));
+        }
+        try {
+          resolve({ value: decode<T>(data), stat: toStat(stat) });
+        } catch (e) {
+          reject(new ZkError('OTHER', path, `malformed value at ${path}: ${(e as Error).message}`));
+        }
+      });
+    });
+  }
+
+  getRaw(path: string): Promise<{ data: Buffer | undefined; stat: Stat } | null> {
+    return new Promise((resolve, reject) => {
+      this.client.getData(path, (err, data, stat) => {
+        if (err) {
+          if (codeOf(err) === Exception.NO_NODE) return resolve(null);
+          return reject(toZkError(err, path));
+        }
+        resolve({ data: data ?? undefined, stat: toStat(stat) });
+      });
+    });
+  }
+
+  /** Children names, or null if the node does not exist. */
+  children(path: string, watch?: Watcher): Promise<string[] | null> {
+    this.counters.reads++;
+    return new Promise((resolve, reject) => {
+      this.client.getChildren(path, wrapWatcher(watch) as never, (err, children) => {
+        if (err) {
+          if (codeOf(err) === Exception.NO_NODE) return resolve(null);
+          return reject(toZkError(err, path));
+        }
+        resolve(children);
+      });
+    });
+  }
+
+  exists(path: string, watch?: Watcher): Promise<Stat | null> {
+    this.counters.reads++;
+    return new Promise((resolve, reject) => {
+      this.client.exists(path, wrapWatcher(watch) as never, (err, stat) => {
+        if (err) return reject(toZkError(err, path));
+        resolve(stat ? toStat(stat) : null);
+      });
+    });
+  }
+
+  create(path: string, value?: unknown, mode: Mode = 'persistent'): Promise<string> {
+    this.counters.writes++;
+    return new Promise((resolve, reject) => {
+      this.client.create(path, encode(value) ?? Buffer.alloc(0), OPEN_ACL, MODES[mode], (err, created) => {
+        if (err) return reject(toZkError(err, path));
+        resolve(created);
+      });
+    });
+  }
+
+  set(path: string, value: unknown, version: number): Promise<Stat> {
+    this.counters.writes++;
+    return new Promise((resolve, reject) => {
+      this.client.setData(path, encode(value) ?? null, exactVersion(version), (err, stat) => {
+        if (err) return reject(toZkError(err, path));
+        resolve(toStat(stat));
+      });
+    });
+  }
+
+  remove(path: string, version = -1): Promise<void> {
+    this.counters.writes++;
+    return new Promise((resolve, reject) => {
+      this.client.remove(path, exactVersion(version), (err) => {
+        if (err) return reject(toZkError(err, path));
+        resolve();
+      });
+    });
+  }
+
+  /** Creates the path and any missing parents, empty. Existing nodes are left alone. */
+  async mkdirp(path: string): Promise<void> {
+    const parts = path.split('/').filter(Boolean);
+    let p = '';
+    for (const part of parts) {
+      p += `/${part}`;
+      try {
+        await this.create(p);
+      } catch (e) {
+        if (!isZkError(e, 'NODE_EXISTS')) throw e;
+      }
+    }
+  }
+
+  /** Creates a node if absent; returns false if it was already there. */
+  async createIfAbsent(path: string, value?: unknown): Promise<boolean> {
+    try {
+      await this.create(path, value);
+      return true;
+    } catch (e) {
+      if (isZkError(e, 'NODE_EXISTS')) return false;
+      throw e;
+    }
+  }
+
+  /** All paths of a subtree, parents before children. */
+  async walk(path: string): Promise<string[]> {
+    const kids = await this.children(path);
+    if (kids === null) return [];
+    const out = [path];
+    for (const k of kids.sort()) out.push(...(await this.walk(`${path}/${k}`)));
+    return out;
+  }
+
+  /** Removes a subtree, deepest first. Not atomic: for cleanup only; use a Txn where it matters. */
+  async removeTree(path: string): Promise<void> {
+    const all = await this.walk(path);
+    for (const p of all.reverse()) {
+      try {
+        await this.remove(p);
+      } catch (e) {
+        if (!isZkError(e, 'NO_NODE')) throw e;
+      }
+    }
+  }
+}
+
+/**
+ * Keeps a callback fed with a node's children, re-arming the one-shot watch each time.
+ * Stops when stop() is called. A missing node reports null and is watched for creation.
+ */
+export function watchChildren(
+  zk: Zk,
+  path: string,
+  onChange: (children: string[] | null) => void,
+  onError: (err: unknown) => void = () => {},
+): { stop(): void } {
+  let stopped = false;
+  const arm = async (): Promise<void> => {
+    if (stopped) return;
+    try {
+      const kids = await zk.children(path, () => void arm());
+      if (kids === null) {
+        const st = await zk.exists(path, () => void arm());
+        if (st) return arm();
+      }
+      if (!stopped) onChange(kids);
+    } catch (e) {
+      if (!stopped) onError(e);
+    }
+  };
+  void arm();
+  return { stop: () => void (stopped = true) };
+}
+
+/** Keeps a callback fed with a node's value (null when absent), re-arming the watch each time. */
+export function watchData<T>(
+  zk: Zk,
+  path: string,
+  onChange: (v: Versioned<T> | null) => void,
+  onError: (err: unknown) => void = () => {},
+): { stop(): void } {
+  let stopped = false;
+  const arm = async (): Promise<void> => {
+    if (stopped) return;
+    try {
+      const v = await zk.get<T>(path, () => void arm());
+      if (v === null) {
+        const st = await zk.exists(path, () => void arm());
+        if (st) return arm();
+      }
+      if (!stopped) onChange(v);
+    } catch (e) {
+      if (!stopped) onError(e);
+    }
+  };
+  void arm();
+  return { stop: () => void (stopped = true) };
+}

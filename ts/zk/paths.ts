@@ -1,0 +1,42 @@
+// Every ZooKeeper path Quark uses, in one place. The compute directory keeps the seed's names.
+import type { ComputeId, ServerId, WorkUnitId } from '../common/ids.js';
+
+export class Paths {
+  constructor(readonly root = '/quark') {
+    if (!/^\/[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(root)) throw new Error(`invalid ZooKeeper root ${root}`);
+  }
+
+  get config(): string { return `${this.root}/config`; }
+  get computes(): string { return `${this.root}/computes`; }
+  compute(id: ComputeId): string { return `${this.computes}/${id}`; }
+  alive(id: ComputeId): string { return `${this.compute(id)}/alive`; }
+  self(id: ComputeId): string { return `${this.compute(id)}/self`; }
+  selfFree(id: ComputeId): string { return `${this.self(id)}/free`; }
+  selfCapacity(id: ComputeId): string { return `${this.self(id)}/capacity`; }
+  nextTasks(id: ComputeId): string { return `${this.compute(id)}/next_tasks`; }
+  nextTask(id: ComputeId, wu: WorkUnitId): string { return `${this.nextTasks(id)}/${wu}`; }
+  activeTasks(id: ComputeId): string { return `${this.compute(id)}/active_tasks`; }
+  activeTask(id: ComputeId, wu: WorkUnitId): string { return `${this.activeTasks(id)}/${wu}`; }
+  managing(id: ComputeId): string { return `${this.compute(id)}/managing`; }
+  managed(id: ComputeId, vm: ServerId): string { return `${this.managing(id)}/${vm}`; }
+
+  get workUnits(): string { return `${this.root}/work-units`; }
+  workUnit(id: WorkUnitId): string { return `${this.workUnits}/${id}`; }
+  get servers(): string { return `${this.root}/servers`; }
+  server(id: ServerId): string { return `${this.servers}/${id}`; }
+  get idempotency(): string { return `${this.root}/idempotency`; }
+  idempotencyKey(hash: string): string { return `${this.idempotency}/${hash}`; }
+
+  get shards(): string { return `${this.root}/shards`; }
+  shard(n: number): string { return `${this.shards}/${n}`; }
+  shardLock(n: number): string { return `${this.shard(n)}/lock`; }
+  inbox(n: number): string { return `${this.shard(n)}/inbox`; }
+  inboxEntry(n: number, wu: WorkUnitId): string { return `${this.inbox(n)}/${wu}`; }
+  get orcs(): string { return `${this.root}/orcs`; }
+  orc(id: string): string { return `${this.orcs}/${id}`; }
+
+  /** The persistent directories every process may assume exist. */
+  get skeleton(): string[] {
+    return [this.root, this.computes, this.workUnits, this.servers, this.idempotency, this.shards, this.orcs];
+  }
+}
