@@ -1,0 +1,52 @@
+// vitest globalSetup: one real standalone ZooKeeper for the whole run. Test files reach it with
+// `inject('zkConnect')` (or zkConnect() from test/support) and keep apart by each using its own
+// root path (uniqueRoot()). QUARK_TEST_ZK=<connection string> uses an existing server instead.
+/// <reference path="../support/context.d.ts" />
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { freePort, startZooKeeper, type RunningZooKeeper } from '../../ts/zk/server.js';
+
+const START_ATTEMPTS = 3;
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const external = process.env.QUARK_TEST_ZK;
+  if (external) {
+    project.provide('zkConnect', external);
+    return async () => {};
+  }
+
+  const dataDir = await mkdtemp(join(tmpdir(), 'quark-test-zk-'));
+  let zk: RunningZooKeeper | undefined;
+  let lastError: unknown;
+  // The free port can be taken between our probe and the JVM's bind; try a fresh one.
+  for (let attempt = 1; attempt <= START_ATTEMPTS && !zk; attempt++) {
+    try {
+      zk = await startZooKeeper({ dataDir, clientPort: await freePort() });
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  if (!zk) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw lastError;
+  }
+  const server = zk;
+
+  project.provide('zkConnect', server.connectionString);
+  console.log(`[quark tests] ZooKeeper pid ${server.pid} at ${server.connectionString}, data ${dataDir}`);
+
+  return async () => {
+    try {
+      await server.stop();
+    } finally {
+      if (process.env.QUARK_KEEP_ZK_DATA) {
+        console.log(`[quark tests] kept ZooKeeper data and logs in ${dataDir}`);
+      } else {
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    }
+  };
+}
