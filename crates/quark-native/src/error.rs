@@ -16,20 +16,32 @@ pub struct LibvirtCause {
 pub enum QuarkError {
     /// No domain with that name or uuid (`VIR_ERR_NO_DOMAIN`).
     #[error("{message}")]
-    NoDomain { message: String, libvirt: Option<LibvirtCause> },
+    NoDomain {
+        message: String,
+        libvirt: Option<LibvirtCause>,
+    },
 
     /// A domain with that name or uuid exists already (`VIR_ERR_DOM_EXIST`).
     #[error("{message}")]
-    DomainExists { message: String, libvirt: Option<LibvirtCause> },
+    DomainExists {
+        message: String,
+        libvirt: Option<LibvirtCause>,
+    },
 
     /// The domain is in the wrong state for the call, e.g. starting a running domain
     /// (`VIR_ERR_OPERATION_INVALID`).
     #[error("{message}")]
-    OperationInvalid { message: String, libvirt: Option<LibvirtCause> },
+    OperationInvalid {
+        message: String,
+        libvirt: Option<LibvirtCause>,
+    },
 
     /// The hypervisor connection could not be opened or was lost.
     #[error("{message}")]
-    ConnectFailed { message: String, libvirt: Option<LibvirtCause> },
+    ConnectFailed {
+        message: String,
+        libvirt: Option<LibvirtCause>,
+    },
 
     /// The connection was closed by its owner; no further calls are possible.
     #[error("{message}")]
@@ -37,15 +49,24 @@ pub enum QuarkError {
 
     /// The caller passed something malformed (checked here, or refused by libvirt).
     #[error("{message}")]
-    InvalidArg { message: String, libvirt: Option<LibvirtCause> },
+    InvalidArg {
+        message: String,
+        libvirt: Option<LibvirtCause>,
+    },
 
     /// The driver behind the connection does not do this.
     #[error("{message}")]
-    Unsupported { message: String, libvirt: Option<LibvirtCause> },
+    Unsupported {
+        message: String,
+        libvirt: Option<LibvirtCause>,
+    },
 
     /// Anything else libvirt reported; its number and message are kept.
     #[error("{message}")]
-    Internal { message: String, libvirt: Option<LibvirtCause> },
+    Internal {
+        message: String,
+        libvirt: Option<LibvirtCause>,
+    },
 }
 
 impl QuarkError {
@@ -78,20 +99,29 @@ impl QuarkError {
     }
 
     pub fn invalid_arg(message: impl Into<String>) -> Self {
-        QuarkError::InvalidArg { message: message.into(), libvirt: None }
+        QuarkError::InvalidArg {
+            message: message.into(),
+            libvirt: None,
+        }
     }
 
     /// An error raised by `virConnectOpen`: whatever libvirt said, the connection failed.
     pub fn connect_failed(err: VirtError) -> Self {
         let cause = cause_of(&err);
-        QuarkError::ConnectFailed { message: cause.message.clone(), libvirt: Some(cause) }
+        QuarkError::ConnectFailed {
+            message: cause.message.clone(),
+            libvirt: Some(cause),
+        }
     }
 }
 
 fn cause_of(err: &VirtError) -> LibvirtCause {
     // virErrorNumber is a small C enum; it always fits an i32.
     let code = i32::try_from(err.code().to_raw()).unwrap_or(i32::MAX);
-    LibvirtCause { code, message: err.message().to_owned() }
+    LibvirtCause {
+        code,
+        message: err.message().to_owned(),
+    }
 }
 
 impl From<VirtError> for QuarkError {
@@ -137,7 +167,10 @@ impl From<VirtError> for QuarkError {
 /// from this and makes the code readable as `err.code`.
 impl From<QuarkError> for napi::Error {
     fn from(err: QuarkError) -> Self {
-        napi::Error::new(napi::Status::GenericFailure, format!("{}: {}", err.code(), err))
+        napi::Error::new(
+            napi::Status::GenericFailure,
+            format!("{}: {}", err.code(), err),
+        )
     }
 }
 
@@ -167,10 +200,19 @@ mod tests {
     #[test]
     fn codes_are_stable_strings() {
         assert_eq!(QuarkError::invalid_arg("x").code(), "INVALID_ARG");
-        assert_eq!(QuarkError::Closed { message: "x".into() }.code(), "CLOSED");
+        assert_eq!(
+            QuarkError::Closed {
+                message: "x".into()
+            }
+            .code(),
+            "CLOSED"
+        );
         let e = QuarkError::NoDomain {
             message: "gone".into(),
-            libvirt: Some(LibvirtCause { code: 42, message: "gone".into() }),
+            libvirt: Some(LibvirtCause {
+                code: 42,
+                message: "gone".into(),
+            }),
         };
         assert_eq!(e.code(), "NO_DOMAIN");
         assert_eq!(e.libvirt_code(), Some(42));

@@ -101,7 +101,10 @@ impl JsHypervisor {
     /// Opens `uri` (default `test:///default`) off the JS thread.
     #[napi(ts_return_type = "Promise<Hypervisor>")]
     pub fn open(uri: Option<String>) -> AsyncTask<OpenTask> {
-        AsyncTask::new(OpenTask { uri: uri.unwrap_or_else(|| DEFAULT_URI.to_owned()), failure: None })
+        AsyncTask::new(OpenTask {
+            uri: uri.unwrap_or_else(|| DEFAULT_URI.to_owned()),
+            failure: None,
+        })
     }
 
     /// The URI libvirt reports for this connection.
@@ -110,50 +113,83 @@ impl JsHypervisor {
         self.conn.uri().to_owned()
     }
 
-    #[napi]
+    #[napi(ts_return_type = "Promise<NativeDomainInfo>")]
     pub fn define(&self, spec: JsDomainSpec) -> AsyncTask<DefineTask> {
-        AsyncTask::new(DefineTask { conn: Arc::clone(&self.conn), spec, failure: None })
+        AsyncTask::new(DefineTask {
+            conn: Arc::clone(&self.conn),
+            spec,
+            failure: None,
+        })
     }
 
-    #[napi]
+    #[napi(ts_return_type = "Promise<void>")]
     pub fn start(&self, name: String) -> AsyncTask<StartTask> {
-        AsyncTask::new(StartTask { conn: Arc::clone(&self.conn), name, failure: None })
+        AsyncTask::new(StartTask {
+            conn: Arc::clone(&self.conn),
+            name,
+            failure: None,
+        })
     }
 
-    #[napi]
+    #[napi(ts_return_type = "Promise<void>")]
     pub fn shutdown(&self, name: String) -> AsyncTask<ShutdownTask> {
-        AsyncTask::new(ShutdownTask { conn: Arc::clone(&self.conn), name, failure: None })
+        AsyncTask::new(ShutdownTask {
+            conn: Arc::clone(&self.conn),
+            name,
+            failure: None,
+        })
     }
 
-    #[napi]
+    #[napi(ts_return_type = "Promise<void>")]
     pub fn destroy(&self, name: String) -> AsyncTask<DestroyTask> {
-        AsyncTask::new(DestroyTask { conn: Arc::clone(&self.conn), name, failure: None })
+        AsyncTask::new(DestroyTask {
+            conn: Arc::clone(&self.conn),
+            name,
+            failure: None,
+        })
     }
 
-    #[napi]
+    #[napi(ts_return_type = "Promise<void>")]
     pub fn reboot(&self, name: String) -> AsyncTask<RebootTask> {
-        AsyncTask::new(RebootTask { conn: Arc::clone(&self.conn), name, failure: None })
+        AsyncTask::new(RebootTask {
+            conn: Arc::clone(&self.conn),
+            name,
+            failure: None,
+        })
     }
 
-    #[napi]
+    #[napi(ts_return_type = "Promise<void>")]
     pub fn undefine(&self, name: String) -> AsyncTask<UndefineTask> {
-        AsyncTask::new(UndefineTask { conn: Arc::clone(&self.conn), name, failure: None })
+        AsyncTask::new(UndefineTask {
+            conn: Arc::clone(&self.conn),
+            name,
+            failure: None,
+        })
     }
 
-    #[napi]
+    #[napi(ts_return_type = "Promise<NativeDomainInfo>")]
     pub fn info(&self, name: String) -> AsyncTask<InfoTask> {
-        AsyncTask::new(InfoTask { conn: Arc::clone(&self.conn), name, failure: None })
+        AsyncTask::new(InfoTask {
+            conn: Arc::clone(&self.conn),
+            name,
+            failure: None,
+        })
     }
 
-    #[napi]
+    #[napi(ts_return_type = "Promise<Array<NativeDomainInfo>>")]
     pub fn list(&self) -> AsyncTask<ListTask> {
-        AsyncTask::new(ListTask { conn: Arc::clone(&self.conn), failure: None })
+        AsyncTask::new(ListTask {
+            conn: Arc::clone(&self.conn),
+            failure: None,
+        })
     }
 
     /// Closes the connection; later calls reject with `CLOSED`. Closing twice is fine.
-    #[napi]
+    #[napi(ts_return_type = "Promise<void>")]
     pub fn close(&self) -> AsyncTask<CloseTask> {
-        AsyncTask::new(CloseTask { conn: Arc::clone(&self.conn) })
+        AsyncTask::new(CloseTask {
+            conn: Arc::clone(&self.conn),
+        })
     }
 }
 
@@ -172,7 +208,9 @@ impl Task for OpenTask {
     }
 
     fn resolve(&mut self, _env: Env, conn: Connection) -> napi::Result<JsHypervisor> {
-        Ok(JsHypervisor { conn: Arc::new(conn) })
+        Ok(JsHypervisor {
+            conn: Arc::new(conn),
+        })
     }
 
     fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<JsHypervisor> {

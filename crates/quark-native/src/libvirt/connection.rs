@@ -29,7 +29,11 @@ impl Connection {
         let conn = Connect::open(Some(uri)).map_err(QuarkError::connect_failed)?;
         let kind = domain_kind(&conn)?;
         let uri = conn.uri().unwrap_or_else(|_| uri.to_owned());
-        Ok(Connection { uri, kind, conn: Mutex::new(Some(conn)) })
+        Ok(Connection {
+            uri,
+            kind,
+            conn: Mutex::new(Some(conn)),
+        })
     }
 
     /// The URI libvirt reports for this connection.
@@ -54,7 +58,10 @@ impl Connection {
         // libvirt reports these clashes as a generic OPERATION_FAILED; Quark names them.
         if let Some(existing) = lookup(conn.lookup_domain_by_name(&spec.name))? {
             let existing_uuid = existing.uuid_string()?;
-            let same = spec.uuid.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&existing_uuid));
+            let same = spec
+                .uuid
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&existing_uuid));
             if !same {
                 return Err(QuarkError::DomainExists {
                     message: format!(
@@ -145,7 +152,9 @@ impl Connection {
 
     fn lock(&self) -> MutexGuard<'_, Option<Connect>> {
         // The guarded value is a handle; a panic elsewhere cannot leave it half-written.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn handle(&self) -> Result<Connect, QuarkError> {
@@ -155,7 +164,16 @@ impl Connection {
     }
 
     fn domain(&self, name: &str) -> Result<Domain, QuarkError> {
-        Ok(self.handle()?.lookup_domain_by_name(name)?)
+        self.handle()?
+            .lookup_domain_by_name(name)
+            .map_err(|e| match QuarkError::from(e) {
+                // libvirt's message does not say which domain; ours does, and keeps libvirt's cause.
+                QuarkError::NoDomain { libvirt, .. } => QuarkError::NoDomain {
+                    message: format!("no domain named '{name}'"),
+                    libvirt,
+                },
+                other => other,
+            })
     }
 
     /// Runs a power action. Drivers disagree on how they report the domain being in the wrong
@@ -169,9 +187,13 @@ impl Connection {
         action: impl FnOnce(&Domain) -> Result<(), virt::error::Error>,
     ) -> Result<(), QuarkError> {
         let dom = self.domain(name)?;
-        let Err(err) = action(&dom) else { return Ok(()) };
+        let Err(err) = action(&dom) else {
+            return Ok(());
+        };
         let err = QuarkError::from(err);
-        let QuarkError::Internal { libvirt, .. } = &err else { return Err(err) };
+        let QuarkError::Internal { libvirt, .. } = &err else {
+            return Err(err);
+        };
         match (needs, dom.is_active()) {
             (Needs::Inactive, Ok(true)) => Err(QuarkError::OperationInvalid {
                 message: format!("domain '{name}' is already running"),
@@ -251,7 +273,13 @@ mod tests {
     // Every connection to test:///default in one process shares state, and tests run in
     // parallel threads: each test uses names of its own.
     fn spec(name: &str) -> DomainSpec {
-        DomainSpec { name: name.to_owned(), uuid: None, vcpus: 2, ram_mb: 256, disk_gb: 5 }
+        DomainSpec {
+            name: name.to_owned(),
+            uuid: None,
+            vcpus: 2,
+            ram_mb: 256,
+            disk_gb: 5,
+        }
     }
 
     fn open() -> Connection {
@@ -307,7 +335,10 @@ mod tests {
         let err = open().info("rs-never-defined").unwrap_err();
         assert_eq!(err.code(), "NO_DOMAIN");
         assert_eq!(err.libvirt_code(), Some(sys::VIR_ERR_NO_DOMAIN as i32));
-        for result in [open().start("rs-never-defined"), open().undefine("rs-never-defined")] {
+        for result in [
+            open().start("rs-never-defined"),
+            open().undefine("rs-never-defined"),
+        ] {
             assert_eq!(result.unwrap_err().code(), "NO_DOMAIN");
         }
     }
@@ -325,7 +356,10 @@ mod tests {
         let err = c.define(&spec("rs-twice")).unwrap_err();
         assert_eq!(err.code(), "DOMAIN_EXISTS");
         c.destroy("rs-twice").unwrap();
-        assert_eq!(c.destroy("rs-twice").unwrap_err().code(), "OPERATION_INVALID");
+        assert_eq!(
+            c.destroy("rs-twice").unwrap_err().code(),
+            "OPERATION_INVALID"
+        );
         c.undefine("rs-twice").unwrap();
     }
 
@@ -333,11 +367,20 @@ mod tests {
     fn define_is_idempotent_for_the_same_name_and_uuid() {
         let c = open();
         let uuid = "0b0e4a2c-5d1f-4c59-9f0e-3a7d2b8c6e11";
-        let s = DomainSpec { uuid: Some(uuid.to_owned()), ..spec("rs-again") };
+        let s = DomainSpec {
+            uuid: Some(uuid.to_owned()),
+            ..spec("rs-again")
+        };
         assert_eq!(c.define(&s).unwrap().uuid, uuid);
-        let bigger = DomainSpec { vcpus: 4, ..s.clone() };
+        let bigger = DomainSpec {
+            vcpus: 4,
+            ..s.clone()
+        };
         assert_eq!(c.define(&bigger).unwrap().vcpus, 4);
-        let other_name = DomainSpec { name: "rs-again-other".into(), ..s.clone() };
+        let other_name = DomainSpec {
+            name: "rs-again-other".into(),
+            ..s.clone()
+        };
         assert_eq!(c.define(&other_name).unwrap_err().code(), "DOMAIN_EXISTS");
         c.undefine("rs-again").unwrap();
     }

@@ -27,7 +27,11 @@ pub fn domain_xml(spec: &DomainSpec, kind: DomainKind) -> Result<String, QuarkEr
     let _ = writeln!(xml, "    </quark:vm>");
     let _ = writeln!(xml, "  </metadata>");
     let _ = writeln!(xml, "  <memory unit='MiB'>{}</memory>", spec.ram_mb);
-    let _ = writeln!(xml, "  <currentMemory unit='MiB'>{}</currentMemory>", spec.ram_mb);
+    let _ = writeln!(
+        xml,
+        "  <currentMemory unit='MiB'>{}</currentMemory>",
+        spec.ram_mb
+    );
     let _ = writeln!(xml, "  <vcpu placement='static'>{}</vcpu>", spec.vcpus);
     match kind {
         DomainKind::Test => {
@@ -35,7 +39,10 @@ pub fn domain_xml(spec: &DomainSpec, kind: DomainKind) -> Result<String, QuarkEr
         }
         DomainKind::Kvm | DomainKind::Qemu => {
             // No arch or machine: libvirt picks the host's default, so the XML fits x86 and arm.
-            let _ = writeln!(xml, "  <os>\n    <type>hvm</type>\n    <boot dev='hd'/>\n  </os>");
+            let _ = writeln!(
+                xml,
+                "  <os>\n    <type>hvm</type>\n    <boot dev='hd'/>\n  </os>"
+            );
             // ACPI is what lets `shutdown` ask the guest to power off gracefully.
             let _ = writeln!(xml, "  <features>\n    <acpi/>\n    <apic/>\n  </features>");
             if kind == DomainKind::Kvm {
@@ -60,7 +67,9 @@ fn validate(spec: &DomainSpec) -> Result<(), QuarkError> {
         return Err(QuarkError::invalid_arg("domain name is empty"));
     }
     if spec.name.len() > 200 {
-        return Err(QuarkError::invalid_arg("domain name is longer than 200 bytes"));
+        return Err(QuarkError::invalid_arg(
+            "domain name is longer than 200 bytes",
+        ));
     }
     // XML 1.0 cannot carry control characters, and a '/' breaks drivers that name files after it.
     if spec.name.chars().any(|c| c.is_control() || c == '/') {
@@ -162,15 +171,15 @@ mod tests {
 
     #[test]
     fn bad_specs_are_invalid_arg() {
-        let cases: Vec<Box<dyn Fn(&mut DomainSpec)>> = vec![
-            Box::new(|s| s.name.clear()),
-            Box::new(|s| s.name = "a/b".into()),
-            Box::new(|s| s.name = "a\nb".into()),
-            Box::new(|s| s.name = "x".repeat(201)),
-            Box::new(|s| s.uuid = Some("not-a-uuid".into())),
-            Box::new(|s| s.uuid = Some("6a5e0f1c-27b8-4d0e-9a55-0c8e4f6f7b2g".into())),
-            Box::new(|s| s.vcpus = 0),
-            Box::new(|s| s.ram_mb = 0),
+        let cases: [fn(&mut DomainSpec); 8] = [
+            |s| s.name.clear(),
+            |s| s.name = "a/b".into(),
+            |s| s.name = "a\nb".into(),
+            |s| s.name = "x".repeat(201),
+            |s| s.uuid = Some("not-a-uuid".into()),
+            |s| s.uuid = Some("6a5e0f1c-27b8-4d0e-9a55-0c8e4f6f7b2g".into()),
+            |s| s.vcpus = 0,
+            |s| s.ram_mb = 0,
         ];
         for mutate in cases {
             let mut s = spec("ok");
