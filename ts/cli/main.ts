@@ -1,0 +1,210 @@
+// `quark`: one binary, one subcommand per process kind, plus `up` (everything, locally) and `zk`
+// (operator views of the tree with decoded values).
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createLogger } from '../common/log.js';
+import { asComputeId } from '../common/ids.js';
+import { Zk } from '../zk/client.js';
+import { Paths } from '../zk/paths.js';
+import { readConfig } from '../zk/config.js';
+import { printTree, printGet, printLs } from './zk-tools.js';
+import { runWithSession } from './services.js';
+import { up } from './up.js';
+
+const HELP = `quark — a scalable maker and manipulator of computers, in a box
+
+Usage: quark <command> [options]
+
+Commands:
+  up        start ZooKeeper, one api, orcs and computes locally, then boot a demo VM
+            --orcs N (2) --computes M (3) --port P (8080) --zk-port Z (2181) --no-demo
+  api       the REST API           --port (8080) --host (127.0.0.1)
+  orc       an orchestrator        --id ID (random)
+  compute   one hypervisor host    --id ID --vcpus (16) --ram-mb (32768) --disk-gb (500)
+                                   --bandwidth-mbps (10000) --zone (default) --labels a,b
+                                   --libvirt-uri (test:///default)
+  zk        operator views         zk tree [path] | zk ls <path> | zk get <path>
+            zk server --port P --data-dir D   (a standalone ZooKeeper, foreground)
+
+Common options:
+  --zk HOST:PORT[,…]   ZooKeeper (default: $QUARK_ZK, else .quark/cluster.json from 'up', else 127.0.0.1:2181)
+  --root PATH          ZooKeeper root (default /quark)
+  --session-timeout-ms (4000)   how long a dead process keeps its locks and liveness node
+  -h, --help
+`;
+
+const COMMON: NonNullable<ParseArgsConfig['options']> = {
+  zk: { type: 'string' },
+  root: { type: 'string', default: '/quark' },
+  'session-timeout-ms': { type: 'string', default: '4000' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+function defaultZk(): string {
+  if (process.env.QUARK_ZK) return process.env.QUARK_ZK;
+  const f = resolve('.quark/cluster.json');
+  if (existsSync(f)) {
+    try {
+      return (JSON.parse(readFileSync(f, 'utf8')) as { zk: string }).zk;
+    } catch {
+      /* fall through */
+    }
+  }
+  return '127.0.0.1:2181';
+}
+
+function int(v: unknown, name: string, min = 0): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${String(v)}`);
+  return n;
+}
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(HELP);
+    return;
+  }
+  const parse = (extra: NonNullable<ParseArgsConfig['options']>, positionals = false) => {
+    const { values, positionals: pos } = parseArgs({ args: rest, options: { ...COMMON, ...extra }, allowPositionals: positionals, strict: true });
+    if (values.help) {
+      process.stdout.write(HELP);
+      process.exit(0);
+    }
+    const v = values as Record<string, string | boolean | undefined>;
+    return {
+      v,
+      pos,
+      zk: (v.zk as string | undefined) ?? defaultZk(),
+      root: v.root as string,
+      sessionTimeoutMs: int(v['session-timeout-ms'], 'session-timeout-ms', 400),
+    };
+  };
+
+  switch (cmd) {
+    case 'api': {
+      const a = parse({ port: { type: 'string', default: '8080' }, host: { type: 'string', default: '127.0.0.1' } });
+      const log = createLogger({ proc: 'api', pid: process.pid });
+      const { buildApp } = await import('../api/app.js');
+      const port = int(a.v.port, 'port');
+      await runWithSession({ ...a, log }, async (zk, paths) => {
+        const config = await readConfig(zk, paths);
+        const app = await buildApp({ zk, paths, config, log });
+        await app.listen({ port, host: a.v.host as string });
+        log.info('api listening', { url: `http://${a.v.host as string}:${port}` });
+        return { stop: () => app.close() };
+      });
+      return;
+    }
+    case 'orc': {
+      const a = parse({ id: { type: 'string' } });
+      const id = (a.v.id as string | undefined) ?? undefined;
+      const log = createLogger({ proc: 'orc', pid: process.pid, ...(id ? { orc: id } : {}) });
+      const { Orc } = await import('../orc/orc.js');
+      const { createClusterView } = await import('../orc/placement/index.js');
+      await runWithSession({ ...a, log }, async (zk, paths) => {
+        const config = await readConfig(zk, paths);
+        const view = createClusterView({ overcommit: config.overcommit, log });
+        const orc = new Orc({ zk, paths, log, view, ...(id ? { id } : {}) });
+        await orc.start();
+        return orc;
+      });
+      return;
+    }
+    case 'compute': {
+      const a = parse({
+        id: { type: 'string' },
+        vcpus: { type: 'string', default: '16' },
+        'ram-mb': { type: 'string', default: '32768' },
+        'disk-gb': { type: 'string', default: '500' },
+        'bandwidth-mbps': { type: 'string', default: '10000' },
+        zone: { type: 'string', default: 'default' },
+        labels: { type: 'string', default: '' },
+        'libvirt-uri': { type: 'string', default: 'test:///default' },
+      });
+      if (!a.v.id) throw new UsageError('compute needs --id');
+      const id = asComputeId(a.v.id as string);
+      const log = createLogger({ proc: 'compute', pid: process.pid, compute: id });
+      const { Compute } = await import('../compute/compute.js');
+      const { Hypervisor } = await import('../native/libvirt.js');
+      const uri = a.v['libvirt-uri'] as string;
+      const hv = await Hypervisor.open(uri);
+      const capacity = {
+        vcpus: int(a.v.vcpus, 'vcpus', 1),
+        ram_mb: int(a.v['ram-mb'], 'ram-mb', 1),
+        disk_gb: int(a.v['disk-gb'], 'disk-gb', 0),
+        bandwidth_mbps: int(a.v['bandwidth-mbps'], 'bandwidth-mbps', 0),
+        zone: a.v.zone as string,
+        labels: (a.v.labels as string).split(',').filter(Boolean),
+        libvirt_uri: uri,
+      };
+      await runWithSession({ ...a, log }, async (zk, paths) => {
+        const c = new Compute({ id, zk, paths, hv, capacity, log });
+        await c.start();
+        return c;
+      });
+      return;
+    }
+    case 'zk': {
+      const a = parse({ port: { type: 'string' }, 'data-dir': { type: 'string' }, 'tick-ms': { type: 'string', default: '200' } }, true);
+      const [sub, path] = a.pos;
+      if (sub === 'server') {
+        const { startZooKeeper } = await import('../zk/server.js');
+        const zk = await startZooKeeper({
+          clientPort: int(a.v.port ?? 2181, 'port', 1),
+          dataDir: resolve((a.v['data-dir'] as string | undefined) ?? join('.quark', 'zk')),
+          tickTime: int(a.v['tick-ms'], 'tick-ms', 1),
+        });
+        process.stdout.write(`ZooKeeper serving on ${zk.connectionString} (pid ${zk.pid}); Ctrl-C stops it\n`);
+        const stop = () => void zk.stop().then(() => process.exit(0));
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+        return;
+      }
+      const zk = await Zk.connect(a.zk, { connectTimeoutMs: 5000 });
+      try {
+        const paths = new Paths(a.root);
+        if (sub === 'tree' || sub === undefined) await printTree(zk, path ?? paths.root, process.stdout);
+        else if (sub === 'ls' && path) await printLs(zk, path, process.stdout);
+        else if (sub === 'get' && path) await printGet(zk, path, process.stdout);
+        else throw new UsageError('usage: quark zk tree [path] | ls <path> | get <path> | server');
+      } finally {
+        await zk.close();
+      }
+      return;
+    }
+    case 'up': {
+      const a = parse({
+        orcs: { type: 'string', default: '2' },
+        computes: { type: 'string', default: '3' },
+        port: { type: 'string', default: '8080' },
+        'zk-port': { type: 'string', default: '2181' },
+        'no-demo': { type: 'boolean', default: false },
+      });
+      await up({
+        orcs: int(a.v.orcs, 'orcs', 1),
+        computes: int(a.v.computes, 'computes', 1),
+        apiPort: int(a.v.port, 'port'),
+        zkPort: int(a.v['zk-port'], 'zk-port'),
+        demo: !a.v['no-demo'],
+        root: a.root,
+        sessionTimeoutMs: a.sessionTimeoutMs,
+      });
+      return;
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(cmd)}; try 'quark --help'`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`quark: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`quark: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
