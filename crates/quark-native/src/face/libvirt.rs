@@ -66,7 +66,7 @@ impl TryFrom<&JsDomainSpec> for DomainSpec {
             name: js.name.clone(),
             uuid: js.uuid.clone(),
             vcpus: u32::try_from(vcpus).unwrap_or(u32::MAX),
-            // 2^40 MiB is a zettabyte-class VM: a typo, not a request.
+            // 2^40 MiB (or GiB) is an exbibyte or more: a typo, not a request.
             ram_mb: whole_number("ram_mb", js.ram_mb, 2f64.powi(40))?,
             disk_gb: whole_number("disk_gb", js.disk_gb, 2f64.powi(40))?,
         })
