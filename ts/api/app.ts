@@ -28,6 +28,8 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     },
   });
   const store = new ApiStore(o.zk, o.paths, o.config);
+  // JSON only: anything else is 415, not a string that fails validation later.
+  app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = toErrorBody(err);
