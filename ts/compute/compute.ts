@@ -72,6 +72,7 @@ export class Compute {
     await this.publishSelf();
     await this.reconcile();
     await this.claimAlive();
+    await this.publishHypervisor();
     this.watcher = watchChildren(
       zk,
       paths.nextTasks(id),
@@ -85,6 +86,7 @@ export class Compute {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.hvTimer);
     this.watcher?.stop();
     for (const f of this.inflight.values()) f.actor.stop();
   }
@@ -291,6 +293,7 @@ export class Compute {
           .catch((err) => log.error('could not record the outcome', { err }))
           .finally(() => {
             this.inflight.delete(task.work_unit_id);
+            this.schedulePublishHypervisor();
             finish();
           });
       },
@@ -467,6 +470,29 @@ export class Compute {
         throw e;
       }
     }
+  }
+
+  private hvTimer: NodeJS.Timeout | undefined;
+  /**
+   * self/hypervisor: what libvirt itself reports (domains by state), so operators and tests can
+   * check that libvirt and managing/ agree. Debounced: at most one write per 200 ms.
+   */
+  private schedulePublishHypervisor(): void {
+    if (this.hvTimer || this.stopped) return;
+    this.hvTimer = setTimeout(() => {
+      this.hvTimer = undefined;
+      this.publishHypervisor().catch((err) => this.o.log.warn('could not publish self/hypervisor', { err }));
+    }, 200);
+  }
+
+  private async publishHypervisor(): Promise<void> {
+    const { zk, paths, id, hv } = this.o;
+    const domains = (await hv.list()).filter((d) => vmIdOfDomain(d.name) !== null);
+    const byState: Record<string, number> = {};
+    for (const d of domains) byState[d.state] = (byState[d.state] ?? 0) + 1;
+    const value = { uri: hv.uri, domains: domains.length, by_state: byState, at: Date.now() };
+    const p = `${paths.self(id)}/hypervisor`;
+    if (!(await zk.createIfAbsent(p, value))) await zk.set(p, value, -1);
   }
 
   /** For tests and `quark zk`: what this compute believes it manages. */

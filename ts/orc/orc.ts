@@ -22,6 +22,7 @@ import {
 } from '../common/model.js';
 import { stepsOf } from '../actors/kinds.js';
 import { ClusterWatch } from './cluster.js';
+import { claimCapacity } from './claim.js';
 import { ShardOwnership } from './shards.js';
 import type { ClusterView, PlacementRequest } from './placement/types.js';
 
@@ -242,24 +243,11 @@ export class Orc {
       attempt: wu.attempts + 1,
       birthed_on: Date.now(),
     };
-    const newFree = addConsumes(st.free, need, -1);
-    const txn = zk.txn().set(paths.selfFree(target), newFree, st.freeVersion);
-    createEntries(txn, paths.nextTask(target, wuId), nextTaskEntries(task));
-    txn.set(paths.workUnit(wuId), this.scheduled(wu, target), version);
-    this.cluster.reserve(target, need);
-    try {
-      const res = await txn.commit();
-      this.cluster.settle(target, need, { free: newFree, version: res[0]!.stat!.version });
-      return 'claimed';
-    } catch (e) {
-      this.cluster.settle(target, need);
-      if (isZkError(e, 'BAD_VERSION') && e.path === paths.selfFree(target)) {
-        await this.cluster.refresh(target);
-        return 'conflict';
-      }
-      if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NO_NODE')) return 'unit-moved';
-      throw e;
-    }
+    const outcome = await claimCapacity(zk, paths, this.cluster, target, need, (txn) => {
+      createEntries(txn, paths.nextTask(target, wuId), nextTaskEntries(task));
+      txn.set(paths.workUnit(wuId), this.scheduled(wu, target), version);
+    });
+    return outcome === 'other-version' ? 'unit-moved' : outcome;
   }
 
   private scheduled(wu: WorkUnitRecord, target: ComputeId): WorkUnitRecord {

@@ -1,0 +1,177 @@
+// The backbone end to end: api → ZooKeeper → orc → compute → libvirt (test driver), each a real
+// process. Boots, actions, deletes, a flavor nobody fits, bad input, and a compute killed and
+// restarted.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Writable } from 'node:stream';
+import { http, startCluster, waitForUnit, type TestCluster } from './cluster.js';
+import { useProcessGroup, waitFor } from './support/index.js';
+import { printTree } from '../ts/cli/zk-tools.js';
+import type { ComputeId } from '../ts/common/ids.js';
+
+const group = useProcessGroup();
+let c: TestCluster;
+let initialFree: Record<string, unknown>;
+const servers: string[] = [];
+
+const flavor = { vcpus: 2, ram_mb: 2048, disk_gb: 20 };
+
+async function computes() {
+  return (await http<Array<{ id: string; alive: boolean; free: unknown; managing: number }>>(`${c.api}/v1/computes`)).body;
+}
+
+async function tree(path: string): Promise<string> {
+  let out = '';
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      out += String(chunk);
+      cb();
+    },
+  });
+  await printTree(c.zk, path, sink);
+  return out;
+}
+
+beforeAll(async () => {
+  c = await startCluster(group, { computes: 3, orcs: 2, computeArgs: ['--vcpus', '16', '--ram-mb', '65536', '--disk-gb', '1000'] });
+  initialFree = Object.fromEntries((await computes()).map((x) => [x.id, x.free]));
+}, 120_000);
+
+afterAll(async () => {
+  await c?.close();
+});
+
+describe('boots', () => {
+  it('20 boots all SUCCEED with every step timed, each VM ACTIVE on a compute', async () => {
+    const accepted = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => http(`${c.api}/v1/servers`, { method: 'POST', body: { name: `vm-${i}`, flavor } })),
+    );
+    for (const a of accepted) expect(a.status).toBe(202);
+    // While the burst is in flight the seed's directories are there to see.
+    const during = await tree(c.paths.compute('compute-1' as ComputeId));
+    for (const dir of ['self/', 'next_tasks', 'active_tasks', 'managing', 'alive (ephemeral)', 'max_bandwidth']) expect(during).toContain(dir);
+
+    const units = await Promise.all(accepted.map((a) => waitForUnit(c.api, a.body.work_unit_id)));
+    for (const u of units) {
+      expect(u.state, JSON.stringify(u.error)).toBe('SUCCEEDED');
+      expect(u.steps_completed.map((s) => s.name)).toEqual(['allocate_vcpu', 'allocate_storage', 'define', 'start']);
+      expect(u.steps_left).toEqual([]);
+      for (const s of u.steps_completed) expect(s.time_to_completion_ms).toBeGreaterThan(0);
+      servers.push(u.server_id);
+    }
+    const list = (await http<Array<{ id: string; status: string; compute_id: string }>>(`${c.api}/v1/servers`)).body;
+    const mine = list.filter((s) => servers.includes(s.id));
+    expect(mine).toHaveLength(20);
+    for (const s of mine) {
+      expect(s.status).toBe('ACTIVE');
+      expect(['compute-1', 'compute-2', 'compute-3']).toContain(s.compute_id);
+    }
+    // Spread placement uses every compute, and managing/ holds exactly the 20 VMs.
+    const cs = await computes();
+    expect(cs.reduce((n, x) => n + x.managing, 0)).toBe(20);
+    for (const x of cs) expect(x.managing).toBeGreaterThan(0);
+    const managed = await tree(`${c.paths.compute(mine[0]!.compute_id as ComputeId)}/managing`);
+    for (const leaf of ['kind = "vm"', 'birthed_on', 'consumes/', 'cpu = 2', 'status = "ACTIVE"']) expect(managed).toContain(leaf);
+    // libvirt agrees: each compute runs as many domains as it manages.
+    await waitFor(
+      async () => {
+        for (const x of cs) {
+          const hv = await c.zk.get<{ domains: number; by_state: Record<string, number> }>(`${c.paths.self(x.id as ComputeId)}/hypervisor`);
+          if (hv?.value?.by_state.running !== x.managing) return false;
+        }
+        return true;
+      },
+      { what: 'libvirt domains to match managing/', timeoutMs: 5000 },
+    );
+  });
+
+  it('stop, start and reboot work and the server shows each outcome', async () => {
+    const id = servers[0]!;
+    const act = async (action: string, status: string) => {
+      const r = await http(`${c.api}/v1/servers/${id}/actions`, { method: 'POST', body: { action } });
+      expect(r.status).toBe(202);
+      const u = await waitForUnit(c.api, r.body.work_unit_id);
+      expect(u.state, JSON.stringify(u.error)).toBe('SUCCEEDED');
+      expect(u.kind).toBe(action);
+      expect((await http(`${c.api}/v1/servers/${id}`)).body.status).toBe(status);
+    };
+    await act('stop', 'STOPPED');
+    const reboot = await http(`${c.api}/v1/servers/${id}/actions`, { method: 'POST', body: { action: 'reboot' } });
+    expect(reboot.status).toBe(409); // a stopped VM cannot reboot
+    expect(reboot.body.error.code).toBe('ACTION_NOT_ALLOWED');
+    await act('start', 'ACTIVE');
+    await act('reboot', 'ACTIVE');
+  });
+});
+
+describe('failures stay clean', () => {
+  it('a flavor no compute can hold FAILS with NO_VALID_HOST and the filter counts', async () => {
+    const r = await http(`${c.api}/v1/servers`, { method: 'POST', body: { name: 'huge', flavor: { vcpus: 1000, ram_mb: 1024, disk_gb: 1 } } });
+    expect(r.status).toBe(202);
+    const u = await waitForUnit(c.api, r.body.work_unit_id);
+    expect(u.state).toBe('FAILED');
+    expect(u.error?.code).toBe('NO_VALID_HOST');
+    expect(u.error?.message).toMatch(/fits removed 3/);
+    expect(u.error?.rejected?.fits).toBe(3);
+    const s = (await http(`${c.api}/v1/servers/${r.body.server_id}`)).body;
+    expect(s.status).toBe('ERROR');
+    // The failed server can be deleted, and nothing was held for it.
+    const d = await http(`${c.api}/v1/servers/${r.body.server_id}`, { method: 'DELETE' });
+    expect((await waitForUnit(c.api, d.body.work_unit_id)).state).toBe('SUCCEEDED');
+    expect((await http(`${c.api}/v1/servers/${r.body.server_id}`)).status).toBe(404);
+  });
+
+  it('malformed bodies get 400, unknown ids 404, and every process stays up', async () => {
+    const bad = await http(`${c.api}/v1/servers`, { method: 'POST', body: { name: 'x', flavor: { vcpus: 'lots' } } });
+    expect(bad.status).toBe(400);
+    const unknown = await http(`${c.api}/v1/work-units/11111111-1111-4111-8111-111111111111`);
+    expect(unknown.status).toBe(404);
+    for (const p of [c.apiProc, ...c.orcs.values(), ...c.computes.values()]) expect(p.running).toBe(true);
+    expect((await http(`${c.api}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('a compute killed and started again', () => {
+  it('reconciles: libvirt redefines what managing/ records and ZooKeeper keeps it', async () => {
+    const list = (await http<Array<{ id: string; compute_id: string; status: string }>>(`${c.api}/v1/servers`)).body;
+    const onOne = list.filter((s) => s.compute_id === 'compute-1' && servers.includes(s.id));
+    expect(onOne.length).toBeGreaterThan(0);
+    const before = (await computes()).find((x) => x.id === 'compute-1')!;
+    await group.kill9(c.computes.get('compute-1')!.pid);
+    const restarted = c.startCompute('compute-1');
+    await restarted.waitForOutput('compute ready', { timeoutMs: 30_000 });
+    const after = await waitFor(async () => (await computes()).find((x) => x.id === 'compute-1' && x.alive), {
+      what: 'compute-1 alive again',
+      timeoutMs: 30_000,
+    });
+    expect(after.managing).toBe(before.managing);
+    expect(after.free).toEqual(before.free);
+    const hv = await waitFor(
+      async () => {
+        const v = await c.zk.get<{ domains: number; by_state: Record<string, number> }>(`${c.paths.self('compute-1' as ComputeId)}/hypervisor`);
+        return v?.value && v.value.at > Date.now() - 30_000 && v.value.domains === after.managing ? v.value : undefined;
+      },
+      { what: 'compute-1 to report its domains', timeoutMs: 10_000 },
+    );
+    const active = onOne.filter((s) => s.status === 'ACTIVE').length;
+    expect(hv.by_state.running ?? 0).toBe(active);
+    // And it still works: stop one of its VMs.
+    const r = await http(`${c.api}/v1/servers/${onOne[0]!.id}/actions`, { method: 'POST', body: { action: 'stop' } });
+    expect((await waitForUnit(c.api, r.body.work_unit_id)).state).toBe('SUCCEEDED');
+  });
+});
+
+describe('deletes', () => {
+  it('deleting every VM returns each compute free to exactly its first value', async () => {
+    const all = (await http<Array<{ id: string }>>(`${c.api}/v1/servers`)).body;
+    const dels = await Promise.all(all.map((s) => http(`${c.api}/v1/servers/${s.id}`, { method: 'DELETE' })));
+    for (const d of dels) expect(d.status).toBe(202);
+    const units = await Promise.all(dels.map((d) => waitForUnit(c.api, d.body.work_unit_id)));
+    for (const u of units) expect(u.state, JSON.stringify(u.error)).toBe('SUCCEEDED');
+    expect((await http(`${c.api}/v1/servers`)).body).toEqual([]);
+    const cs = await computes();
+    for (const x of cs) {
+      expect(x.free).toEqual(initialFree[x.id]);
+      expect(x.managing).toBe(0);
+    }
+  });
+});
