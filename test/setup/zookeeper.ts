@@ -7,9 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { freePort, startZooKeeper, type RunningZooKeeper } from '../../ts/zk/server.js';
-
-const START_ATTEMPTS = 3;
+import { startZooKeeper, type RunningZooKeeper } from '../../ts/zk/server.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const external = process.env.QUARK_TEST_ZK;
@@ -19,21 +17,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
 
   const dataDir = await mkdtemp(join(tmpdir(), 'quark-test-zk-'));
-  let zk: RunningZooKeeper | undefined;
-  let lastError: unknown;
-  // The free port can be taken between our probe and the JVM's bind; try a fresh one.
-  for (let attempt = 1; attempt <= START_ATTEMPTS && !zk; attempt++) {
-    try {
-      zk = await startZooKeeper({ dataDir, clientPort: await freePort() });
-    } catch (err) {
-      lastError = err;
-    }
-  }
-  if (!zk) {
+  let server: RunningZooKeeper;
+  try {
+    // Port 0: startZooKeeper picks a free port, and another if that one is taken meanwhile.
+    server = await startZooKeeper({ dataDir, clientPort: 0 });
+  } catch (err) {
     await rm(dataDir, { recursive: true, force: true });
-    throw lastError;
+    throw err;
   }
-  const server = zk;
 
   project.provide('zkConnect', server.connectionString);
   console.log(`[quark tests] ZooKeeper pid ${server.pid} at ${server.connectionString}, data ${dataDir}`);

@@ -52,6 +52,16 @@ describe('standalone ZooKeeper', () => {
     await expect(fourLetter(zk.clientPort, 'ruok')).rejects.toThrow();
   });
 
+  it('picks a free port when asked for port 0', async () => {
+    const zk = await startZooKeeper({ dataDir: await tempDir('quark-zk-port0-'), clientPort: 0 });
+    try {
+      expect(zk.clientPort).toBeGreaterThan(0);
+      expect(await fourLetter(zk.clientPort, 'ruok')).toBe('imok');
+    } finally {
+      await zk.stop();
+    }
+  });
+
   it('rejects with the log tail when the server cannot start', async () => {
     const dataDir = await tempDir('quark-zk-broken-');
     // Someone else holds the client port: the JVM cannot bind it and exits.
@@ -59,7 +69,7 @@ describe('standalone ZooKeeper', () => {
     await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', r));
     const port = (squatter.address() as AddressInfo).port;
     try {
-      await expect(startZooKeeper({ dataDir, clientPort: port })).rejects.toThrow(/exited with[\s\S]*zookeeper\.log/);
+      await expect(startZooKeeper({ dataDir, clientPort: port })).rejects.toThrow(/exited with[\s\S]*zookeeper\.log[\s\S]*BindException: Address already in use/);
     } finally {
       await new Promise((r) => squatter.close(r));
     }

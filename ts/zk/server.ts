@@ -5,13 +5,14 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { mkdir, open, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 export interface ZooKeeperServerOptions {
   dataDir: string;
+  /** 0 picks a free port (and picks again if it is taken before the JVM binds it); see RunningZooKeeper.clientPort. */
   clientPort: number;
   /**
    * Milliseconds per ZooKeeper tick; default 200. Session expiry is checked once per tick and
@@ -408,6 +409,25 @@ export async function freePort(): Promise<number> {
 
 /** Starts a standalone server; resolves once it answers `ruok` with `imok` and serves requests. */
 export async function startZooKeeper(o: ZooKeeperServerOptions): Promise<RunningZooKeeper> {
+  if (o.clientPort !== 0) return startStandalone(o, o.clientPort);
+  // clientPort 0: pick a free port, and pick again if someone takes it before the JVM binds it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStandalone(o, await freePort());
+    } catch (err) {
+      if (attempt >= PORT_ATTEMPTS || !isPortClash(err)) throw err;
+    }
+  }
+}
+
+const PORT_ATTEMPTS = 3;
+
+/** Whether a start failed because a port we picked was taken in the meantime. */
+function isPortClash(err: unknown): boolean {
+  return err instanceof Error && /BindException|Address already in use/.test(err.message);
+}
+
+async function startStandalone(o: ZooKeeperServerOptions, clientPort: number): Promise<RunningZooKeeper> {
   const dataDir = resolve(o.dataDir);
   const tickTime = o.tickTime ?? DEFAULT_TICK_MS;
   const logFile = resolve(o.logFile ?? join(dataDir, 'zookeeper.log'));
@@ -416,16 +436,16 @@ export async function startZooKeeper(o: ZooKeeperServerOptions): Promise<Running
   const configFile = join(dataDir, 'zoo.cfg');
   await writeFile(
     configFile,
-    configText([...baseConfig(dataDir, o.clientPort, tickTime, o), ...Object.entries(o.extraConfig ?? {})]),
+    configText([...baseConfig(dataDir, clientPort, tickTime, o), ...Object.entries(o.extraConfig ?? {})]),
   );
   await writeFile(join(dataDir, 'log4j.properties'), log4jProperties());
 
   const proc = new ZooKeeperProcess({ dataDir, configFile, logFile, javaOptions: o.javaOptions ?? [] });
-  await proc.waitServing(o.clientPort, ['standalone'], o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+  await proc.waitServing(clientPort, ['standalone'], o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
   return {
     pid: proc.pid,
-    clientPort: o.clientPort,
-    connectionString: `127.0.0.1:${o.clientPort}`,
+    clientPort,
+    connectionString: `127.0.0.1:${clientPort}`,
     stop: () => proc.stop(),
     kill: () => proc.kill(),
   };
@@ -492,6 +512,17 @@ class Member implements EnsembleMember {
 export async function startEnsemble(o: EnsembleOptions): Promise<Ensemble> {
   const size = o.size ?? 3;
   if (!Number.isInteger(size) || size < 1) throw new Error(`ensemble size must be a positive integer, got ${size}`);
+  // Nine ports are free when probed; one may be taken (by any outgoing connection) before a JVM binds it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launchEnsemble(o, size);
+    } catch (err) {
+      if (attempt >= PORT_ATTEMPTS || !isPortClash(err)) throw err;
+    }
+  }
+}
+
+async function launchEnsemble(o: EnsembleOptions, size: number): Promise<Ensemble> {
   const tickTime = o.tickTime ?? DEFAULT_TICK_MS;
   const startTimeoutMs = o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
   const baseDir = resolve(o.baseDir);
@@ -510,6 +541,8 @@ export async function startEnsemble(o: EnsembleOptions): Promise<Ensemble> {
   const members: Member[] = [];
   for (const id of ids) {
     const dataDir = join(baseDir, `server-${id}`);
+    // A fresh directory: a failed earlier attempt may have left state for other ports.
+    await rm(dataDir, { recursive: true, force: true });
     await mkdir(dataDir, { recursive: true });
     await writeFile(join(dataDir, 'myid'), `${id}\n`);
     const configFile = join(dataDir, 'zoo.cfg');
