@@ -69,7 +69,9 @@ describe('standalone ZooKeeper', () => {
     await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', r));
     const port = (squatter.address() as AddressInfo).port;
     try {
-      await expect(startZooKeeper({ dataDir, clientPort: port })).rejects.toThrow(/exited with[\s\S]*zookeeper\.log[\s\S]*BindException: Address already in use/);
+      await expect(startZooKeeper({ dataDir, clientPort: port })).rejects.toThrow(
+        /exited with[\s\S]*zookeeper\.log[\s\S]*BindException: Address already in use/,
+      );
     } finally {
       await new Promise((r) => squatter.close(r));
     }

@@ -18,8 +18,8 @@ export interface ZooKeeperServerOptions {
    * Milliseconds per ZooKeeper tick; default 200. Session expiry is checked once per tick and
    * the election/sync limits are counted in ticks, so a short tick makes a dead compute's
    * `alive` znode and a dead orc's shard locks disappear promptly after their session timeout,
-   * and lets a follower take over quickly when the leader dies. ZooKeeper's own 2000 ms default
-   * rounds every expiry up by up to two seconds.
+   * and lets the ensemble elect and sync a new leader quickly. With ZooKeeper's own 2000 ms,
+   * each expiry lands up to a whole tick (2 s) late and the minimum session timeout is 4 s.
    */
   tickTime?: number;
   /** Per-client-IP connection limit; default 0 = unlimited: hollow computes open thousands of sessions from one address. */
