@@ -1,12 +1,15 @@
-//! The scan: filters, rejection counts and scores for every compute in one pass over the hot
-//! columns, a block at a time so that the per-compute work is branch-free and vectorises; only
-//! blocks whose best score can enter the top k are looked at one by one.
+//! The scan: feasibility, the counts the view cannot derive, and scores for every compute in one
+//! pass over the hot columns, eight computes at a time with branch-free lane code that
+//! vectorises. Scores go to a small block buffer that is looked at compute by compute only if the
+//! block's best can enter the top k. All meta filters (alive, excluded, zone, affinity,
+//! anti-affinity) are one masked compare of the meta word; labels add two more. The kernel is
+//! monomorphised on whether labels are asked for (a request without labels never reads them),
+//! and compiled twice: portable (SSE2) and AVX2, picked at run time.
 
 use super::hash::tie_key;
-use super::view::{Hot, Prepared, AFFINE, ALIVE, ANTI_AFFINE, EXCLUDED, ZONE_ANY, ZONE_MASK};
-use super::FILTER_COUNT;
+use super::view::Hot;
 
-const BLOCK: usize = 64;
+const L: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Entry {
@@ -87,155 +90,308 @@ pub struct Columns<'a> {
     pub extra_labels: &'a [Vec<u32>],
     pub id_hash: &'a [u64],
     pub ids: &'a [String],
+}
+
+/// A request as the kernel sees it.
+pub struct Query<'a> {
+    pub need: [i32; 4],
+    /// `meta & mask_pre == want_pre`: alive, not excluded, in the zone (the filters before labels).
+    pub mask_pre: u32,
+    pub want_pre: u32,
+    /// `meta & mask_all == want_all`: all meta filters, affinity and anti-affinity included.
+    pub mask_all: u32,
+    pub want_all: u32,
+    pub labels: [u32; 2],
+    /// (extra word, mask) pairs for labels >= 64; every word exists.
+    pub extra_labels: &'a [(usize, u32)],
+    /// Some required label can never match.
+    pub labels_impossible: bool,
     pub w_resource: f32,
     pub w_bandwidth: f32,
+    pub seed: u64,
 }
 
-/// Scans every compute; fills `topk` and returns how many computes survived each filter in turn.
-pub fn scan(
-    c: &Columns,
-    p: &Prepared,
-    affinity_active: bool,
-    topk: &mut TopK,
-) -> [u32; FILTER_COUNT] {
-    // Extra label words that no column holds cannot be satisfied.
-    let extra_missing = p
-        .extra_labels
-        .iter()
-        .any(|&(w, _)| w >= c.extra_labels.len());
-    let q = Query {
-        need: p.need,
-        zone_any: u32::from(p.zone == ZONE_ANY),
-        zone: p.zone,
-        labels: p.labels,
-        labels_possible: u32::from(!p.labels_impossible && !extra_missing),
-        affinity_off: u32::from(!affinity_active),
-        w_resource: c.w_resource,
-        w_bandwidth: c.w_bandwidth,
-    };
-    if p.extra_labels.is_empty() || extra_missing {
-        scan_blocks::<false>(c, p, &q, topk)
-    } else {
-        scan_blocks::<true>(c, p, &q, topk)
+impl Query<'_> {
+    pub fn labels_active(&self) -> bool {
+        self.labels != [0, 0] || !self.extra_labels.is_empty() || self.labels_impossible
     }
 }
 
-struct Query {
-    need: [i32; 4],
-    zone_any: u32,
-    zone: u32,
-    labels: [u32; 2],
-    labels_possible: u32,
-    affinity_off: u32,
-    w_resource: f32,
-    w_bandwidth: f32,
+/// What only a full pass can count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Computes passing every filter up to labels (only counted when labels are asked for).
+    pub labels_pass: u32,
+    /// Computes passing every filter: the feasible ones.
+    pub feasible: u32,
 }
 
-fn scan_blocks<const EXTRA: bool>(
+/// Scans every compute; fills `topk`.
+pub fn scan(c: &Columns, q: &Query, topk: &mut TopK, simd: bool) -> Counts {
+    let labels = q.labels_active();
+    let extra = !q.extra_labels.is_empty() && !q.labels_impossible;
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: `simd` is only true when the CPU reported AVX2 (see `avx2_available`).
+        #[allow(unsafe_code)]
+        return unsafe {
+            match (labels, extra) {
+                (false, _) => run_avx2::<false, false>(c, q, topk),
+                (true, false) => run_avx2::<true, false>(c, q, topk),
+                (true, true) => run_avx2::<true, true>(c, q, topk),
+            }
+        };
+    }
+    let _ = simd;
+    match (labels, extra) {
+        (false, _) => run::<false, false>(c, q, topk),
+        (true, false) => run::<true, false>(c, q, topk),
+        (true, true) => run::<true, true>(c, q, topk),
+    }
+}
+
+/// Whether this CPU runs the AVX2 build of the kernel (and of the memory-floor scan).
+pub fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn run_avx2<const LABELS: bool, const EXTRA: bool>(
     c: &Columns,
-    p: &Prepared,
     q: &Query,
     topk: &mut TopK,
-) -> [u32; FILTER_COUNT] {
-    let n = c.hot.meta.len();
-    let mut surv = [0u32; FILTER_COUNT];
-    let mut scores = [0f32; BLOCK];
-    let mut extra_ok = [1u32; BLOCK];
-    let tie = |idx: u32| tie_key(p.seed, c.id_hash[idx as usize]);
-    let mut start = 0;
-    while start < n {
-        let end = (start + BLOCK).min(n);
-        if EXTRA {
-            extra_ok = [1u32; BLOCK];
-            for &(w, mask) in &p.extra_labels {
-                let col = &c.extra_labels[w][start..end];
-                for (ok, &x) in extra_ok.iter_mut().zip(col) {
-                    *ok &= u32::from(x & mask == mask);
-                }
-            }
-        }
-        let s = block(c.hot, start, end, q, &extra_ok, &mut scores);
-        for f in 0..FILTER_COUNT {
-            surv[f] += s[f];
-        }
-        let mut best = f32::NEG_INFINITY;
-        for &x in &scores[..end - start] {
-            best = if x > best { x } else { best };
-        }
-        if best > f32::NEG_INFINITY && best >= topk.threshold() {
-            for (j, &x) in scores[..end - start].iter().enumerate() {
-                if x > f32::NEG_INFINITY && x >= topk.threshold() {
-                    topk.offer(x, (start + j) as u32, tie, c.ids);
-                }
-            }
-        }
-        start = end;
-    }
-    surv
+) -> Counts {
+    run::<LABELS, EXTRA>(c, q, topk)
 }
 
-/// The per-compute work, branch-free: survivors per filter, and the score (-inf if rejected).
+/// One chunk's columns, as fixed-size lane arrays.
+struct Chunk<'a> {
+    meta: &'a [u32; L],
+    l0: &'a [u32; L],
+    l1: &'a [u32; L],
+    extra_ok: &'a [u32; L],
+    avail: [&'a [i32; L]; 4],
+    inv: [&'a [f32; L]; 4],
+}
+
+/// Computes per block: the block's scores are kept, and looked at one by one only if the block's
+/// best can enter the top k.
+const BLOCK: usize = 256;
+
+/// Survivors per lane: [up to labels, all filters].
+type Acc = [[u32; L]; 2];
+
 #[inline(always)]
-fn block(
-    h: &Hot,
+fn run<const LABELS: bool, const EXTRA: bool>(c: &Columns, q: &Query, topk: &mut TopK) -> Counts {
+    let h = c.hot;
+    let n = h.meta.len();
+    // Labels >= 64 are rare: their verdict is computed up front into one more lane column.
+    let extra_ok: Vec<u32> = if EXTRA {
+        let mut ok = vec![!0u32; n];
+        for &(w, mask) in q.extra_labels {
+            for (o, &x) in ok.iter_mut().zip(&c.extra_labels[w]) {
+                *o &= if x & mask == mask { !0 } else { 0 };
+            }
+        }
+        ok
+    } else {
+        Vec::new()
+    };
+    let tie = |idx: u32| tie_key(q.seed, c.id_hash[idx as usize]);
+    let ones = [!0u32; L];
+    let possible = mask(!q.labels_impossible);
+    let mut acc: Acc = [[0; L]; 2];
+
+    // Whole chunks, as arrays of lanes; every column sliced to the same length.
+    let meta = h.meta.as_chunks::<L>().0;
+    let nc = meta.len();
+    let l0 = &h.labels[0].as_chunks::<L>().0[..nc];
+    let l1 = &h.labels[1].as_chunks::<L>().0[..nc];
+    let xo = if EXTRA {
+        &extra_ok.as_chunks::<L>().0[..nc]
+    } else {
+        &[][..]
+    };
+    let avail: [&[[i32; L]]; 4] = std::array::from_fn(|r| &h.avail[r].as_chunks::<L>().0[..nc]);
+    let inv: [&[[f32; L]]; 4] = std::array::from_fn(|r| &h.inv[r].as_chunks::<L>().0[..nc]);
+    let mut buf = [[0f32; L]; BLOCK / L];
+    let mut b0 = 0;
+    while b0 < nc {
+        let b1 = (b0 + BLOCK / L).min(nc);
+        let mut best = [f32::NEG_INFINITY; L];
+        for i in b0..b1 {
+            let ch = Chunk {
+                meta: &meta[i],
+                l0: if LABELS { &l0[i] } else { &ones },
+                l1: if LABELS { &l1[i] } else { &ones },
+                extra_ok: if EXTRA { &xo[i] } else { &ones },
+                avail: [&avail[0][i], &avail[1][i], &avail[2][i], &avail[3][i]],
+                inv: [&inv[0][i], &inv[1][i], &inv[2][i], &inv[3][i]],
+            };
+            let scores = chunk::<LABELS>(q, possible, &ch, &mut acc);
+            for j in 0..L {
+                // NaN (rejected) never wins: one max instruction per group of lanes.
+                best[j] = if scores[j] > best[j] {
+                    scores[j]
+                } else {
+                    best[j]
+                };
+            }
+            buf[i - b0] = scores;
+        }
+        let top = best
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+        if top > f32::NEG_INFINITY && top >= topk.threshold() {
+            offer_all(&buf[..b1 - b0], b0 * L, topk, &tie, c.ids);
+        }
+        b0 = b1;
+    }
+    let start = nc * L;
+    if start < n {
+        // The tail, padded with computes that are not alive: they pass no filter and add nothing.
+        let pad = |col: &[u32]| -> [u32; L] {
+            std::array::from_fn(|j| col.get(start + j).copied().unwrap_or(0))
+        };
+        let meta = pad(&h.meta);
+        let l0 = if LABELS { pad(&h.labels[0]) } else { ones };
+        let l1 = if LABELS { pad(&h.labels[1]) } else { ones };
+        let xo = if EXTRA { pad(&extra_ok) } else { ones };
+        let avail: [[i32; L]; 4] = std::array::from_fn(|r| {
+            std::array::from_fn(|j| h.avail[r].get(start + j).copied().unwrap_or(0))
+        });
+        let inv: [[f32; L]; 4] = std::array::from_fn(|r| {
+            std::array::from_fn(|j| h.inv[r].get(start + j).copied().unwrap_or(0.0))
+        });
+        let ch = Chunk {
+            meta: &meta,
+            l0: &l0,
+            l1: &l1,
+            extra_ok: &xo,
+            avail: std::array::from_fn(|r| &avail[r]),
+            inv: std::array::from_fn(|r| &inv[r]),
+        };
+        let scores = chunk::<LABELS>(q, possible, &ch, &mut acc);
+        offer_all(&[scores], start, topk, &tie, c.ids);
+    }
+    Counts {
+        labels_pass: acc[0].iter().sum(),
+        feasible: acc[1].iter().sum(),
+    }
+}
+
+fn offer_all(
+    chunks: &[[f32; L]],
     start: usize,
-    end: usize,
-    q: &Query,
-    extra_ok: &[u32; BLOCK],
-    out: &mut [f32; BLOCK],
-) -> [u32; FILTER_COUNT] {
-    let len = end - start;
-    let meta = &h.meta[start..end];
-    let l0 = &h.labels[0][start..end];
-    let l1 = &h.labels[1][start..end];
-    let a0 = &h.avail[0][start..end];
-    let a1 = &h.avail[1][start..end];
-    let a2 = &h.avail[2][start..end];
-    let a3 = &h.avail[3][start..end];
-    let i0 = &h.inv[0][start..end];
-    let i1 = &h.inv[1][start..end];
-    let i2 = &h.inv[2][start..end];
-    let i3 = &h.inv[3][start..end];
-    let xo = &extra_ok[..len];
-    let out = &mut out[..len];
+    topk: &mut TopK,
+    tie: &impl Fn(u32) -> u64,
+    ids: &[String],
+) {
+    for (i, ch) in chunks.iter().enumerate() {
+        for (j, &x) in ch.iter().enumerate() {
+            // Rejected computes score NaN, which compares false with any threshold, -inf included.
+            if x >= topk.threshold() {
+                topk.offer(x, (start + i * L + j) as u32, tie, ids);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn mask(b: bool) -> u32 {
+    if b {
+        !0
+    } else {
+        0
+    }
+}
+
+/// Quiet-NaN bits: OR-ed into any f32, the result is a NaN.
+const NAN_BITS: u32 = 0x7FC0_0000;
+
+/// The per-compute work for eight computes, branch-free: lane counts of survivors and the
+/// score, NaN where rejected.
+#[inline(always)]
+fn chunk<const LABELS: bool>(q: &Query, possible: u32, ch: &Chunk, acc: &mut Acc) -> [f32; L] {
     let [n0, n1, n2, n3] = q.need;
     let [r0, r1] = q.labels;
-    let (mut s1, mut s2, mut s3, mut s4, mut s5, mut s6, mut s7) =
-        (0u32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
-    for j in 0..len {
-        let m = meta[j];
-        let alive = u32::from(m & ALIVE != 0);
-        let kept = u32::from(m & EXCLUDED == 0);
-        let zone_ok = q.zone_any | u32::from(m & ZONE_MASK == q.zone);
-        let labels_ok =
-            u32::from(l0[j] & r0 == r0) & u32::from(l1[j] & r1 == r1) & q.labels_possible & xo[j];
-        let affinity_ok = q.affinity_off | u32::from(m & AFFINE != 0);
-        let anti_ok = u32::from(m & ANTI_AFFINE == 0);
-        let fits = u32::from(a0[j] >= n0)
-            & u32::from(a1[j] >= n1)
-            & u32::from(a2[j] >= n2)
-            & u32::from(a3[j] >= n3);
-        let p1 = alive;
-        let p2 = p1 & kept;
-        let p3 = p2 & zone_ok;
-        let p4 = p3 & labels_ok;
-        let p5 = p4 & affinity_ok;
-        let p6 = p5 & anti_ok;
-        let p7 = p6 & fits;
-        s1 += p1;
-        s2 += p2;
-        s3 += p3;
-        s4 += p4;
-        s5 += p5;
-        s6 += p6;
-        s7 += p7;
+    let mut out = [0f32; L];
+    for j in 0..L {
+        let m = ch.meta[j];
+        let all = mask(m & q.mask_all == q.want_all);
+        let p6 = if LABELS {
+            let labels =
+                mask(ch.l0[j] & r0 == r0) & mask(ch.l1[j] & r1 == r1) & ch.extra_ok[j] & possible;
+            let p4 = mask(m & q.mask_pre == q.want_pre) & labels;
+            acc[0][j] = acc[0][j].wrapping_sub(p4);
+            all & labels
+        } else {
+            all
+        };
+        // avail >= AVAIL_MIN and need <= NEED_MAX, so these never overflow; fits iff all >= 0.
+        let d0 = ch.avail[0][j].wrapping_sub(n0);
+        let d1 = ch.avail[1][j].wrapping_sub(n1);
+        let d2 = ch.avail[2][j].wrapping_sub(n2);
+        let d3 = ch.avail[3][j].wrapping_sub(n3);
+        let p7 = p6 & !(((d0 | d1 | d2 | d3) >> 31) as u32);
+        acc[1][j] = acc[1][j].wrapping_sub(p7);
         // Same operations, same order as the twin: f32 products, then sums left to right.
-        let f0 = a0[j].wrapping_sub(n0) as f32 * i0[j];
-        let f1 = a1[j].wrapping_sub(n1) as f32 * i1[j];
-        let f2 = a2[j].wrapping_sub(n2) as f32 * i2[j];
-        let fb = a3[j].wrapping_sub(n3) as f32 * i3[j];
+        let f0 = d0 as f32 * ch.inv[0][j];
+        let f1 = d1 as f32 * ch.inv[1][j];
+        let f2 = d2 as f32 * ch.inv[2][j];
+        let fb = d3 as f32 * ch.inv[3][j];
         let score = q.w_resource * ((f0 + f1) + f2) + q.w_bandwidth * fb;
-        out[j] = if p7 != 0 { score } else { f32::NEG_INFINITY };
+        out[j] = f32::from_bits(score.to_bits() | (NAN_BITS & !p7));
     }
-    [s1, s2, s3, s4, s5, s6, s7]
+    out
+}
+
+/// Folds every word of the hot columns into a checksum: each byte read once, nothing else done.
+pub fn scan_columns(h: &Hot, extra_labels: &[Vec<u32>], simd: bool) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: `simd` is only true when the CPU reported AVX2 (see `avx2_available`).
+        #[allow(unsafe_code)]
+        return unsafe { fold_columns_avx2(h, extra_labels) };
+    }
+    let _ = simd;
+    fold_columns(h, extra_labels)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fold_columns_avx2(h: &Hot, extra_labels: &[Vec<u32>]) -> u32 {
+    fold_columns(h, extra_labels)
+}
+
+#[inline(always)]
+fn fold_columns(h: &Hot, extra_labels: &[Vec<u32>]) -> u32 {
+    let fold = |xs: &[u32]| xs.iter().fold(0u32, |a, &x| a.wrapping_add(x));
+    let mut acc = 0u32;
+    for r in 0..4 {
+        acc = acc.wrapping_add(
+            h.avail[r]
+                .iter()
+                .fold(0u32, |a, &x| a.wrapping_add(x as u32)),
+        );
+        acc = acc.wrapping_add(
+            h.inv[r]
+                .iter()
+                .fold(0u32, |a, &x| a.wrapping_add(x.to_bits())),
+        );
+    }
+    acc = acc.wrapping_add(fold(&h.labels[0]));
+    acc = acc.wrapping_add(fold(&h.labels[1]));
+    for col in extra_labels {
+        acc = acc.wrapping_add(fold(col));
+    }
+    acc.wrapping_add(fold(&h.meta))
 }

@@ -4,11 +4,13 @@
 //! # Semantics (shared, word for word, with the twin)
 //!
 //! Resources are integers: vcpus, ram_mb, disk_gb, bandwidth_mbps, in that order (r = 0..4).
+//! Capacities lie in [0, 2^31-1], free values in [-2^31, 2^31-1], needs in [0, 2^30].
 //! Overcommit ratios are integer per-mille `pm[r]` (1000 = none; the TS options' ratio x is
 //! `round(x * 1000)`).
 //!
 //! Per compute the view keeps, for each resource, the headroom
-//! `avail[r] = floor((free[r]*1000 + capacity[r]*(pm[r]-1000)) / 1000)` clamped to i32, and
+//! `avail[r] = floor((free[r]*1000 + capacity[r]*(pm[r]-1000)) / 1000)` clamped to
+//! [-2^30, 2^31-1], and
 //! `inv[r] = f32(1000 / (capacity[r] * pm[r]))` (an f64 division rounded to f32; 0 if the
 //! capacity is 0). A claim adds `-need` to free (clamped to ±2^40) and recomputes avail.
 //!
@@ -59,8 +61,8 @@ mod tests;
 pub use hash::{fnv1a64, mix64, tie_key};
 pub use view::{
     avail_of, check_need, extra_masks, inv_of, ClusterView, Compute, Options, Outcome, Prepared,
-    Request, Res, ALTERNATES_MAX, FREE_LIMIT, GROUP_NONE, INLINE_LABELS, OVERCOMMIT_PM_MAX,
-    ZONE_ANY, ZONE_NONE,
+    Request, Res, ALTERNATES_MAX, AVAIL_MIN, FREE_LIMIT, GROUP_NONE, INLINE_LABELS, NEED_MAX,
+    OVERCOMMIT_PM_MAX, ZONE_ANY, ZONE_NONE,
 };
 
 pub const N_RES: usize = 4;

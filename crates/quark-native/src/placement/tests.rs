@@ -507,8 +507,11 @@ proptest! {
     fn view_agrees_with_the_reference(opts in arb_options(), ops in arb_ops(40), reqs in proptest::collection::vec(arb_request(40), 1..8)) {
         let (mut v, r) = build(&opts, &ops);
         prop_assert_eq!(v.len(), r.computes.len());
+        let mut portable = v.clone();
+        portable.set_simd(false);
         for q in &reqs {
             let o = v.place(q).unwrap();
+            prop_assert_eq!(&portable.place(q).unwrap(), &o, "portable and AVX2 builds differ");
             let want = r.place(q);
             prop_assert_eq!(picks(&v, &o), want.picks);
             prop_assert_eq!(o.considered, want.considered);

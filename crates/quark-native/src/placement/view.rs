@@ -12,17 +12,22 @@ pub type Res = [i64; N_RES];
 
 /// A compute's free resources are clamped to ±2^40 so that the twin's doubles stay exact.
 pub const FREE_LIMIT: i64 = 1 << 40;
+/// Largest need per resource; with avail >= AVAIL_MIN, `avail - need` never overflows an i32.
+pub const NEED_MAX: i64 = 1 << 30;
+/// Headroom is clamped to [AVAIL_MIN, i32::MAX]; below AVAIL_MIN nothing fits either way.
+pub const AVAIL_MIN: i32 = -(1 << 30);
 /// Per-mille overcommit ratios accepted: 0.001 .. 1000.
 pub const OVERCOMMIT_PM_MAX: u32 = 1_000_000;
 pub const ALTERNATES_MAX: u32 = 16;
 
 // The `meta` column: zone id in the low 16 bits, then flags.
 pub(crate) const ZONE_MASK: u32 = 0xFFFF;
-pub(crate) const ALIVE: u32 = 1 << 16;
+// Flags sit in the top bits so that an arithmetic shift turns each into a lane mask.
+pub(crate) const ALIVE: u32 = 1 << 31;
 /// Transient marks, set for one request and cleared after it.
-pub(crate) const EXCLUDED: u32 = 1 << 17;
-pub(crate) const AFFINE: u32 = 1 << 18;
-pub(crate) const ANTI_AFFINE: u32 = 1 << 19;
+pub(crate) const EXCLUDED: u32 = 1 << 30;
+pub(crate) const AFFINE: u32 = 1 << 29;
+pub(crate) const ANTI_AFFINE: u32 = 1 << 28;
 /// Request zone meaning "any zone".
 pub const ZONE_ANY: u32 = 0;
 /// Request zone that no compute has (an unknown name): matches nothing.
@@ -120,7 +125,7 @@ impl Outcome {
 /// Hot columns: what the scan reads for every compute (see `hot_bytes_per_node`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Hot {
-    /// Usable headroom: floor((free*1000 + capacity*(pm-1000)) / 1000), clamped to i32.
+    /// Usable headroom: floor((free*1000 + capacity*(pm-1000)) / 1000), clamped to [AVAIL_MIN, i32::MAX].
     pub avail: [Vec<i32>; N_RES],
     /// 1 / (capacity * pm / 1000) as f32; 0 when capacity is 0.
     pub inv: [Vec<f32>; N_RES],
@@ -151,6 +156,11 @@ pub struct ClusterView {
     labels: Interner,
     groups: Interner,
     topk: TopK,
+    /// Alive computes, in all and per zone id: the counts before the labels filter need no scan.
+    alive_total: u32,
+    alive_in_zone: Vec<u32>,
+    /// Run the AVX2 build of the kernel.
+    simd: bool,
 }
 
 fn floor_div_1000(n: i64) -> i64 {
@@ -160,7 +170,7 @@ fn floor_div_1000(n: i64) -> i64 {
 /// Headroom the fits filter compares with: need <= avail  <=>  need*1000 <= free*1000 + cap*(pm-1000).
 pub fn avail_of(free: i64, cap: i32, pm: u32) -> i32 {
     let n = free * 1000 + i64::from(cap) * (i64::from(pm) - 1000);
-    floor_div_1000(n).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    floor_div_1000(n).clamp(i64::from(AVAIL_MIN), i64::from(i32::MAX)) as i32
 }
 
 /// The weighers' normalisation: 1 / effective capacity, so a fraction of it lands in [0, 1].
@@ -189,7 +199,7 @@ const RES_NAMES: [&str; N_RES] = ["vcpus", "ram_mb", "disk_gb", "bandwidth_mbps"
 pub fn check_need(need: &Res) -> Result<[i32; N_RES], Error> {
     let mut out = [0; N_RES];
     for r in 0..N_RES {
-        check(RES_NAMES[r], need[r], 0, i64::from(i32::MAX))?;
+        check(RES_NAMES[r], need[r], 0, NEED_MAX)?;
         out[r] = need[r] as i32;
     }
     Ok(out)
@@ -239,6 +249,9 @@ impl ClusterView {
             zones: Interner::new(1),
             labels: Interner::new(0),
             groups: Interner::new(1),
+            alive_total: 0,
+            alive_in_zone: Vec::new(),
+            simd: kernel::avx2_available(),
         })
     }
 
@@ -339,9 +352,27 @@ impl ClusterView {
             }
             self.extra_labels[w][i] |= bit;
         }
-        self.hot.meta[i] = zone | if c.alive { ALIVE } else { 0 };
+        self.set_meta(i, zone | if c.alive { ALIVE } else { 0 });
         self.replace_groups(idx, group_ids);
         Ok(idx)
+    }
+
+    /// Writes a compute's meta word, keeping the alive counts in step.
+    fn set_meta(&mut self, i: usize, m: u32) {
+        let old = self.hot.meta[i];
+        if old & ALIVE != 0 {
+            self.alive_total -= 1;
+            self.alive_in_zone[(old & ZONE_MASK) as usize] -= 1;
+        }
+        if m & ALIVE != 0 {
+            let z = (m & ZONE_MASK) as usize;
+            if self.alive_in_zone.len() <= z {
+                self.alive_in_zone.resize(z + 1, 0);
+            }
+            self.alive_total += 1;
+            self.alive_in_zone[z] += 1;
+        }
+        self.hot.meta[i] = m;
     }
 
     fn push_blank(&mut self, id: &str) -> u32 {
@@ -450,6 +481,7 @@ impl ClusterView {
         for col in &mut self.extra_labels {
             col.swap_remove(i);
         }
+        self.set_meta(i, 0);
         self.hot.meta.swap_remove(i);
         (idx, moved)
     }
@@ -481,11 +513,8 @@ impl ClusterView {
 
     pub fn set_alive_at(&mut self, idx: u32, alive: bool) -> Result<(), Error> {
         let i = self.check_idx(idx)?;
-        if alive {
-            self.hot.meta[i] |= ALIVE;
-        } else {
-            self.hot.meta[i] &= !ALIVE;
-        }
+        let m = self.hot.meta[i];
+        self.set_meta(i, if alive { m | ALIVE } else { m & !ALIVE });
         Ok(())
     }
 
@@ -569,67 +598,135 @@ impl ClusterView {
 
     /// Places one prepared request; `out` is overwritten (its buffers are reused).
     pub fn place_prepared(&mut self, p: &Prepared, out: &mut Outcome) {
-        let n = self.len();
-        let meta = &mut self.hot.meta;
+        let n = self.len() as u32;
+        let zone_active = p.zone != ZONE_ANY;
+        let zone_ok = |m: u32| !zone_active || m & ZONE_MASK == p.zone;
+        // Transient marks. Excluded computes are counted as they are marked (ids may repeat).
+        let mut excluded_alive = 0u32;
+        let mut excluded_alive_in_zone = 0u32;
         for &e in &p.exclude {
-            if let Some(m) = meta.get_mut(e as usize) {
+            if let Some(m) = self.hot.meta.get_mut(e as usize) {
+                if *m & (ALIVE | EXCLUDED) == ALIVE {
+                    excluded_alive += 1;
+                    excluded_alive_in_zone += u32::from(zone_ok(*m));
+                }
                 *m |= EXCLUDED;
             }
         }
+        // Taken out for the call so that marking can borrow the columns mutably.
+        let members = std::mem::take(&mut self.members);
+        let group = |g: u32| -> &[u32] {
+            match g {
+                GROUP_NONE => &[],
+                g => members.get(g as usize).map_or(&[], Vec::as_slice),
+            }
+        };
+        let affinity = group(p.affinity);
+        let anti = group(p.anti_affinity);
         let mut affinity_active = false;
-        if let Some(ms) = self
-            .members
-            .get(p.affinity as usize)
-            .filter(|_| p.affinity != GROUP_NONE)
-        {
-            for &i in ms {
-                meta[i as usize] |= AFFINE;
-                affinity_active |= meta[i as usize] & ALIVE != 0;
-            }
+        for &i in affinity {
+            self.hot.meta[i as usize] |= AFFINE;
+            affinity_active |= self.hot.meta[i as usize] & ALIVE != 0;
         }
-        if let Some(ms) = self
-            .members
-            .get(p.anti_affinity as usize)
-            .filter(|_| p.anti_affinity != GROUP_NONE)
-        {
-            for &i in ms {
-                meta[i as usize] |= ANTI_AFFINE;
-            }
+        for &i in anti {
+            self.hot.meta[i as usize] |= ANTI_AFFINE;
         }
-        self.topk.reset();
+        let extra_missing = p
+            .extra_labels
+            .iter()
+            .any(|&(w, _)| w >= self.extra_labels.len());
+        let zone_mask = if zone_active { ZONE_MASK } else { 0 };
+        let zone_want = if zone_active { p.zone } else { 0 };
+        let mask_pre = ALIVE | EXCLUDED | zone_mask;
+        let want_pre = ALIVE | zone_want;
+        let affine = if affinity_active { AFFINE } else { 0 };
+        let q = kernel::Query {
+            need: p.need,
+            mask_pre,
+            want_pre,
+            mask_all: mask_pre | ANTI_AFFINE | affine,
+            want_all: want_pre | affine,
+            labels: p.labels,
+            extra_labels: if extra_missing { &[] } else { &p.extra_labels },
+            labels_impossible: p.labels_impossible || extra_missing,
+            w_resource: self.w_resource,
+            w_bandwidth: self.w_bandwidth,
+            seed: p.seed,
+        };
         let cols = kernel::Columns {
             hot: &self.hot,
             extra_labels: &self.extra_labels,
             id_hash: &self.id_hash,
             ids: &self.ids,
-            w_resource: self.w_resource,
-            w_bandwidth: self.w_bandwidth,
         };
-        let survivors = kernel::scan(&cols, p, affinity_active, &mut self.topk);
-        // Clear the transient marks wholesale on the few computes that carry them.
+        self.topk.reset();
+        let counts = kernel::scan(&cols, &q, &mut self.topk, self.simd);
+
+        // Survivors of each filter in turn. Those before labels come from the maintained alive
+        // counts and the exclude list; affinity and anti-affinity from the groups' members.
+        let s1 = self.alive_total;
+        let s2 = s1 - excluded_alive;
+        let s3 = if zone_active {
+            self.alive_in_zone
+                .get(p.zone as usize)
+                .copied()
+                .unwrap_or(0)
+                - excluded_alive_in_zone
+        } else {
+            s2
+        };
+        let s4 = if q.labels_active() {
+            counts.labels_pass
+        } else {
+            s3
+        };
+        let meta = &self.hot.meta;
+        let passes_pre = |i: u32| meta[i as usize] & mask_pre == want_pre && self.labels_ok(i, &q);
+        let s5 = if affinity_active {
+            affinity.iter().filter(|&&i| passes_pre(i)).count() as u32
+        } else {
+            s4
+        };
+        let anti_hit = anti
+            .iter()
+            .filter(|&&i| passes_pre(i) && (!affinity_active || meta[i as usize] & AFFINE != 0))
+            .count() as u32;
+        let s6 = s5 - anti_hit;
+        let s7 = counts.feasible;
+        let survivors = [s1, s2, s3, s4, s5, s6, s7];
+        debug_assert!(survivors.windows(2).all(|w| w[0] >= w[1]) && s1 <= n);
+
+        // Clear the marks on the few computes that carry them.
         let meta = &mut self.hot.meta;
         for &e in &p.exclude {
             if let Some(m) = meta.get_mut(e as usize) {
                 *m &= !EXCLUDED;
             }
         }
-        for g in [p.affinity, p.anti_affinity] {
-            if g != GROUP_NONE {
-                if let Some(ms) = self.members.get(g as usize) {
-                    for &i in ms {
-                        meta[i as usize] &= !(AFFINE | ANTI_AFFINE);
-                    }
-                }
-            }
+        for &i in affinity.iter().chain(anti) {
+            meta[i as usize] &= !(AFFINE | ANTI_AFFINE);
         }
-        out.considered = n as u32;
-        let mut prev = n as u32;
+        self.members = members;
+        out.considered = n;
+        let mut prev = n;
         for (f, s) in survivors.iter().enumerate() {
             out.rejected[f] = prev - s;
             prev = *s;
         }
         out.picks.clear();
         out.picks.extend(self.topk.entries().iter().map(|e| e.idx));
+    }
+
+    /// The labels filter for one compute.
+    fn labels_ok(&self, i: u32, q: &kernel::Query) -> bool {
+        let i = i as usize;
+        let [r0, r1] = q.labels;
+        !q.labels_impossible
+            && self.hot.labels[0][i] & r0 == r0
+            && self.hot.labels[1][i] & r1 == r1
+            && q.extra_labels
+                .iter()
+                .all(|&(w, m)| self.extra_labels[w][i] & m == m)
     }
 
     /// Places requests in order; each success applies its claim before the next request.
@@ -645,28 +742,19 @@ impl ClusterView {
         }
     }
 
-    /// The memory floor: reads every byte of the hot columns once and folds them into a checksum.
+    /// The memory floor: reads every byte of the hot columns once and folds them into a checksum,
+    /// built like the kernel (AVX2 when the kernel uses it).
     pub fn scan_columns(&self) -> u32 {
-        let mut acc = 0u32;
-        let fold = |xs: &[u32]| xs.iter().fold(0u32, |a, &x| a.wrapping_add(x));
-        for r in 0..N_RES {
-            acc = acc.wrapping_add(
-                self.hot.avail[r]
-                    .iter()
-                    .fold(0u32, |a, &x| a.wrapping_add(x as u32)),
-            );
-            acc = acc.wrapping_add(
-                self.hot.inv[r]
-                    .iter()
-                    .fold(0u32, |a, &x| a.wrapping_add(x.to_bits())),
-            );
-        }
-        acc = acc.wrapping_add(fold(&self.hot.labels[0]));
-        acc = acc.wrapping_add(fold(&self.hot.labels[1]));
-        for col in &self.extra_labels {
-            acc = acc.wrapping_add(fold(col));
-        }
-        acc.wrapping_add(fold(&self.hot.meta))
+        kernel::scan_columns(&self.hot, &self.extra_labels, self.simd)
+    }
+
+    /// Runs the portable build of the kernel even where AVX2 is available (for tests).
+    pub fn set_simd(&mut self, on: bool) {
+        self.simd = on && kernel::avx2_available();
+    }
+
+    pub fn simd(&self) -> bool {
+        self.simd
     }
 }
 
