@@ -131,14 +131,20 @@ describe('failures stay clean', () => {
 });
 
 describe('a compute killed and started again', () => {
-  it('reconciles: libvirt redefines what managing/ records and ZooKeeper keeps it', async () => {
+  let onOne: Array<{ id: string; compute_id: string; status: string }> = [];
+  let before: { managing: number; free: unknown };
+  // Restarted in beforeAll so the new process outlives this block (test-scoped ones are stopped).
+  beforeAll(async () => {
     const list = (await http<Array<{ id: string; compute_id: string; status: string }>>(`${c.api}/v1/servers`)).body;
-    const onOne = list.filter((s) => s.compute_id === 'compute-1' && servers.includes(s.id));
-    expect(onOne.length).toBeGreaterThan(0);
-    const before = (await computes()).find((x) => x.id === 'compute-1')!;
+    onOne = list.filter((s) => s.compute_id === 'compute-1' && servers.includes(s.id));
+    before = (await computes()).find((x) => x.id === 'compute-1')!;
     await group.kill9(c.computes.get('compute-1')!.pid);
     const restarted = c.startCompute('compute-1');
     await restarted.waitForOutput('compute ready', { timeoutMs: 30_000 });
+  }, 60_000);
+
+  it('reconciles: libvirt redefines what managing/ records and ZooKeeper keeps it', async () => {
+    expect(onOne.length).toBeGreaterThan(0);
     const after = await waitFor(async () => (await computes()).find((x) => x.id === 'compute-1' && x.alive), {
       what: 'compute-1 alive again',
       timeoutMs: 30_000,
@@ -147,14 +153,15 @@ describe('a compute killed and started again', () => {
     expect(after.free).toEqual(before.free);
     const hv = await waitFor(
       async () => {
-        const v = await c.zk.get<{ domains: number; by_state: Record<string, number> }>(`${c.paths.self('compute-1' as ComputeId)}/hypervisor`);
+        const v = await c.zk.get<{ domains: number; at: number; by_state: Record<string, number> }>(`${c.paths.self('compute-1' as ComputeId)}/hypervisor`);
         return v?.value && v.value.at > Date.now() - 30_000 && v.value.domains === after.managing ? v.value : undefined;
       },
       { what: 'compute-1 to report its domains', timeoutMs: 10_000 },
     );
     const active = onOne.filter((s) => s.status === 'ACTIVE').length;
     expect(hv.by_state.running ?? 0).toBe(active);
-    // And it still works: stop one of its VMs.
+    // Its VMs are as they were (not LOST), and it still works: stop one of them.
+    for (const s of onOne) expect((await http(`${c.api}/v1/servers/${s.id}`)).body.status).toBe(s.status);
     const r = await http(`${c.api}/v1/servers/${onOne[0]!.id}/actions`, { method: 'POST', body: { action: 'stop' } });
     expect((await waitForUnit(c.api, r.body.work_unit_id)).state).toBe('SUCCEEDED');
   });

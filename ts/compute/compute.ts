@@ -120,18 +120,26 @@ export class Compute {
     return addConsumes({ vcpus: c.vcpus, ram_mb: c.ram_mb, disk_gb: c.disk_gb, bandwidth_mbps: c.bandwidth_mbps }, used, -1);
   }
 
-  /** The ephemeral liveness node; one left by our previous (dead) session is replaced. */
+  /**
+   * The ephemeral liveness node. One left by our previous (dead) session is replaced in the same
+   * transaction, so watchers never see the compute vanish (which would mark its VMs LOST).
+   */
   private async claimAlive(): Promise<void> {
-    const { zk, paths, id } = this.o;
+    const { zk, paths, id, log } = this.o;
     const me: AliveRecord = { pid: process.pid, host: os.hostname(), started_at: Date.now() };
-    const st = await zk.exists(paths.alive(id));
-    if (st && st.ephemeralOwner !== zk.sessionId) {
-      this.o.log.warn('replacing a liveness node left by an earlier session', { owner: st.ephemeralOwner });
-      await zk.remove(paths.alive(id)).catch((e) => {
-        if (!isZkError(e, 'NO_NODE')) throw e;
-      });
+    for (;;) {
+      const st = await zk.exists(paths.alive(id));
+      try {
+        if (!st) await zk.create(paths.alive(id), me, 'ephemeral');
+        else {
+          log.warn('replacing a liveness node left by an earlier session', { owner: st.ephemeralOwner });
+          await zk.txn().remove(paths.alive(id), st.version).create(paths.alive(id), me, 'ephemeral').commit();
+        }
+        return;
+      } catch (e) {
+        if (!isZkError(e, 'NODE_EXISTS') && !isZkError(e, 'NO_NODE') && !isZkError(e, 'BAD_VERSION')) throw e;
+      }
     }
-    await zk.create(paths.alive(id), me, 'ephemeral');
   }
 
   // ---- reconcile -------------------------------------------------------------------------------
@@ -155,6 +163,11 @@ export class Compute {
         continue;
       }
       this.managed.set(vm as ServerId, rec.value);
+      if (server.value.status === 'LOST' && !server.value.task) {
+        // We were given up for dead but came back with the VM: it is ours again, as recorded.
+        log.info('VM found again after its compute was lost', { vm, status: rec.value.status });
+        await zk.set(paths.server(vm as ServerId), { ...server.value, status: rec.value.status }, server.stat.version);
+      }
       await ensureDefined(hv, vm as ServerId, rec.value.consumes);
       if (rec.value.status === 'ACTIVE') await ensureRunning(hv, vm as ServerId);
     }
