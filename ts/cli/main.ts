@@ -24,6 +24,7 @@ Commands:
   compute   one hypervisor host    --id ID --vcpus (16) --ram-mb (32768) --disk-gb (500)
                                    --bandwidth-mbps (10000) --zone (default) --labels a,b
                                    --libvirt-uri (test:///default)
+                                   --step-delay-ms (0: a pause before each step, for demos and fault tests)
   zk        operator views         zk tree [path] | zk ls <path> | zk get <path>
             zk server --port P --data-dir D   (a standalone ZooKeeper, foreground)
 
@@ -124,6 +125,7 @@ async function main(argv: string[]): Promise<void> {
         zone: { type: 'string', default: 'default' },
         labels: { type: 'string', default: '' },
         'libvirt-uri': { type: 'string', default: 'test:///default' },
+        'step-delay-ms': { type: 'string', default: '0' },
       });
       if (!a.v.id) throw new UsageError('compute needs --id');
       const id = asComputeId(a.v.id as string);
@@ -142,7 +144,7 @@ async function main(argv: string[]): Promise<void> {
         libvirt_uri: uri,
       };
       await runWithSession({ ...a, log }, async (zk, paths) => {
-        const c = new Compute({ id, zk, paths, hv, capacity, log });
+        const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs: int(a.v['step-delay-ms'], 'step-delay-ms') });
         await c.start();
         return c;
       });

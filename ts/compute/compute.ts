@@ -34,6 +34,8 @@ export interface ComputeOptions {
   capacity: ComputeCapacity;
   log: Logger;
   shutdownTimeoutMs?: number;
+  /** Added before every step's effect: makes work visibly in flight (demos, visualizer, fault tests). */
+  stepDelayMs?: number;
 }
 
 interface InFlight {
@@ -320,6 +322,7 @@ export class Compute {
     if (!entry) throw new StepError('NOT_IN_FLIGHT', `work unit ${input.workUnitId} is not in flight`);
     const { task } = entry;
     const started = performance.now();
+    if (this.o.stepDelayMs) await new Promise((r) => setTimeout(r, this.o.stepDelayMs));
     await runStepEffect(input.step, {
       hv: this.o.hv,
       vm: task.server_id,
