@@ -123,10 +123,10 @@ impl NativeClusterView {
         self.view.len() as u32
     }
 
-    /// Words of the answer `place` writes: 1 + k + 1 + 7.
+    /// Words of one answer: picks count, k picks, considered, 7 rejection counts.
     #[napi(getter)]
     pub fn answer_words(&self) -> u32 {
-        (self.view.options().alternates + 1 + 2 + FILTER_COUNT as u32) as u32
+        self.view.options().alternates + 1 + 2 + FILTER_COUNT as u32
     }
 
     /// Bytes per compute of the hot columns every placement scans.
