@@ -3,7 +3,7 @@
 import os from 'node:os';
 import { createActor, fromPromise, type Actor } from 'xstate';
 import type { Hypervisor } from '../native/libvirt.js';
-import { isZkError, watchChildren, type Txn, type Zk } from '../zk/client.js';
+import { commitSurely, isZkError, watchChildren, type Txn, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import { activeTaskEntries, createEntries, managedEntries, nextTaskEntries, removeEntries } from '../zk/layout.js';
 import type { Logger } from '../common/log.js';
@@ -253,8 +253,8 @@ export class Compute {
     };
     createEntries(txn, paths.activeTask(id, wuId), activeTaskEntries(task, []));
     txn.set(paths.workUnit(wuId), record, wu.stat.version);
-    const res = await txn.commit();
-    const wuVersion = res[res.length - 1]!.stat!.version;
+    const res = await commitSurely(zk, txn, async () => (await zk.exists(paths.activeTask(id, wuId))) !== null);
+    const wuVersion = res ? res[res.length - 1]!.stat!.version : (await this.wuVersionNow(wuId));
     this.run(task, record, wuVersion, []);
   }
 
@@ -367,11 +367,28 @@ export class Compute {
     return entry.wu;
   }
 
-  private async commitTxn(entry: InFlight, txn: Txn): Promise<void> {
-    const res = await txn.commit();
+  private async wuVersionNow(wu: WorkUnitId): Promise<number> {
+    const cur = await this.o.zk.exists(this.o.paths.workUnit(wu));
+    if (!cur) throw new Error(`work unit ${wu} vanished`);
+    return cur.version;
+  }
+
+  /** Commits a unit's transaction; `applied` tells, after a dropped connection, whether it landed. */
+  private async commitTxn(entry: InFlight, txn: Txn, applied: () => Promise<boolean>): Promise<void> {
+    const res = await commitSurely(this.o.zk, txn, applied);
+    if (!res) {
+      entry.wuVersion = await this.wuVersionNow(entry.task.work_unit_id);
+      return;
+    }
     const idx = txn.ops.findIndex((op) => op.path === this.o.paths.workUnit(entry.task.work_unit_id));
     const st = idx >= 0 ? res[idx]?.stat : undefined;
     if (st) entry.wuVersion = st.version;
+  }
+
+  /** The unit's active_tasks directory is gone: its finishing transaction landed. */
+  private finished(entry: InFlight): () => Promise<boolean> {
+    const p = this.o.paths.activeTask(this.o.id, entry.task.work_unit_id);
+    return async () => (await this.o.zk.exists(p)) === null;
   }
 
   /** One step done: steps_left/<s> → steps_completed/<s>/time_to_completion, and the unit's progress. */
@@ -384,7 +401,7 @@ export class Compute {
       .create(`${base}/steps_completed/${step.name}`)
       .create(`${base}/steps_completed/${step.name}/time_to_completion`, step.time_to_completion_ms)
       .set(paths.workUnit(entry.task.work_unit_id), this.progress(entry, [...before, step]), entry.wuVersion);
-    await this.commitTxn(entry, txn);
+    await this.commitTxn(entry, txn, async () => (await zk.exists(`${base}/steps_completed/${step.name}`)) !== null);
   }
 
   /**
@@ -426,7 +443,7 @@ export class Compute {
       );
       txn.remove(paths.inboxEntry(task.shard, task.work_unit_id));
       try {
-        await this.commitTxn(entry, txn);
+        await this.commitTxn(entry, txn, this.finished(entry));
       } catch (e) {
         // self/free or the server record moved under us (a claim, an API read-modify): try again.
         if (isZkError(e, 'BAD_VERSION') && e.path !== paths.workUnit(task.work_unit_id)) continue;
@@ -456,7 +473,8 @@ export class Compute {
     if (task.kind === 'build') await ensureUndefined(hv, vm).catch(() => {});
     for (;;) {
       const txn = zk.txn();
-      removeEntries(txn, paths.activeTask(id, task.work_unit_id), activeTaskEntries(task, completed));
+      // Walk what is there: a step whose commit landed just before the failure is not in `completed`.
+      for (const p of (await zk.walk(paths.activeTask(id, task.work_unit_id))).reverse()) txn.remove(p);
       if (task.kind === 'build') {
         const free = await zk.get<Consumes>(paths.selfFree(id));
         if (!free?.value) throw new Error('self/free is missing');
@@ -479,11 +497,37 @@ export class Compute {
       );
       txn.remove(paths.inboxEntry(task.shard, task.work_unit_id));
       try {
-        await this.commitTxn(entry, txn);
+        await this.commitTxn(entry, txn, this.finished(entry));
         return;
       } catch (e) {
         if (isZkError(e, 'BAD_VERSION') && e.path !== paths.workUnit(task.work_unit_id)) continue;
+        if (isZkError(e, 'BAD_VERSION')) return this.abandon(entry);
         throw e;
+      }
+    }
+  }
+
+  /**
+   * The unit moved on without us (an orc gave this compute up for lost and retried it elsewhere):
+   * drop our copy of the task and give back what it held here. The unit's record is not ours.
+   */
+  private async abandon(entry: InFlight): Promise<void> {
+    const { zk, paths, id, log } = this.o;
+    const { task } = entry;
+    log.warn('work unit was reassigned while it ran here; abandoning our copy', { wu: task.work_unit_id });
+    if (task.kind === 'build' && !this.managed.has(task.server_id)) await ensureUndefined(this.o.hv, task.server_id).catch(() => {});
+    for (;;) {
+      const txn = zk.txn();
+      for (const p of (await zk.walk(paths.activeTask(id, task.work_unit_id))).reverse()) txn.remove(p);
+      if (task.kind === 'build') {
+        const free = await zk.get<Consumes>(paths.selfFree(id));
+        if (free?.value) txn.set(paths.selfFree(id), addConsumes(free.value, task.consumes), free.stat.version);
+      }
+      try {
+        await commitSurely(zk, txn, this.finished(entry));
+        return;
+      } catch (e) {
+        if (!isZkError(e, 'BAD_VERSION')) throw e;
       }
     }
   }

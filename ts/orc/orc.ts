@@ -34,6 +34,8 @@ export interface OrcOptions {
   id?: string;
   /** How many times a lost claim race is re-placed before giving up for now. */
   maxClaimRetries?: number;
+  /** How often owned inboxes are re-read for units that could not move (default 2000 ms). */
+  sweepIntervalMs?: number;
 }
 
 interface Driving {
@@ -53,6 +55,7 @@ export class Orc {
   /** Serialises claims per compute: two claims from one orc would only race each other. */
   private readonly computeLocks = new Map<ComputeId, Promise<unknown>>();
   private acting = true;
+  private sweeper: NodeJS.Timeout | undefined;
   readonly stats = { placed: 0, claimConflicts: 0, noValidHost: 0, retried: 0 };
 
   constructor(private readonly o: OrcOptions) {
@@ -84,11 +87,13 @@ export class Orc {
       }
     });
     await this.ownership.start();
+    this.sweeper = setInterval(() => void this.sweep().catch((err) => log.warn('sweep failed', { err })), this.o.sweepIntervalMs ?? 2000);
     log.info('orc ready', { orc: this.id, computes: this.cluster.computes.size });
   }
 
   async stop(): Promise<void> {
     this.acting = false;
+    clearInterval(this.sweeper);
     for (const w of this.inboxes.values()) w.stop();
     this.inboxes.clear();
     await this.ownership?.stop();
@@ -117,6 +122,20 @@ export class Orc {
     this.inboxes.get(n)?.stop();
     this.inboxes.delete(n);
     for (const [wu, d] of this.driving) if (d.shard === n) this.driving.delete(wu);
+  }
+
+  /**
+   * Watches only fire on change; a unit that could not move (claim races exhausted, an error)
+   * would wait for the next change in its shard. The sweep re-kicks those.
+   */
+  private async sweep(): Promise<void> {
+    for (const n of this.shards) {
+      if (!this.owns(n)) continue;
+      for (const wu of (await this.o.zk.children(this.o.paths.inbox(n))) ?? []) {
+        const d = this.driving.get(wu as WorkUnitId);
+        if (!d || d.computeId === null) this.kick(wu as WorkUnitId, n);
+      }
+    }
   }
 
   private owns(shard: number): boolean {

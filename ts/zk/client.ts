@@ -57,6 +57,32 @@ const codeOf = (err: unknown): number | undefined =>
 export const isZkError = (err: unknown, code: ZkErrorCode): err is ZkError =>
   err instanceof ZkError && err.code === code;
 
+/** The connection dropped mid-request: the write may or may not have been applied. */
+export const isTransientZkError = (err: unknown): boolean =>
+  err instanceof ZkError && (err.code === 'CONNECTION_LOSS' || err.code === 'OPERATION_TIMEOUT');
+
+/**
+ * Commits a transaction, surviving a dropped connection: after CONNECTION_LOSS it waits for the
+ * session to come back and asks `applied()` whether the transaction went through before the
+ * drop (its effect is visible); if not, it commits again. Returns null when it learned of the
+ * success that way (no results to read).
+ */
+export async function commitSurely(
+  zk: Zk,
+  txn: Txn,
+  applied: () => Promise<boolean>,
+): Promise<Array<{ stat?: Stat; path?: string }> | null> {
+  for (;;) {
+    try {
+      return await txn.commit();
+    } catch (e) {
+      if (!isTransientZkError(e)) throw e;
+      await zk.waitConnected();
+      if (await applied()) return null;
+    }
+  }
+}
+
 export interface Stat {
   version: number;
   cversion: number;
@@ -190,6 +216,29 @@ export class Zk extends EventEmitter {
 
   get connected(): boolean {
     return this.lastState === 'CONNECTED' || this.lastState === 'RECONNECTED';
+  }
+
+  /**
+   * Resolves once the connection is up (at once if it is); rejects if the session is lost or
+   * the wait exceeds timeoutMs. For retrying after CONNECTION_LOSS.
+   */
+  waitConnected(timeoutMs = 30_000): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    if (this.lastState === 'LOST') return Promise.reject(new ZkError('SESSION_EXPIRED', undefined, 'session expired'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('state', on);
+        reject(new ZkError('CONNECTION_LOSS', undefined, `not reconnected within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const on = (s: ConnectionState): void => {
+        if (s === 'SUSPENDED') return;
+        clearTimeout(timer);
+        this.off('state', on);
+        if (s === 'LOST') reject(new ZkError('SESSION_EXPIRED', undefined, 'session expired'));
+        else resolve();
+      };
+      this.on('state', on);
+    });
   }
 
   /** Hex session id, comparable with Stat.ephemeralOwner. */
