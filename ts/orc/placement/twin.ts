@@ -587,7 +587,7 @@ export class TwinClusterView implements ClusterView {
     }
     for (const i of anti) mark[i]! |= ANTI_AFFINE;
 
-    const { a0, a1, a2, a3, i0, i1, i2, i3, zone, labelWords, idHi, idLo, tScore, tHi, tLo, tIdx } = this;
+    const { a0, a1, a2, a3, i0, i1, i2, i3, zone, labelWords, tScore, tIdx } = this;
     const wr = this.options.wResource;
     const wb = this.options.wBandwidth;
     const fr = Math.fround;
@@ -649,23 +649,7 @@ export class TwinClusterView implements ClusterView {
       const fb = fr(fr(d3) * i3[i]!);
       const score = fr(fr(wr * fr(fr(f0 + f1) + f2)) + fr(wb * fb));
       if (tLen === k && score < tScore[k - 1]!) continue;
-      // Enters the top k (or ties its last): the tie key decides.
-      const tie = mix64((seed.hi ^ idHi[i]!) >>> 0, (seed.lo ^ idLo[i]!) >>> 0);
-      let pos = 0;
-      while (pos < tLen && !this.better(score, tie.hi, tie.lo, i, pos)) pos++;
-      if (pos >= k) continue;
-      const end = tLen < k ? tLen : k - 1;
-      for (let p = end; p > pos; p--) {
-        tScore[p] = tScore[p - 1]!;
-        tHi[p] = tHi[p - 1]!;
-        tLo[p] = tLo[p - 1]!;
-        tIdx[p] = tIdx[p - 1]!;
-      }
-      tScore[pos] = score;
-      tHi[pos] = tie.hi;
-      tLo[pos] = tie.lo;
-      tIdx[pos] = i;
-      if (tLen < k) tLen++;
+      tLen = this.offer(score, i, seed, tLen);
     }
     for (const i of exclude) mark[i] = 0;
     for (const i of affinity) mark[i] = 0;
@@ -688,6 +672,27 @@ export class TwinClusterView implements ClusterView {
       placement = { ok: true, computeId: this.ids[tIdx[0]!]!, alternates };
     }
     return { placement, considered: n, rejected };
+  }
+
+  /** Offers a feasible compute to the top k (it scores at least the k-th); returns the new length. */
+  private offer(score: number, i: number, seed: U64, tLen: number): number {
+    const { k, tScore, tHi, tLo, tIdx } = this;
+    const tie = mix64((seed.hi ^ this.idHi[i]!) >>> 0, (seed.lo ^ this.idLo[i]!) >>> 0);
+    let pos = 0;
+    while (pos < tLen && !this.better(score, tie.hi, tie.lo, i, pos)) pos++;
+    if (pos >= k) return tLen;
+    const end = tLen < k ? tLen : k - 1;
+    for (let p = end; p > pos; p--) {
+      tScore[p] = tScore[p - 1]!;
+      tHi[p] = tHi[p - 1]!;
+      tLo[p] = tLo[p - 1]!;
+      tIdx[p] = tIdx[p - 1]!;
+    }
+    tScore[pos] = score;
+    tHi[pos] = tie.hi;
+    tLo[pos] = tie.lo;
+    tIdx[pos] = i;
+    return tLen < k ? tLen + 1 : k;
   }
 
   private groupMembers(name: string): readonly number[] {
