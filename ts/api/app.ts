@@ -9,6 +9,7 @@ import { ApiStore } from './store.js';
 import { serverRoutes } from './routes/servers.js';
 import { workUnitRoutes } from './routes/work-units.js';
 import { clusterRoutes } from './routes/cluster.js';
+import { uiRoutes } from './routes/ui.js';
 
 export interface AppOptions {
   zk: Zk;
@@ -52,5 +53,6 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   await app.register(serverRoutes, { prefix: '/v1', store });
   await app.register(workUnitRoutes, { prefix: '/v1', store });
   await app.register(clusterRoutes, { prefix: '/v1', store });
+  await app.register(uiRoutes, { zk: o.zk, paths: o.paths, log: o.log });
   return app;
 }

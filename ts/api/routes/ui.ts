@@ -1,0 +1,173 @@
+// The visualizer: /ui pages (one static shell; the bundled script draws each page), their assets
+// from dist/ui (built by scripts/build-ui.mjs; nothing is fetched from anywhere else), the
+// work-unit list, and the server-sent-event feeds the pages update from.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { Zk } from '../../zk/client.js';
+import type { Paths } from '../../zk/paths.js';
+import type { Logger } from '../../common/log.js';
+import type { ServerId, WorkUnitId } from '../../common/ids.js';
+import type { WorkUnitRecord, ServerRecord } from '../../common/model.js';
+import { WORK_KINDS } from '../../actors/kinds.js';
+import * as S from '../schemas/index.js';
+import { ApiError, notFound } from '../errors.js';
+import { openEventStream, streamServer, streamWorkUnit, WatchHub, WorkUnitScanner, type EventStream } from '../ui-feed.js';
+
+export interface UiRoutesOptions {
+  zk: Zk;
+  paths: Paths;
+  log?: Logger;
+  /** Where the built assets are; default dist/ui of this package. */
+  assetsDir?: string;
+}
+
+/** dist/ui of the package this file belongs to, whether it runs compiled (dist/ts/…) or from source. */
+export function defaultAssetsDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    if (existsSync(join(dir, 'package.json'))) return join(dir, 'dist', 'ui');
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return join(process.cwd(), 'dist', 'ui');
+}
+
+const CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+const SHELL = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Quark</title>
+<link rel="stylesheet" href="/ui/assets/ui.css">
+<script type="module" src="/ui/assets/ui.js"></script>
+</head>
+<body>
+<noscript>The Quark visualizer needs JavaScript.</noscript>
+<div id="app"></div>
+</body>
+</html>
+`;
+
+const TYPES: Record<string, string> = {
+  js: 'text/javascript; charset=utf-8',
+  css: 'text/css; charset=utf-8',
+  map: 'application/json; charset=utf-8',
+  txt: 'text/plain; charset=utf-8',
+};
+// Only names esbuild writes: no slashes, no dot-dot, so nothing outside the assets folder is reachable.
+const ASSET = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.(js|css|map|txt)$/;
+// Chunks carry a content hash in their name, so a browser may keep them.
+const HASHED = /^chunk-[A-Za-z0-9]+\.js(\.map)?$/;
+
+const listQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    state: { type: 'string', enum: ['PENDING', 'SCHEDULED', 'RUNNING', 'SUCCEEDED', 'FAILED'] },
+    kind: { type: 'string', enum: WORK_KINDS },
+    server_id: S.idParams.properties.id,
+    // Query strings are strings and the API does not coerce types: a number in digits.
+    limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
+  },
+} as const;
+
+interface ListQuery {
+  state?: string;
+  kind?: string;
+  server_id?: string;
+  limit?: string;
+}
+
+export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, o) => {
+  const assetsDir = o.assetsDir ?? defaultAssetsDir();
+  const hub = new WatchHub(o.zk, o.log);
+  const scanner = new WorkUnitScanner(o.zk, o.paths);
+  const streams = new Set<EventStream>();
+
+  // Open streams would keep close() waiting forever: end them first, then forget every watch.
+  app.addHook('preClose', (done) => {
+    for (const s of [...streams]) s.end();
+    hub.close();
+    done();
+  });
+
+  const shell = async (_req: unknown, reply: FastifyReply) => {
+    if (!existsSync(join(assetsDir, 'ui.js'))) {
+      return reply
+        .status(503)
+        .type('text/plain; charset=utf-8')
+        .send('The visualizer is not built: run `npm run build:ui` (it is part of `npm run build:ts`).\n');
+    }
+    return reply
+      .header('content-security-policy', CSP)
+      .header('x-content-type-options', 'nosniff')
+      .header('cache-control', 'no-cache')
+      .type('text/html; charset=utf-8')
+      .send(SHELL);
+  };
+  app.get('/ui', shell);
+  app.get('/ui/', shell);
+  app.get('/ui/cluster', shell);
+  app.get('/ui/work-units/:id', shell);
+  app.get('/ui/servers/:id', shell);
+
+  app.get<{ Params: { name: string } }>('/ui/assets/:name', async (req, reply) => {
+    const { name } = req.params;
+    if (!ASSET.test(name)) throw notFound('asset', name);
+    let body: Buffer;
+    try {
+      body = await readFile(join(assetsDir, name));
+    } catch {
+      throw notFound('asset', name);
+    }
+    return reply
+      .header('x-content-type-options', 'nosniff')
+      .header('cache-control', HASHED.test(name) ? 'public, max-age=31536000, immutable' : 'no-cache')
+      .type(TYPES[name.slice(name.lastIndexOf('.') + 1)] ?? 'application/octet-stream')
+      .send(body);
+  });
+
+  app.get<{ Querystring: ListQuery }>('/v1/work-units', { schema: { querystring: listQuery } }, async (req, reply) => {
+    const limit = req.query.limit === undefined ? 100 : Number(req.query.limit);
+    if (limit < 1 || limit > 1000) throw new ApiError('BAD_REQUEST', 'limit must be between 1 and 1000');
+    const { units, matched, scanned } = await scanner.list({ ...req.query, limit });
+    return reply.header('x-total-count', String(matched)).header('x-scanned-count', String(scanned)).send(units);
+  });
+
+  app.get<{ Params: { id: WorkUnitId } }>(
+    '/v1/work-units/:id/events',
+    { schema: { params: S.idParams } },
+    async (req, reply) => {
+      const w = await o.zk.get<WorkUnitRecord>(o.paths.workUnit(req.params.id));
+      if (!w?.value) throw notFound('work unit', req.params.id);
+      reply.hijack();
+      streamWorkUnit(hub, o.paths, req.params.id, openEventStream(reply.raw, streams));
+    },
+  );
+
+  app.get<{ Params: { id: ServerId } }>('/v1/servers/:id/events', { schema: { params: S.idParams } }, async (req, reply) => {
+    const s = await o.zk.get<ServerRecord>(o.paths.server(req.params.id));
+    if (!s?.value) throw notFound('server', req.params.id);
+    reply.hijack();
+    streamServer(hub, o.paths, req.params.id, openEventStream(reply.raw, streams));
+  });
+
+  // How many pages are watching and what that holds in ZooKeeper (operators; the leak test).
+  app.get('/v1/ui/feed', async () => ({ streams: streams.size, ...hub.stats() }));
+};
