@@ -48,7 +48,7 @@ fi
 # --- TypeScript -----------------------------------------------------------------------------
 # tsc rewrites every output, so a stamp written after a successful build marks dist's age.
 stamp="dist/.build-stamp"
-ts_sources=(ts bench tsconfig.json package.json native/index.d.ts)
+ts_sources=(ts bench tsconfig.json package.json native/index.d.ts scripts/build-ui.mjs)
 reason=""
 if [ "$force" = 1 ]; then
   reason="--force"
