@@ -112,7 +112,11 @@ export function checkInt(field: string, v: unknown, min: number, max: number): n
 
 export function checkResources(field: string, r: Resources, min: number, max: number): void {
   if (typeof r !== 'object' || r === null) throw new RangeError(`${field} must be an object of resources`);
-  for (const k of RES_KEYS) checkInt(`${field}.${k}`, r[k], min, max);
+  for (const k of RES_KEYS) {
+    const v = r[k];
+    // The field name is only built when it is needed for the message.
+    if (!(typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max)) checkInt(`${field}.${k}`, v, min, max);
+  }
 }
 
 function checkStrings(field: string, xs: unknown): string[] {
@@ -163,42 +167,55 @@ export interface U64 {
 export function fnv1a64(s: string): U64 {
   let hi = 0xcbf29ce4;
   let lo = 0x84222325;
-  const step = (b: number): void => {
-    lo = (lo ^ b) >>> 0;
-    // h * 0x100000001b3 = h * 0x1b3 + (h << 40), mod 2^64
-    const loMul = lo * 0x1b3;
-    hi = (Math.imul(hi, 0x1b3) + Math.floor(loMul / 4294967296) + (lo << 8)) >>> 0;
-    lo = loMul >>> 0;
-  };
   for (let i = 0; i < s.length; i++) {
-    let c = s.charCodeAt(i);
+    const c = s.charCodeAt(i);
     if (c < 0x80) {
-      step(c);
+      // h ^= byte; h *= 0x100000001b3, i.e. h * 0x1b3 + (h << 40), mod 2^64
+      lo = (lo ^ c) >>> 0;
+      const loMul = lo * 0x1b3;
+      hi = (Math.imul(hi, 0x1b3) + Math.floor(loMul / 4294967296) + (lo << 8)) >>> 0;
+      lo = loMul >>> 0;
       continue;
     }
+    let cp = c;
     if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
       const d = s.charCodeAt(i + 1);
       if (d >= 0xdc00 && d <= 0xdfff) {
-        const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
         i++;
-        step(0xf0 | (cp >>> 18));
-        step(0x80 | ((cp >>> 12) & 0x3f));
-        step(0x80 | ((cp >>> 6) & 0x3f));
-        step(0x80 | (cp & 0x3f));
-        continue;
       }
     }
-    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
-    if (c < 0x800) {
-      step(0xc0 | (c >>> 6));
-      step(0x80 | (c & 0x3f));
-    } else {
-      step(0xe0 | (c >>> 12));
-      step(0x80 | ((c >>> 6) & 0x3f));
-      step(0x80 | (c & 0x3f));
+    if (cp >= 0xd800 && cp <= 0xdfff) cp = 0xfffd;
+    const n = utf8(cp);
+    for (let b = 0; b < n; b++) {
+      lo = (lo ^ utf8Bytes[b]!) >>> 0;
+      const loMul = lo * 0x1b3;
+      hi = (Math.imul(hi, 0x1b3) + Math.floor(loMul / 4294967296) + (lo << 8)) >>> 0;
+      lo = loMul >>> 0;
     }
   }
   return { hi, lo };
+}
+
+const utf8Bytes = new Uint8Array(4);
+/** Encodes one code point (>= 0x80) into utf8Bytes; returns its length. */
+function utf8(cp: number): number {
+  if (cp < 0x800) {
+    utf8Bytes[0] = 0xc0 | (cp >>> 6);
+    utf8Bytes[1] = 0x80 | (cp & 0x3f);
+    return 2;
+  }
+  if (cp < 0x10000) {
+    utf8Bytes[0] = 0xe0 | (cp >>> 12);
+    utf8Bytes[1] = 0x80 | ((cp >>> 6) & 0x3f);
+    utf8Bytes[2] = 0x80 | (cp & 0x3f);
+    return 3;
+  }
+  utf8Bytes[0] = 0xf0 | (cp >>> 18);
+  utf8Bytes[1] = 0x80 | ((cp >>> 12) & 0x3f);
+  utf8Bytes[2] = 0x80 | ((cp >>> 6) & 0x3f);
+  utf8Bytes[3] = 0x80 | (cp & 0x3f);
+  return 4;
 }
 
 let mulHi = 0;
