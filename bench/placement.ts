@@ -5,7 +5,8 @@
 //
 //   npm run bench:placement        (needs `npm run build:native` first)
 //
-// Env: QUARK_BENCH_SIZES=1000,10000 to pick sizes; QUARK_BENCH_SCALE=0.2 for fewer iterations.
+// Env: QUARK_BENCH_SIZES=1000,10000 to pick sizes; QUARK_BENCH_SCALE=0.2 for fewer iterations;
+// QUARK_BENCH_PORTABLE=1 runs the portable (SSE2) build of the kernel and of the scan.
 import { NativeClusterView } from '../ts/orc/placement/native.js';
 import { TwinClusterView } from '../ts/orc/placement/twin.js';
 import type { ComputeRecord, Placement, PlacementRequest, Resources } from '../ts/orc/placement/types.js';
@@ -109,9 +110,16 @@ function samePick(a: Placement, b: Placement): boolean {
   return a.ok === b.ok && (!a.ok || (b.ok && a.computeId === b.computeId));
 }
 
+const portable = process.env.QUARK_BENCH_PORTABLE === '1';
+function nativeView(): NativeClusterView {
+  const v = new NativeClusterView();
+  if (portable) v.setSimd(false);
+  return v;
+}
+
 function benchSize(n: number, iterations: number): Record<string, number | string> {
   const records = cluster(n);
-  const native = new NativeClusterView();
+  const native = nativeView();
   const twin = new TwinClusterView();
   for (const c of records) {
     native.upsert(c);
@@ -170,7 +178,7 @@ function benchBatch(n: number, batch: number, runs: number): Record<string, numb
   const perTwin: number[] = [];
   let placed = 0;
   for (let run = 0; run < runs; run++) {
-    const native = new NativeClusterView();
+    const native = nativeView();
     const twin = new TwinClusterView();
     for (const c of records) {
       native.upsert(c);
