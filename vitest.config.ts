@@ -7,5 +7,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // One file at a time: the integration files start whole clusters (and a browser) and assert
+    // failover within the session timeout; on a 2-core machine two of them at once miss it.
+    fileParallelism: false,
   },
 });

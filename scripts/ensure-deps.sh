@@ -9,8 +9,8 @@ cd "$ROOT"
 
 # zookeeper: the real server tests and `quark up` run (QuorumPeerMain from /usr/share/java).
 # libvirt-dev, pkg-config: the native addon links libvirt (its test:///default driver included).
-# libclang-dev, clang: bindgen in the libvirt bindings' build.
-DEBIAN_PACKAGES="zookeeper libvirt-dev pkg-config libclang-dev clang"
+
+DEBIAN_PACKAGES="zookeeper libvirt-dev pkg-config"
 BROWSER_PACKAGES="chromium"
 
 say() { printf '[ensure-deps] %s\n' "$*"; }

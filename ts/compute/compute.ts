@@ -36,6 +36,8 @@ export interface ComputeOptions {
   shutdownTimeoutMs?: number;
   /** Added before every step's effect: makes work visibly in flight (demos, visualizer, fault tests). */
   stepDelayMs?: number;
+  /** Least time between two writes of self/hypervisor (default 200 ms). */
+  hypervisorReportMs?: number;
 }
 
 interface InFlight {
@@ -535,14 +537,14 @@ export class Compute {
   private hvTimer: NodeJS.Timeout | undefined;
   /**
    * self/hypervisor: what libvirt itself reports (domains by state), so operators and tests can
-   * check that libvirt and managing/ agree. Debounced: at most one write per 200 ms.
+   * check that libvirt and managing/ agree. Debounced: at most one write per hypervisorReportMs.
    */
   private schedulePublishHypervisor(): void {
     if (this.hvTimer || this.stopped) return;
     this.hvTimer = setTimeout(() => {
       this.hvTimer = undefined;
       this.publishHypervisor().catch((err) => this.o.log.warn('could not publish self/hypervisor', { err }));
-    }, 200);
+    }, this.o.hypervisorReportMs ?? 200);
   }
 
   private async publishHypervisor(): Promise<void> {

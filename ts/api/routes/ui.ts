@@ -54,6 +54,7 @@ const SHELL = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Quark</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/ui/assets/ui.css">
 <script type="module" src="/ui/assets/ui.js"></script>
 </head>
