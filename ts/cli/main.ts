@@ -25,6 +25,9 @@ Commands:
                                    --bandwidth-mbps (10000) --zone (default) --labels a,b
                                    --libvirt-uri (test:///default)
                                    --step-delay-ms (0: a pause before each step, for demos and fault tests)
+                                   --hypervisor-report-ms (200: least time between two writes of self/hypervisor)
+            --hollow N --id-prefix P (hollow)   N computes in this one process, ids P-1…P-N, each with
+                                   its own ZooKeeper session, directory and private libvirt test driver
   zk        operator views         zk tree [path] | zk ls <path> | zk get <path>
             zk server --port P --data-dir D   (a standalone ZooKeeper, foreground)
 
@@ -126,15 +129,12 @@ async function main(argv: string[]): Promise<void> {
         labels: { type: 'string', default: '' },
         'libvirt-uri': { type: 'string', default: 'test:///default' },
         'step-delay-ms': { type: 'string', default: '0' },
+        'hypervisor-report-ms': { type: 'string', default: '200' },
+        hollow: { type: 'string' },
+        'id-prefix': { type: 'string', default: 'hollow' },
+        'start-concurrency': { type: 'string', default: '64' },
       });
-      if (!a.v.id) throw new UsageError('compute needs --id');
-      const id = asComputeId(a.v.id as string);
-      const log = createLogger({ proc: 'compute', pid: process.pid, compute: id });
-      const { Compute } = await import('../compute/compute.js');
-      const { Hypervisor } = await import('../native/libvirt.js');
-      const uri = a.v['libvirt-uri'] as string;
-      const hv = await Hypervisor.open(uri);
-      const capacity = {
+      const capacityOf = (uri: string) => ({
         vcpus: int(a.v.vcpus, 'vcpus', 1),
         ram_mb: int(a.v['ram-mb'], 'ram-mb', 1),
         disk_gb: int(a.v['disk-gb'], 'disk-gb', 0),
@@ -142,9 +142,40 @@ async function main(argv: string[]): Promise<void> {
         zone: a.v.zone as string,
         labels: (a.v.labels as string).split(',').filter(Boolean),
         libvirt_uri: uri,
-      };
+      });
+      const stepDelayMs = int(a.v['step-delay-ms'], 'step-delay-ms');
+      const hypervisorReportMs = int(a.v['hypervisor-report-ms'], 'hypervisor-report-ms', 1);
+      if (a.v.hollow !== undefined) {
+        if (a.v.id) throw new UsageError('--hollow names its computes from --id-prefix; drop --id');
+        const count = int(a.v.hollow, 'hollow', 1);
+        const prefix = a.v['id-prefix'] as string;
+        const log = createLogger({ proc: 'compute', pid: process.pid, hollow: prefix });
+        const { runHollow } = await import('../compute/hollow.js');
+        const { libvirt_uri: _uri, ...capacity } = capacityOf('');
+        await runHollow({
+          count,
+          idPrefix: prefix,
+          zk: a.zk,
+          root: a.root,
+          sessionTimeoutMs: a.sessionTimeoutMs,
+          capacity,
+          log,
+          stepDelayMs,
+          hypervisorReportMs,
+          startConcurrency: int(a.v['start-concurrency'], 'start-concurrency', 1),
+        });
+        return;
+      }
+      if (!a.v.id) throw new UsageError('compute needs --id (or --hollow N)');
+      const id = asComputeId(a.v.id as string);
+      const log = createLogger({ proc: 'compute', pid: process.pid, compute: id });
+      const { Compute } = await import('../compute/compute.js');
+      const { Hypervisor } = await import('../native/libvirt.js');
+      const uri = a.v['libvirt-uri'] as string;
+      const hv = await Hypervisor.open(uri);
+      const capacity = capacityOf(uri);
       await runWithSession({ ...a, log }, async (zk, paths) => {
-        const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs: int(a.v['step-delay-ms'], 'step-delay-ms') });
+        const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs, hypervisorReportMs });
         await c.start();
         return c;
       });

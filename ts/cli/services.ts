@@ -59,6 +59,8 @@ export async function runWithSession(
     stopping = true;
     o.log.info('stopping', { signal });
     await current?.svc.stop().catch((err) => o.log.error('stop failed', { err }));
+    // What this process's current session cost ZooKeeper (benchmarks sum these over processes).
+    if (current) o.log.info('zk counters', { ...current.zk.counters });
     await current?.zk.close().catch(() => {});
     process.exit(0);
   };

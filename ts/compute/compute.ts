@@ -40,8 +40,19 @@ export interface ComputeOptions {
   hypervisorReportMs?: number;
 }
 
+/**
+ * Steps with no effect outside this process (the compute's own admission checks). Their
+ * completion rides in the next transaction rather than one of its own: rerunning them after a
+ * crash changes nothing, and they are durable before any step with an effect starts.
+ */
+const LOCAL_STEPS: ReadonlySet<StepName> = new Set<StepName>(['allocate_vcpu', 'allocate_storage']);
+
 interface InFlight {
   task: TaskRecord;
+  /** False while the task is still in next_tasks: the first commit moves it to active_tasks. */
+  intaken: boolean;
+  /** The unit's completed steps that are durable in active_tasks. */
+  durable: CompletedStep[];
   /** Version of the work-unit znode as this compute last wrote it. */
   wuVersion: number;
   wu: WorkUnitRecord;
@@ -232,32 +243,26 @@ export class Compute {
       .finally(() => this.intakeQueue.delete(wu));
   }
 
-  /** next_tasks/<wu> → active_tasks/<wu>, and the work unit RUNNING, in one transaction. */
+  /**
+   * Starts a task found in next_tasks. It is not moved yet: the first step's transaction moves it
+   * (next_tasks/<wu> → active_tasks/<wu>, the unit RUNNING) together with that step's completion,
+   * which saves a transaction per unit. A crash before then leaves the task in next_tasks, and the
+   * restarted compute starts it again from its first step, whose completion was never recorded.
+   */
   private async intake(wuId: WorkUnitId): Promise<void> {
     const { zk, paths, id, log } = this.o;
     const next = await zk.get<TaskRecord>(paths.nextTask(id, wuId));
     if (!next?.value) return;
     const task = next.value;
     const wu = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
-    const txn = zk.txn();
-    removeEntries(txn, paths.nextTask(id, wuId), nextTaskEntries(task));
     if (!wu?.value || wu.value.compute_id !== id || wu.value.state === 'SUCCEEDED' || wu.value.state === 'FAILED') {
       log.warn('discarding a task that is no longer ours', { wu: wuId, state: wu?.value?.state });
-      await txn.commit();
+      await removeEntries(zk.txn(), paths.nextTask(id, wuId), nextTaskEntries(task)).commit();
       return;
     }
-    const record: WorkUnitRecord = {
-      ...wu.value,
-      state: 'RUNNING',
-      steps_left: [...stepsOf(task.kind)],
-      steps_completed: [],
-      updated_at: Date.now(),
-    };
-    createEntries(txn, paths.activeTask(id, wuId), activeTaskEntries(task, []));
-    txn.set(paths.workUnit(wuId), record, wu.stat.version);
-    const res = await commitSurely(zk, txn, async () => (await zk.exists(paths.activeTask(id, wuId))) !== null);
-    const wuVersion = res ? res[res.length - 1]!.stat!.version : (await this.wuVersionNow(wuId));
-    this.run(task, record, wuVersion, []);
+    if (this.stopped || this.inflight.has(wuId)) return;
+    const record: WorkUnitRecord = { ...wu.value, steps_left: [...stepsOf(task.kind)], steps_completed: [] };
+    this.run(task, record, wu.stat.version, [], false);
   }
 
   private async resumeActive(wuId: WorkUnitId): Promise<void> {
@@ -280,12 +285,12 @@ export class Compute {
       return;
     }
     log.info('resuming work unit', { wu: wuId, completed: completed.map((c) => c.name) });
-    this.run(t.value, wu.value, wu.stat.version, completed);
+    this.run(t.value, wu.value, wu.stat.version, completed, true);
   }
 
   // ---- running a work unit ---------------------------------------------------------------------
 
-  private run(task: TaskRecord, wu: WorkUnitRecord, wuVersion: number, completed: CompletedStep[]): void {
+  private run(task: TaskRecord, wu: WorkUnitRecord, wuVersion: number, completed: CompletedStep[], intaken: boolean): void {
     const log = this.o.log.child({ wu: task.work_unit_id, kind: task.kind, vm: task.server_id });
     const machine = workUnitMachine(task.kind).provide({
       actors: {
@@ -295,7 +300,7 @@ export class Compute {
     const actor = createActor(machine, { input: { workUnitId: task.work_unit_id, completed } });
     let finish!: () => void;
     const done = new Promise<void>((r) => (finish = r));
-    const entry: InFlight = { task, wu, wuVersion, actor, done };
+    const entry: InFlight = { task, intaken, durable: completed, wu, wuVersion, actor, done };
     this.inflight.set(task.work_unit_id, entry);
     actor.subscribe({
       next: (snap) => {
@@ -338,7 +343,7 @@ export class Compute {
       completed_at: Date.now(),
     };
     if (input.last) await this.commitSuccess(entry, [...input.completed, step]);
-    else await this.commitStep(entry, input.completed, step);
+    else if (!LOCAL_STEPS.has(input.step)) await this.commitSteps(entry, [...input.completed, step]);
     return step;
   }
 
@@ -387,23 +392,48 @@ export class Compute {
     if (st) entry.wuVersion = st.version;
   }
 
-  /** The unit's active_tasks directory is gone: its finishing transaction landed. */
+  /** The unit's task is in neither next_tasks nor active_tasks: its finishing transaction landed. */
   private finished(entry: InFlight): () => Promise<boolean> {
-    const p = this.o.paths.activeTask(this.o.id, entry.task.work_unit_id);
-    return async () => (await this.o.zk.exists(p)) === null;
+    const { zk, paths, id } = this.o;
+    const wu = entry.task.work_unit_id;
+    return async () => (await zk.exists(paths.activeTask(id, wu))) === null && (await zk.exists(paths.nextTask(id, wu))) === null;
   }
 
-  /** One step done: steps_left/<s> → steps_completed/<s>/time_to_completion, and the unit's progress. */
-  private async commitStep(entry: InFlight, before: CompletedStep[], step: CompletedStep): Promise<void> {
+  /** Removes the unit's task directory as it stands: next_tasks/<wu> before intake, else active_tasks/<wu>. */
+  private removeTask(txn: Txn, entry: InFlight): void {
+    const { paths, id } = this.o;
+    const { task } = entry;
+    if (!entry.intaken) removeEntries(txn, paths.nextTask(id, task.work_unit_id), nextTaskEntries(task));
+    else removeEntries(txn, paths.activeTask(id, task.work_unit_id), activeTaskEntries(task, entry.durable));
+  }
+
+  /**
+   * Steps done since the last commit (a step with an effect, and any local steps before it):
+   * each steps_left/<s> → steps_completed/<s>/time_to_completion, and the unit's progress. The
+   * first commit of a unit also moves its task from next_tasks to active_tasks and sets it RUNNING.
+   */
+  private async commitSteps(entry: InFlight, completed: CompletedStep[]): Promise<void> {
     const { zk, paths, id } = this.o;
-    const base = paths.activeTask(id, entry.task.work_unit_id);
-    const txn = zk
-      .txn()
-      .remove(`${base}/steps_left/${step.name}`)
-      .create(`${base}/steps_completed/${step.name}`)
-      .create(`${base}/steps_completed/${step.name}/time_to_completion`, step.time_to_completion_ms)
-      .set(paths.workUnit(entry.task.work_unit_id), this.progress(entry, [...before, step]), entry.wuVersion);
-    await this.commitTxn(entry, txn, async () => (await zk.exists(`${base}/steps_completed/${step.name}`)) !== null);
+    const wuId = entry.task.work_unit_id;
+    const base = paths.activeTask(id, wuId);
+    const fresh = completed.slice(entry.durable.length);
+    const txn = zk.txn();
+    if (!entry.intaken) {
+      removeEntries(txn, paths.nextTask(id, wuId), nextTaskEntries(entry.task));
+      createEntries(txn, base, activeTaskEntries(entry.task, completed));
+    } else {
+      for (const step of fresh) {
+        txn
+          .remove(`${base}/steps_left/${step.name}`)
+          .create(`${base}/steps_completed/${step.name}`)
+          .create(`${base}/steps_completed/${step.name}/time_to_completion`, step.time_to_completion_ms);
+      }
+    }
+    txn.set(paths.workUnit(wuId), this.progress(entry, completed, { state: 'RUNNING' }), entry.wuVersion);
+    const last = fresh[fresh.length - 1]!;
+    await this.commitTxn(entry, txn, async () => (await zk.exists(`${base}/steps_completed/${last.name}`)) !== null);
+    entry.intaken = true;
+    entry.durable = completed;
   }
 
   /**
@@ -417,7 +447,7 @@ export class Compute {
     const now = Date.now();
     for (;;) {
       const txn = zk.txn();
-      removeEntries(txn, paths.activeTask(id, task.work_unit_id), activeTaskEntries(task, completed.slice(0, -1)));
+      this.removeTask(txn, entry);
       const server = await zk.get<ServerRecord>(paths.server(vm));
       if (task.kind === 'delete') {
         const m = this.managed.get(vm);
@@ -477,6 +507,7 @@ export class Compute {
       const txn = zk.txn();
       // Walk what is there: a step whose commit landed just before the failure is not in `completed`.
       for (const p of (await zk.walk(paths.activeTask(id, task.work_unit_id))).reverse()) txn.remove(p);
+      for (const p of (await zk.walk(paths.nextTask(id, task.work_unit_id))).reverse()) txn.remove(p);
       if (task.kind === 'build') {
         const free = await zk.get<Consumes>(paths.selfFree(id));
         if (!free?.value) throw new Error('self/free is missing');
@@ -521,6 +552,7 @@ export class Compute {
     for (;;) {
       const txn = zk.txn();
       for (const p of (await zk.walk(paths.activeTask(id, task.work_unit_id))).reverse()) txn.remove(p);
+      for (const p of (await zk.walk(paths.nextTask(id, task.work_unit_id))).reverse()) txn.remove(p);
       if (task.kind === 'build') {
         const free = await zk.get<Consumes>(paths.selfFree(id));
         if (free?.value) txn.set(paths.selfFree(id), addConsumes(free.value, task.consumes), free.stat.version);
