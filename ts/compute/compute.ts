@@ -187,9 +187,10 @@ export class Compute {
       if (rec.value.status === 'ACTIVE') await ensureRunning(hv, vm as ServerId);
     }
     const active = (await zk.children(paths.activeTasks(id))) ?? [];
+    const queued = (await zk.children(paths.nextTasks(id))) ?? [];
     for (const dom of await hv.list()) {
       const vm = vmIdOfDomain(dom.name);
-      if (vm && !this.managed.has(vm as ServerId) && !(await this.hasActiveTaskFor(active, vm))) {
+      if (vm && !this.managed.has(vm as ServerId) && !(await this.hasTaskFor(active, queued, vm))) {
         log.warn('removing a libvirt domain nobody manages', { domain: dom.name });
         await ensureUndefined(hv, vm as ServerId);
       }
@@ -198,10 +199,14 @@ export class Compute {
     await this.recomputeFree();
   }
 
-  private async hasActiveTaskFor(active: string[], vm: string): Promise<boolean> {
-    for (const wu of active) {
-      const t = await this.o.zk.get<TaskRecord>(this.o.paths.activeTask(this.o.id, wu as WorkUnitId));
-      if (t?.value?.server_id === vm) return true;
+  /** Whether a task in active_tasks, or one in next_tasks (its first steps may have run), is for `vm`. */
+  private async hasTaskFor(active: string[], queued: string[], vm: string): Promise<boolean> {
+    const { zk, paths, id } = this.o;
+    for (const [dir, wus] of [[paths.activeTasks(id), active], [paths.nextTasks(id), queued]] as const) {
+      for (const wu of wus) {
+        const t = await zk.get<TaskRecord>(`${dir}/${wu}`);
+        if (t?.value?.server_id === vm) return true;
+      }
     }
     return false;
   }

@@ -1,0 +1,486 @@
+// End to end at scale: a standalone ZooKeeper, the api, O orcs and C hollow computes (one
+// process, `quark compute --hollow C`), U boots through the REST API. stdout is JSON lines only,
+// the last one the summary; progress goes to stderr.
+//   npm run bench:e2e -- --computes 1000 --orcs 2 --units 5000
+// Phases: (1) the server's raw capacity: the most multi() transactions per second it accepts from
+// node-zookeeper-client (the library Quark uses), in the same run, against the same server, with
+// transactions the size of a boot's; (2) closed loop: --concurrency boots in flight until U are
+// done (the maximum rate); (3) open loop: fixed arrival rates (fractions of that maximum) for
+// --sweep-seconds each, for latency. Transactions per boot are counted by ZooKeeper itself: every
+// write transaction (multi or single) takes one zxid, so Δzxid / boots counts them all, including
+// background writes (self/hypervisor reports) made meanwhile.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Zk } from '../ts/zk/client.js';
+import { Paths } from '../ts/zk/paths.js';
+import { shardOf } from '../ts/common/model.js';
+import { fourLetter, freePort, startZooKeeper, type RunningZooKeeper } from '../ts/zk/server.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const MAIN = fileURLToPath(new URL('../dist/ts/cli/main.js', import.meta.url));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const say = (s: string) => process.stderr.write(`[bench:e2e] ${s}\n`);
+const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + '\n');
+
+// ---------------------------------------------------------------------------------------------
+// Raw ZooKeeper capacity: a worker process, many sessions, many multi()s in flight.
+
+async function rawWorker(v: Record<string, string | boolean | undefined>): Promise<void> {
+  const sessions = Number(v.sessions);
+  const inflight = Number(v.inflight);
+  const ops = Number(v.ops);
+  const warm = Number(v['warm-ms']);
+  const window = Number(v['window-ms']);
+  const base = `${v.root as string}/raw/${process.pid}`;
+  const zks = await Promise.all(Array.from({ length: sessions }, () => Zk.connect(v.zk as string, { sessionTimeoutMs: 10_000 })));
+  await zks[0]!.mkdirp(base);
+  // A work-unit-sized record for the parent, small numbers below it: like a boot's transactions.
+  const record = { id: 'x'.repeat(36), kind: 'build', state: 'RUNNING', steps: Array.from({ length: 4 }, (_, i) => ({ name: `step-${i}`, ms: i, at: Date.now() })), pad: 'p'.repeat(200) };
+  const t0 = performance.now();
+  const from = t0 + warm;
+  const until = from + window;
+  let counted = 0;
+  let errors = 0;
+  const loop = async (zk: Zk, slot: string): Promise<void> => {
+    for (let i = 0; performance.now() < until; i++) {
+      const dir = `${base}/${slot}-${i}`;
+      const create = zk.txn().create(dir, record);
+      for (let k = 1; k < ops; k++) create.create(`${dir}/${k}`, k);
+      const remove = zk.txn();
+      for (let k = ops - 1; k >= 1; k--) remove.remove(`${dir}/${k}`);
+      remove.remove(dir);
+      for (const t of [create, remove]) {
+        try {
+          await t.commit();
+          const now = performance.now();
+          if (now >= from && now < until) counted++;
+        } catch {
+          errors++;
+        }
+      }
+    }
+  };
+  await Promise.all(zks.flatMap((zk, s) => Array.from({ length: inflight }, (_, j) => loop(zk, `${s}-${j}`))));
+  process.stdout.write(JSON.stringify({ txns: counted, errors, window_ms: window }) + '\n');
+  await Promise.all(zks.map((z) => z.close()));
+  process.exit(0);
+}
+
+async function measureRaw(zkConn: string, root: string, o: { procs: number; sessions: number; inflight: number; ops: number; seconds: number }) {
+  const window = o.seconds * 1000;
+  const runs = await Promise.all(
+    Array.from(
+      { length: o.procs },
+      () =>
+        new Promise<{ txns: number; errors: number }>((resolve, reject) => {
+          const p = spawn(
+            process.execPath,
+            [...process.execArgv, SELF, '--raw-worker', '--zk', zkConn, '--root', root, '--sessions', String(o.sessions), '--inflight', String(o.inflight), '--ops', String(o.ops), '--warm-ms', '1500', '--window-ms', String(window)],
+            { stdio: ['ignore', 'pipe', 'inherit'] },
+          );
+          let out = '';
+          p.stdout!.on('data', (c) => (out += String(c)));
+          p.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`raw worker exited ${code}`))));
+        }),
+    ),
+  );
+  const txns = runs.reduce((n, r) => n + r.txns, 0);
+  return { txn_per_s: Math.round(txns / o.seconds), errors: runs.reduce((n, r) => n + r.errors, 0) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// ZooKeeper's own figures
+
+async function zxid(port: number): Promise<number> {
+  const m = /Zxid:\s*0x([0-9a-f]+)/i.exec(await fourLetter(port, 'srvr'));
+  if (!m) throw new Error('srvr gave no Zxid');
+  return Number(BigInt(`0x${m[1]}`) & 0xffffffffn); // the counter within the epoch
+}
+
+async function mntr(port: number): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const line of (await fourLetter(port, 'mntr')).split('\n')) {
+    const [k, v] = line.split('\t');
+    if (k && v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+interface Proc {
+  name: string;
+  p: ChildProcess;
+  log: string;
+  lines: string[];
+  count(substr: string): number;
+}
+
+function rssMb(pid: number): { rss_mb: number; hwm_mb: number } {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
+    return { rss_mb: Math.round(kb('VmRSS') / 102.4) / 10, hwm_mb: Math.round(kb('VmHWM') / 102.4) / 10 };
+  } catch {
+    return { rss_mb: 0, hwm_mb: 0 };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+
+function post(port: number, body: unknown): Promise<{ status: number; body: any }> {
+  const data = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path: '/v1/servers', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }));
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/**
+ * Knows when each unit finishes without polling the API: a unit leaves its shard's inbox in the
+ * transaction that finishes it. One children watch per shard; a unit accepted before a listing
+ * was asked for and absent from it is finished; one read then tells SUCCEEDED from FAILED.
+ */
+class Finisher {
+  private readonly pending = new Map<string, { shard: number; accepted: number; resolve: (ok: { ok: boolean; state: string; error?: unknown }) => void }>();
+  private readonly byShard = new Map<number, Set<string>>();
+  private stopped = false;
+
+  constructor(
+    private readonly zk: Zk,
+    private readonly paths: Paths,
+    shards: number,
+  ) {
+    for (let n = 0; n < shards; n++) {
+      this.byShard.set(n, new Set());
+      void this.arm(n);
+    }
+  }
+
+  wait(wu: string, shard: number, accepted: number): Promise<{ ok: boolean; state: string; error?: unknown }> {
+    return new Promise((resolve) => {
+      this.pending.set(wu, { shard, accepted, resolve });
+      this.byShard.get(shard)!.add(wu);
+    });
+  }
+
+  private async arm(n: number): Promise<void> {
+    if (this.stopped) return;
+    const asked = performance.now();
+    let kids: string[] | null;
+    try {
+      kids = await this.zk.children(this.paths.inbox(n), () => void this.arm(n));
+    } catch {
+      setTimeout(() => void this.arm(n), 100);
+      return;
+    }
+    const present = new Set(kids ?? []);
+    for (const wu of this.byShard.get(n)!) {
+      const p = this.pending.get(wu)!;
+      if (p.accepted < asked && !present.has(wu)) {
+        this.byShard.get(n)!.delete(wu);
+        this.pending.delete(wu);
+        void this.zk.get<{ state: string; error?: unknown }>(this.paths.workUnit(wu as never)).then(
+          (r) => p.resolve({ ok: r?.value?.state === 'SUCCEEDED', state: r?.value?.state ?? 'MISSING', error: r?.value?.error }),
+          () => p.resolve({ ok: false, state: 'READ_FAILED' }),
+        );
+      }
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const { values: v } = parseArgs({
+    options: {
+      'raw-worker': { type: 'boolean', default: false },
+      zk: { type: 'string' },
+      root: { type: 'string', default: '/quark' },
+      sessions: { type: 'string', default: '4' },
+      inflight: { type: 'string', default: '32' },
+      ops: { type: 'string', default: '14' },
+      'warm-ms': { type: 'string', default: '1500' },
+      'window-ms': { type: 'string', default: '5000' },
+      computes: { type: 'string', default: '100' },
+      orcs: { type: 'string', default: '2' },
+      units: { type: 'string', default: '1000' },
+      concurrency: { type: 'string', default: '256' },
+      rates: { type: 'string', default: '0.25,0.5,0.75' },
+      'sweep-seconds': { type: 'string', default: '8' },
+      'raw-seconds': { type: 'string', default: '5' },
+      'raw-procs': { type: 'string', default: '2' },
+      'session-timeout-ms': { type: 'string', default: '10000' },
+      'hypervisor-report-ms': { type: 'string', default: '5000' },
+      'zk-dir': { type: 'string' },
+      'force-sync': { type: 'string', default: 'yes' },
+      'zk-heap': { type: 'string', default: '2g' },
+      profile: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  if (v['raw-worker']) return rawWorker(v);
+
+  const C = Number(v.computes);
+  const O = Number(v.orcs);
+  const U = Number(v.units);
+  const conc = Number(v.concurrency);
+  const rates = (v.rates as string).split(',').filter(Boolean).map(Number);
+  const sweepS = Number(v['sweep-seconds']);
+  const dir = mkdtempSync(join(tmpdir(), 'quark-e2e-'));
+  const zkDir = (v['zk-dir'] as string | undefined) ?? join(dir, 'zk');
+  const forceSync = v['force-sync'] as string;
+  const procs: Proc[] = [];
+  let zk: RunningZooKeeper | undefined;
+  let client: Zk | undefined;
+  let finisher: Finisher | undefined;
+  const root = '/quark';
+  say(`logs in ${dir}`);
+  try {
+    zk = await startZooKeeper({
+      dataDir: zkDir,
+      clientPort: 0,
+      maxClientCnxns: 0,
+      extraConfig: { forceSync, globalOutstandingLimit: 10_000 },
+      javaOptions: [`-Xmx${v['zk-heap'] as string}`],
+    });
+    const fs = statfsSync(zkDir);
+    const fsName = fs.type === 0x01021994 ? 'tmpfs' : 'disk';
+    emit({ event: 'zookeeper', data_dir: zkDir, data_fs: fsName, force_sync: forceSync, tick_ms: 200, heap: v['zk-heap'] });
+
+    // (1) raw capacity, nothing else running yet.
+    const raw = await measureRaw(zk.connectionString, '/rawbench', {
+      procs: Number(v['raw-procs']),
+      sessions: Number(v.sessions),
+      inflight: Number(v.inflight),
+      ops: Number(v.ops),
+      seconds: Number(v['raw-seconds']),
+    });
+    emit({ event: 'zk_raw', txn_per_s: raw.txn_per_s, ops_per_txn: Number(v.ops), procs: Number(v['raw-procs']), sessions_per_proc: Number(v.sessions), inflight_per_session: Number(v.inflight), errors: raw.errors });
+
+    // (2) the cluster.
+    const apiPort = await freePort();
+    const common = ['--zk', zk.connectionString, '--root', root];
+    const profDir = v.profile as string | undefined;
+    const start = (name: string, args: string[]): Proc => {
+      const log = join(dir, `${name}.log`);
+      const out = createWriteStream(log);
+      const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
+      const p = spawn(process.execPath, [...nodeArgs, MAIN, ...args, ...common], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const proc: Proc = {
+        name,
+        p,
+        log,
+        lines: [],
+        count: (s) => proc.lines.filter((l) => l.includes(s)).length,
+      };
+      let partial = '';
+      p.stderr!.on('data', (c: Buffer) => {
+        out.write(c);
+        const parts = (partial + String(c)).split('\n');
+        partial = parts.pop() ?? '';
+        for (const l of parts) if (l.includes('"compute alive"') || l.includes('zk counters') || l.includes('fleet ready') || l.includes('"level":"error"')) proc.lines.push(l);
+      });
+      p.once('exit', () => out.end());
+      procs.push(proc);
+      return proc;
+    };
+    start('api', ['api', '--port', String(apiPort)]);
+    const orcs = Array.from({ length: O }, (_, i) => start(`orc-${i + 1}`, ['orc', '--id', `orc-${i + 1}`, '--session-timeout-ms', '4000']));
+    const t0 = Date.now();
+    const fleet = start('hollow', [
+      'compute', '--hollow', String(C), '--id-prefix', 'hc', '--vcpus', '100000', '--ram-mb', '100000000', '--disk-gb', '10000000',
+      '--session-timeout-ms', String(v['session-timeout-ms']), '--hypervisor-report-ms', String(v['hypervisor-report-ms']), '--start-concurrency', '128',
+    ]);
+    const until = async (what: string, fn: () => boolean | Promise<boolean>, ms = 600_000) => {
+      const end = Date.now() + ms;
+      while (!(await fn())) {
+        for (const p of procs) if (p.p.exitCode !== null) throw new Error(`${p.name} exited (${p.p.exitCode}) while waiting for ${what}; see ${p.log}`);
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await sleep(200);
+      }
+    };
+    await until(`${C} hollow computes`, () => fleet.count('fleet ready') > 0);
+    await until('every orc to see every compute', () => orcs.every((o) => o.count('"compute alive"') >= C));
+    client = await Zk.connect(zk.connectionString, { sessionTimeoutMs: 10_000 });
+    const paths = new Paths(root);
+    const config = (await client.get<{ shards: number }>(paths.config))!.value!;
+    await until('every shard owned', async () => {
+      try {
+        const r = await fetch(`http://127.0.0.1:${apiPort}/v1/shards`);
+        const owners = (await r.json()) as Record<string, string | null>;
+        return Object.keys(owners).length === config.shards && Object.values(owners).every((x) => x !== null);
+      } catch {
+        return false;
+      }
+    });
+    emit({ event: 'cluster_ready', computes: C, orcs: O, ms: Date.now() - t0, hollow_rss_mb: rssMb(fleet.p.pid!).rss_mb });
+    finisher = new Finisher(client, paths, config.shards);
+    const fin = finisher;
+
+    let seq = 0;
+    let errors = 0;
+    const errorSamples: unknown[] = [];
+    const boot = async (): Promise<number> => {
+      const sent = performance.now();
+      const r = await post(apiPort, { name: `b-${seq++}`, flavor: { vcpus: 1, ram_mb: 256, disk_gb: 1 } });
+      if (r.status !== 202) {
+        errors++;
+        if (errorSamples.length < 5) errorSamples.push({ status: r.status, body: r.body });
+        return -1;
+      }
+      const shard = shardOf(r.body.work_unit_id, config.shards);
+      const done = await fin.wait(r.body.work_unit_id, shard, sent);
+      if (!done.ok) {
+        errors++;
+        if (errorSamples.length < 5) errorSamples.push({ state: done.state, error: done.error });
+      }
+      return performance.now() - sent;
+    };
+
+    // (3) closed loop.
+    const z0 = await zxid(zk.clientPort);
+    const lat: number[] = [];
+    let left = U;
+    const c0 = performance.now();
+    await Promise.all(
+      Array.from({ length: Math.min(conc, U) }, async () => {
+        while (left > 0) {
+          left--;
+          const ms = await boot();
+          if (ms >= 0) lat.push(ms);
+        }
+      }),
+    );
+    const closedS = (performance.now() - c0) / 1000;
+    const z1 = await zxid(zk.clientPort);
+    lat.sort((a, b) => a - b);
+    const maxRate = U / closedS;
+    const txnPerBoot = (z1 - z0) / U;
+    emit({ event: 'closed_loop', units: U, concurrency: conc, seconds: +closedS.toFixed(2), boots_per_s: Math.round(maxRate), p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), zk_txns: z1 - z0, zk_txn_per_boot: +txnPerBoot.toFixed(2), errors });
+    const closedErrors = errors;
+
+    // (4) open-loop sweep.
+    const sweep: Array<{ fraction: number; p50_ms: number; p99_ms: number; achieved: number }> = [];
+    for (const f of rates) {
+      const rate = f * maxRate;
+      const n = Math.max(1, Math.round(rate * sweepS));
+      const ol: number[] = [];
+      const e0 = errors;
+      const s0 = performance.now();
+      const inflight: Promise<void>[] = [];
+      let sent = 0;
+      while (sent < n) {
+        const due = Math.min(n, Math.floor(((performance.now() - s0) / 1000) * rate) + 1);
+        for (; sent < due; sent++) inflight.push(boot().then((ms) => void (ms >= 0 && ol.push(ms))));
+        await sleep(2);
+      }
+      await Promise.all(inflight);
+      const s = (performance.now() - s0) / 1000;
+      ol.sort((a, b) => a - b);
+      const row = { fraction: f, rate_per_s: Math.round(rate), units: n, achieved: Math.round(n / s), p50_ms: pct(ol, 50), p90_ms: pct(ol, 90), p99_ms: pct(ol, 99), max_ms: Math.round(ol[ol.length - 1] ?? 0), errors: errors - e0 };
+      sweep.push(row);
+      emit({ event: 'open_loop', ...row });
+    }
+
+    // (5) memory and ZooKeeper's view, then stop everything and collect the clients' counters.
+    const orcMem = orcs.map((o) => rssMb(o.p.pid!));
+    const fleetMem = rssMb(fleet.p.pid!);
+    const m = await mntr(zk.clientPort);
+    emit({
+      event: 'zk_mntr',
+      ...Object.fromEntries(
+        ['zk_avg_latency', 'zk_max_latency', 'zk_num_alive_connections', 'zk_outstanding_requests', 'zk_znode_count', 'zk_watch_count', 'zk_approximate_data_size', 'zk_packets_received', 'zk_packets_sent']
+          .filter((k) => k in m)
+          .map((k) => [k, Number(m[k])]),
+      ),
+    });
+    finisher.stop();
+    await client.close();
+    client = undefined;
+    await stopAll(procs);
+    const counters = procs.map((p) => {
+      const line = p.lines.find((l) => l.includes('zk counters'));
+      const c = line ? (JSON.parse(line) as { txns: number; writes: number; reads: number }) : undefined;
+      return { proc: p.name, txns: c?.txns ?? null, writes: c?.writes ?? null, reads: c?.reads ?? null };
+    });
+    emit({ event: 'zk_client_counters', note: 'whole run per process, startup included; txns = multi() calls, writes = ops in them plus single writes', processes: counters });
+    if (profDir) emit({ event: 'profiles', dir: profDir, files: readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')) });
+    if (errorSamples.length) emit({ event: 'error_samples', samples: errorSamples });
+
+    const half = sweep.find((r) => r.fraction === 0.5) ?? sweep[0];
+    emit({
+      computes: C,
+      orcs: O,
+      units: U,
+      boots_per_s: Math.round(maxRate),
+      p50_ms: half?.p50_ms ?? pct(lat, 50),
+      p99_ms: half?.p99_ms ?? pct(lat, 99),
+      latency_at: half ? `open loop at ${half.fraction} x max` : 'closed loop',
+      zk_txn_per_boot: +txnPerBoot.toFixed(2),
+      zk_raw_txn_per_s: raw.txn_per_s,
+      zk_efficiency: +((maxRate * txnPerBoot) / raw.txn_per_s).toFixed(3),
+      orc_rss_mb: Math.max(...orcMem.map((x) => x.rss_mb)),
+      compute_rss_mb: fleetMem.rss_mb,
+      compute_rss_kb_per_compute: Math.round((fleetMem.rss_mb * 1024) / C),
+      errors,
+      closed_loop_errors: closedErrors,
+      zk_data_fs: fsName,
+      zk_force_sync: forceSync,
+    });
+  } finally {
+    finisher?.stop();
+    await client?.close().catch(() => {});
+    await stopAll(procs);
+    await zk?.stop().catch(() => {});
+    if (!v.keep) rmSync(dir, { recursive: true, force: true });
+    agent.destroy();
+  }
+}
+
+async function stopAll(procs: Proc[]): Promise<void> {
+  await Promise.all(
+    procs.map(async (p) => {
+      if (p.p.exitCode !== null || p.p.signalCode !== null) return;
+      p.p.kill('SIGTERM');
+      const timer = setTimeout(() => p.p.kill('SIGKILL'), 30_000);
+      await new Promise((r) => p.p.once('exit', r));
+      clearTimeout(timer);
+    }),
+  );
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    say(`failed: ${(err as Error).stack ?? String(err)}`);
+    process.exit(1);
+  },
+);
