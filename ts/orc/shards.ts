@@ -65,7 +65,7 @@ export class ShardOwnership extends EventEmitter {
     this.membersWatch = watchChildren(
       this.zk,
       this.paths.orcs,
-      (kids) => void this.rebalance(kids ?? []).catch((err) => this.log.error('rebalance failed', { err })),
+      (kids) => this.requestRebalance(kids ?? []),
       (err) => this.log.error('orcs watch failed', { err }),
     );
   }
@@ -90,11 +90,29 @@ export class ShardOwnership extends EventEmitter {
     this.stopped = true;
     this.membersWatch?.stop();
     for (const n of [...this.owned]) this.lose(n);
-    for (const [n, node] of this.candidates) {
-      await this.zk.remove(`${this.paths.shardLock(n)}/${node}`).catch(() => {});
-    }
-    this.candidates.clear();
+    // Leave the membership first, so the other orcs start queueing for our shards, then free the
+    // locks: each shard passes to its next owner without waiting for our session to expire.
     await this.zk.remove(this.paths.orc(this.orcId)).catch(() => {});
+    const held = [...this.candidates];
+    this.candidates.clear();
+    await Promise.all(held.map(([n, node]) => this.zk.remove(`${this.paths.shardLock(n)}/${node}`).catch(() => {})));
+  }
+
+  /** Membership changes are applied one at a time, the latest winning: never two rebalances at once. */
+  private nextMembers: string[] | undefined;
+  private rebalancing = false;
+  private requestRebalance(members: string[]): void {
+    this.nextMembers = members;
+    if (this.rebalancing) return;
+    this.rebalancing = true;
+    void (async () => {
+      while (this.nextMembers && !this.stopped) {
+        const m = this.nextMembers;
+        this.nextMembers = undefined;
+        await this.rebalance(m).catch((err) => this.log.error('rebalance failed', { err }));
+      }
+      this.rebalancing = false;
+    })();
   }
 
   private async rebalance(members: string[]): Promise<void> {
@@ -102,12 +120,13 @@ export class ShardOwnership extends EventEmitter {
     const sorted = [...members].sort();
     const rank = sorted.indexOf(this.orcId);
     this.desired = new Set(desiredShards(this.shards, rank, sorted.length));
-    for (const n of this.desired) if (!this.candidates.has(n)) await this.enqueue(n);
+    // Every shard's queue is independent: queue for all wanted shards at once, so a dead orc's
+    // shards are taken after one round trip rather than one per shard.
+    const joining = [...this.desired].filter((n) => !this.candidates.has(n));
+    await Promise.all(joining.map((n) => this.enqueue(n)));
     // Withdraw from queues we no longer want; owned-but-unwanted shards wait for their new owner.
-    for (const n of [...this.candidates.keys()]) {
-      if (!this.desired.has(n) && !this.owned.has(n)) await this.withdraw(n);
-      else if (!this.desired.has(n)) await this.check(n);
-    }
+    const unwanted = [...this.candidates.keys()].filter((n) => !this.desired.has(n));
+    await Promise.all(unwanted.map((n) => (this.owned.has(n) ? this.check(n) : this.withdraw(n))));
   }
 
   private async enqueue(n: number): Promise<void> {
