@@ -116,6 +116,7 @@ export async function up(o: UpOptions): Promise<void> {
 
   say(`
 Where to look:
+  ${api}/ui                 the visualizer: work units live, servers, the cluster (open in a browser)
   curl -s ${api}/v1/computes
   curl -s ${api}/v1/servers
   curl -s -XPOST ${api}/v1/servers -H 'content-type: application/json' \\
