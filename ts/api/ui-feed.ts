@@ -126,11 +126,20 @@ export class WatchHub {
           v = await this.zk.get(e.path);
           if (!e.settled(v) && e.listeners.size > 0) {
             // Still changing: read again with the watch, so no change between the reads is missed.
-            v = await this.zk.get(e.path, e.watcher);
-            if (v === null) {
-              if (await this.zk.exists(e.path, e.watcher)) e.again = true; // created between the two calls
-            }
+            // Armed before the call, not after: a change can arrive in the same packet as the
+            // reply, and the client runs the watch before this function resumes. Marking it
+            // armed afterwards would overwrite that firing, and the path would never be
+            // watched again (the page freezes on a stale step).
             e.armed = true;
+            try {
+              v = await this.zk.get(e.path, e.watcher);
+              if (v === null) {
+                if (await this.zk.exists(e.path, e.watcher)) e.again = true; // created between the two calls
+              }
+            } catch (err) {
+              e.armed = false; // a failed call registered no watch
+              throw err;
+            }
           }
         }
         if (e.listeners.size === 0) break;

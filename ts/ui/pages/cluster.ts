@@ -55,7 +55,7 @@ export const clusterPage: Page = async (root) => {
         else owned.set(owner, [...(owned.get(owner) ?? []), Number(n)]);
       }
       const total = Object.keys(shards.body).length;
-      summary.textContent = `${alive}/${computes.body.length} computes alive · ${orcs.body.length} orcs · ${total - unowned.length}/${total} shards owned`;
+      summary.textContent = `${alive}/${computes.body.length} computes alive · ${orcs.body.length} ${orcs.body.length === 1 ? 'orc' : 'orcs'} · ${total - unowned.length}/${total} shards owned`;
       fill(
         computesEl,
         ...computes.body.map((c) =>
@@ -70,7 +70,7 @@ export const clusterPage: Page = async (root) => {
             ),
             h('p', { class: 'muted' }, `zone ${c.zone}`, c.labels.length ? ` · labels ${c.labels.join(', ')}` : ''),
             ...RESOURCES.map((r) => bar(r.label, c.capacity[r.key] - c.free[r.key], c.capacity[r.key], r.unit, r.key)),
-            h('p', { class: 'counts' }, `${c.managing} VMs · ${c.active_tasks} running · ${c.next_tasks} queued`),
+            h('p', { class: 'counts' }, `${c.managing} ${c.managing === 1 ? 'VM' : 'VMs'} · ${c.active_tasks} running · ${c.next_tasks} queued`),
           ),
         ),
         computes.body.length === 0 && h('p', { class: 'muted' }, 'No computes have registered.'),
@@ -82,7 +82,7 @@ export const clusterPage: Page = async (root) => {
           return h(
             'article',
             { class: 'card orc', 'data-orc': o.id },
-            h('header', {}, h('h3', {}, o.id), h('span', { class: 'muted' }, `${mine.length} shards`)),
+            h('header', {}, h('h3', {}, o.id), h('span', { class: 'muted' }, `${mine.length} ${mine.length === 1 ? 'shard' : 'shards'}`)),
             h('p', { class: 'muted' }, `pid ${o.pid} on ${o.host} · up since ${ago(new Date(o.since).toISOString())}`),
             h('div', { class: 'shards' }, ...mine.map((n) => h('span', { class: 'shard', 'data-shard': n }, String(n)))),
           );
@@ -91,7 +91,7 @@ export const clusterPage: Page = async (root) => {
           h(
             'article',
             { class: 'card orc unowned' },
-            h('header', {}, h('h3', {}, 'unowned'), h('span', { class: 'muted' }, `${unowned.length} shards`)),
+            h('header', {}, h('h3', {}, 'unowned'), h('span', { class: 'muted' }, `${unowned.length} ${unowned.length === 1 ? 'shard' : 'shards'}`)),
             h('div', { class: 'shards' }, ...unowned.map((n) => h('span', { class: 'shard' }, String(n)))),
           ),
       );

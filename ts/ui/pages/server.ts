@@ -48,11 +48,11 @@ export const serverPage: Page = async (root, id) => {
     errorEl,
     h(
       'div',
-      { class: 'unit-grid' },
+      { class: 'unit-grid server-grid' },
       h('section', { class: 'card chart-card' }, h('h2', {}, 'VM lifecycle ', h('code', {}, chart.machineId)), h('div', { class: 'chart-scroll' }, drawn.element)),
       h(
         'section',
-        { class: 'card' },
+        { class: 'card table-card' },
         h('h2', {}, 'Work units on this server'),
         h(
           'table',
