@@ -386,14 +386,18 @@ export class Zk extends EventEmitter {
 
   /** Creates the path and any missing parents, empty. Existing nodes are left alone. */
   async mkdirp(path: string): Promise<void> {
-    const parts = path.split('/').filter(Boolean);
-    let p = '';
-    for (const part of parts) {
-      p += `/${part}`;
+    // Deepest first: where the parents exist (the usual case) this is one request, not one per level.
+    try {
+      await this.create(path);
+    } catch (e) {
+      if (isZkError(e, 'NODE_EXISTS')) return;
+      if (!isZkError(e, 'NO_NODE')) throw e;
+      const parent = path.slice(0, path.lastIndexOf('/'));
+      if (parent) await this.mkdirp(parent);
       try {
-        await this.create(p);
-      } catch (e) {
-        if (!isZkError(e, 'NODE_EXISTS')) throw e;
+        await this.create(path);
+      } catch (e2) {
+        if (!isZkError(e2, 'NODE_EXISTS')) throw e2;
       }
     }
   }
