@@ -40,13 +40,6 @@ export interface ComputeOptions {
   hypervisorReportMs?: number;
 }
 
-/**
- * Steps with no effect outside this process (the compute's own admission checks). Their
- * completion rides in the next transaction rather than one of its own: rerunning them after a
- * crash changes nothing, and they are durable before any step with an effect starts.
- */
-const LOCAL_STEPS: ReadonlySet<StepName> = new Set<StepName>(['allocate_vcpu', 'allocate_storage']);
-
 interface InFlight {
   task: TaskRecord;
   /** False while the task is still in next_tasks: the first commit moves it to active_tasks. */
@@ -348,7 +341,7 @@ export class Compute {
       completed_at: Date.now(),
     };
     if (input.last) await this.commitSuccess(entry, [...input.completed, step]);
-    else if (!LOCAL_STEPS.has(input.step)) await this.commitSteps(entry, [...input.completed, step]);
+    else await this.commitSteps(entry, [...input.completed, step]);
     return step;
   }
 
@@ -413,9 +406,10 @@ export class Compute {
   }
 
   /**
-   * Steps done since the last commit (a step with an effect, and any local steps before it):
-   * each steps_left/<s> → steps_completed/<s>/time_to_completion, and the unit's progress. The
-   * first commit of a unit also moves its task from next_tasks to active_tasks and sets it RUNNING.
+   * One step's completion, one transaction (the seed's rule, and what lets an operator or the
+   * visualizer watch a unit step by step): steps_left/<s> → steps_completed/<s>/time_to_completion,
+   * and the unit's progress. The unit's first commit also moves its task from next_tasks to
+   * active_tasks and sets it RUNNING: the intake costs no transaction of its own.
    */
   private async commitSteps(entry: InFlight, completed: CompletedStep[]): Promise<void> {
     const { zk, paths, id } = this.o;
