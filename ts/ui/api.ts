@@ -61,3 +61,38 @@ export interface FeedMessage<T> {
 export function parseFeed<T>(ev: MessageEvent<string>): T & { server_time?: number } {
   return JSON.parse(ev.data) as T & { server_time?: number };
 }
+
+/**
+ * A page's event stream and its live badge (`data-live`): live once open, reconnecting while the
+ * browser retries a dropped stream, closed once it gives up or the page closes it.
+ */
+export class LiveFeed {
+  private source: EventSource | undefined;
+
+  constructor(private readonly badge: HTMLElement) {}
+
+  set(mode: string, text: string): void {
+    this.badge.setAttribute('data-live', mode);
+    this.badge.textContent = text;
+  }
+
+  open(url: string): EventSource {
+    const source = new EventSource(url);
+    this.source = source;
+    source.addEventListener('open', () => this.set('live', 'live'));
+    source.addEventListener('error', () => {
+      if (source.readyState === EventSource.CLOSED) {
+        this.close();
+        this.set('closed', 'disconnected: reload to retry');
+      } else if (this.source) {
+        this.set('reconnecting', 'reconnecting…');
+      }
+    });
+    return source;
+  }
+
+  close(): void {
+    this.source?.close();
+    this.source = undefined;
+  }
+}

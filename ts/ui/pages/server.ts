@@ -2,7 +2,7 @@
 // and every work unit that touched it; live through the server's event stream.
 import { vmMachine } from '../../actors/vm.js';
 import { isWorkKind, stepsOf } from '../../actors/kinds.js';
-import { ApiFailure, getJson, parseFeed } from '../api.js';
+import { ApiFailure, LiveFeed, getJson, parseFeed } from '../api.js';
 import { drawChart, layOut } from '../chart.js';
 import { ago, badge, fill, h, link, shortId, unitHref } from '../dom.js';
 import { formatMs, type NodeView, type ServerView, type WorkUnitView } from '../model.js';
@@ -118,20 +118,13 @@ export const serverPage: Page = async (root, id) => {
   renderServer();
   renderUnits();
 
-  const setLive = (mode: string, text: string) => {
-    live.setAttribute('data-live', mode);
-    live.textContent = text;
-  };
-  let source: EventSource | undefined;
-  const close = () => {
-    source?.close();
-    source = undefined;
-  };
+  const feed = new LiveFeed(live);
+  const setLive = (mode: string, text: string) => feed.set(mode, text);
+  const close = () => feed.close();
   if (!server) {
     setLive('closed', 'deleted');
   } else {
-    source = new EventSource(`/v1/servers/${encodeURIComponent(id)}/events`);
-    source.addEventListener('open', () => setLive('live', 'live'));
+    const source = feed.open(`/v1/servers/${encodeURIComponent(id)}/events`);
     source.addEventListener('server', (ev) => {
       server = parseFeed<{ server: ServerView }>(ev as MessageEvent<string>).server;
       renderServer();
@@ -153,14 +146,6 @@ export const serverPage: Page = async (root, id) => {
           renderUnits();
         })
         .catch(() => {});
-    });
-    source.addEventListener('error', () => {
-      if (source?.readyState === EventSource.CLOSED) {
-        close();
-        setLive('closed', 'disconnected: reload to retry');
-      } else if (source) {
-        setLive('reconnecting', 'reconnecting…');
-      }
     });
   }
   return close;

@@ -2,7 +2,7 @@
 // step highlighted, a timeline of its steps, and its error; kept live by the unit's event stream.
 import { workUnitMachine } from '../../actors/work-unit.js';
 import { isWorkKind, stepsOf } from '../../actors/kinds.js';
-import { ApiFailure, getJson, parseFeed } from '../api.js';
+import { ApiFailure, LiveFeed, getJson, parseFeed } from '../api.js';
 import { drawChart, layOut, layoutEngine } from '../chart.js';
 import { ago, badge, fill, h, link, serverHref } from '../dom.js';
 import { formatMs, TERMINAL_STATES, timeline, unitNodes, type WorkUnitView } from '../model.js';
@@ -36,20 +36,13 @@ export const workUnitPage: Page = async (root, id) => {
   // It opens before the chart is laid out (ELK takes a while on a busy machine), so a short step
   // is not missed meanwhile: the header and timeline follow at once, the chart once drawn.
   let render = (): void => {};
-  let source: EventSource | undefined;
-  const setLive = (mode: string, text: string) => {
-    live.setAttribute('data-live', mode);
-    live.textContent = text;
-  };
-  const close = () => {
-    source?.close();
-    source = undefined;
-  };
+  const feed = new LiveFeed(live);
+  const setLive = (mode: string, text: string) => feed.set(mode, text);
+  const close = () => feed.close();
   if (TERMINAL_STATES.has(unit.state)) {
     setLive('finished', 'finished');
   } else {
-    source = new EventSource(`/v1/work-units/${encodeURIComponent(id)}/events`);
-    source.addEventListener('open', () => setLive('live', 'live'));
+    const source = feed.open(`/v1/work-units/${encodeURIComponent(id)}/events`);
     source.addEventListener('unit', (ev) => {
       const msg = parseFeed<{ unit: WorkUnitView }>(ev as MessageEvent<string>);
       if (msg.server_time) offset = msg.server_time - Date.now();
@@ -63,14 +56,6 @@ export const workUnitPage: Page = async (root, id) => {
     source.addEventListener('gone', () => {
       close();
       setLive('closed', 'the work unit was removed');
-    });
-    source.addEventListener('error', () => {
-      if (source?.readyState === EventSource.CLOSED) {
-        close();
-        setLive('closed', 'disconnected: reload to retry');
-      } else if (source) {
-        setLive('reconnecting', 'reconnecting…');
-      }
     });
   }
 
