@@ -13,17 +13,30 @@ export interface SessionOptions {
   root: string;
   sessionTimeoutMs: number;
   log: Logger;
+  /** Stop and exit the process on SIGINT/SIGTERM (default true; off for in-process use). */
+  handleSignals?: boolean;
+}
+
+/** A service kept running across session expiries. */
+export interface SessionRunner<S extends Service> {
+  /** The service on the current session (undefined while it is being started again). */
+  readonly service: S | undefined;
+  readonly zk: Zk | undefined;
+  /** How many times the service was started (1 + restarts after session expiry). */
+  readonly starts: number;
+  stop(): Promise<void>;
 }
 
 /** Runs `make` on a live session; re-runs it on a new session whenever the old one expires. */
-export async function runWithSession(
+export async function runWithSession<S extends Service>(
   o: SessionOptions,
-  make: (zk: Zk, paths: Paths) => Promise<Service>,
-): Promise<void> {
+  make: (zk: Zk, paths: Paths) => Promise<S>,
+): Promise<SessionRunner<S>> {
   const paths = new Paths(o.root);
-  let current: { zk: Zk; svc: Service } | undefined;
+  let current: { zk: Zk; svc: S } | undefined;
   let stopping = false;
   let restarting = false;
+  let starts = 0;
 
   const startOnce = async (): Promise<void> => {
     const zk = await Zk.connect(o.zk, { sessionTimeoutMs: o.sessionTimeoutMs });
@@ -31,8 +44,15 @@ export async function runWithSession(
       o.log.info('zookeeper connection', { state: s });
       if (s === 'LOST' && !stopping && !restarting) void restart();
     });
-    const svc = await make(zk, paths);
+    let svc: S;
+    try {
+      svc = await make(zk, paths);
+    } catch (e) {
+      await zk.close().catch(() => {});
+      throw e;
+    }
     current = { zk, svc };
+    starts++;
   };
 
   const restart = async (): Promise<void> => {
@@ -54,17 +74,34 @@ export async function runWithSession(
     restarting = false;
   };
 
-  const shutdown = async (signal: string): Promise<void> => {
+  const stop = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    o.log.info('stopping', { signal });
     await current?.svc.stop().catch((err) => o.log.error('stop failed', { err }));
     // What this process's current session cost ZooKeeper (benchmarks sum these over processes).
     if (current) o.log.info('zk counters', { ...current.zk.counters });
     await current?.zk.close().catch(() => {});
-    process.exit(0);
+    current = undefined;
   };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  if (o.handleSignals ?? true) {
+    const onSignal = (signal: string) => {
+      o.log.info('stopping', { signal });
+      void stop().then(() => process.exit(0));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
   await startOnce();
+  return {
+    get service() {
+      return current?.svc;
+    },
+    get zk() {
+      return current?.zk;
+    },
+    get starts() {
+      return starts;
+    },
+    stop,
+  };
 }
