@@ -25,6 +25,7 @@ Commands:
                                    --bandwidth-mbps (10000) --zone (default) --labels a,b
                                    --libvirt-uri (test:///default)
                                    --step-delay-ms (0: a pause before each step, for demos and fault tests)
+                                   --drain-timeout-ms (30000: on SIGTERM, how long to finish units in flight)
                                    --hypervisor-report-ms (200: least time between two writes of self/hypervisor)
             --hollow N --id-prefix P (hollow)   N computes in this one process, ids P-1…P-N, each with
                                    its own ZooKeeper session, directory and private libvirt test driver
@@ -129,6 +130,7 @@ async function main(argv: string[]): Promise<void> {
         labels: { type: 'string', default: '' },
         'libvirt-uri': { type: 'string', default: 'test:///default' },
         'step-delay-ms': { type: 'string', default: '0' },
+        'drain-timeout-ms': { type: 'string', default: '30000' },
         'hypervisor-report-ms': { type: 'string', default: '200' },
         hollow: { type: 'string' },
         'id-prefix': { type: 'string', default: 'hollow' },
@@ -174,8 +176,9 @@ async function main(argv: string[]): Promise<void> {
       const uri = a.v['libvirt-uri'] as string;
       const hv = await Hypervisor.open(uri);
       const capacity = capacityOf(uri);
+      const drainTimeoutMs = int(a.v['drain-timeout-ms'], 'drain-timeout-ms');
       await runWithSession({ ...a, log }, async (zk, paths) => {
-        const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs, hypervisorReportMs });
+        const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs, hypervisorReportMs, drainTimeoutMs });
         await c.start();
         return c;
       });

@@ -6,6 +6,8 @@ import type { Logger } from '../common/log.js';
 
 export interface Service {
   stop(): Promise<void>;
+  /** Graceful shutdown's first half (SIGINT/SIGTERM only): finish what is in hand. */
+  drain?(): Promise<unknown>;
 }
 
 export interface SessionOptions {
@@ -85,8 +87,13 @@ export async function runWithSession<S extends Service>(
   };
   if (o.handleSignals ?? true) {
     const onSignal = (signal: string) => {
+      if (stopping) return;
       o.log.info('stopping', { signal });
-      void stop().then(() => process.exit(0));
+      void (async () => {
+        await current?.svc.drain?.().catch((err: unknown) => o.log.error('drain failed', { err }));
+        await stop();
+        process.exit(0);
+      })();
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);

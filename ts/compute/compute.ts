@@ -36,6 +36,8 @@ export interface ComputeOptions {
   shutdownTimeoutMs?: number;
   /** Added before every step's effect: makes work visibly in flight (demos, visualizer, fault tests). */
   stepDelayMs?: number;
+  /** Graceful shutdown waits this long for the units in flight (default 30 s). */
+  drainTimeoutMs?: number;
   /** Least time between two writes of self/hypervisor (default 200 ms). */
   hypervisorReportMs?: number;
 }
@@ -66,6 +68,8 @@ export class Compute {
   private readonly intakeQueue = new Set<WorkUnitId>();
   private watcher: { stop(): void } | undefined;
   private stopped = false;
+  /** Draining: no new task is taken (graceful shutdown). */
+  private draining = false;
   private config: ClusterConfig | undefined;
 
   constructor(private readonly o: ComputeOptions) {}
@@ -96,12 +100,34 @@ export class Compute {
     this.stopped = true;
     clearTimeout(this.hvTimer);
     this.watcher?.stop();
-    for (const f of this.inflight.values()) f.actor.stop();
+    for (const [wu, f] of this.inflight) {
+      f.actor.stop();
+      if (runners.get(wu) === this) runners.delete(wu);
+    }
   }
 
-  /** Waits for in-flight work to finish (used by graceful shutdown and tests). */
-  async drain(): Promise<void> {
-    await Promise.all([...this.inflight.values()].map((f) => f.done));
+  /**
+   * Graceful shutdown's first half: takes no new task, and waits (at most timeoutMs) for the
+   * units already running here to finish, so a planned stop does not cut a VM's build in half.
+   * Tasks still in next_tasks stay there; when this compute's liveness node goes, their orc
+   * places builds elsewhere and fails the rest, as for any lost compute.
+   */
+  async drain(timeoutMs = this.o.drainTimeoutMs ?? 30_000): Promise<{ finished: number; left: number }> {
+    this.draining = true;
+    this.watcher?.stop();
+    this.watcher = undefined;
+    const running = [...this.inflight.values()];
+    if (running.length === 0) return { finished: 0, left: 0 };
+    this.o.log.info('draining: finishing the units in flight', { units: running.length, timeout_ms: timeoutMs });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled(running.map((f) => f.done)),
+      new Promise((r) => (timer = setTimeout(r, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    const left = running.filter((f) => this.inflight.has(f.task.work_unit_id)).length;
+    if (left > 0) this.o.log.warn('drain timed out: units left unfinished', { left });
+    return { finished: running.length - left, left };
   }
 
   // ---- self/ ---------------------------------------------------------------------------------
@@ -234,7 +260,7 @@ export class Compute {
   // ---- intake ----------------------------------------------------------------------------------
 
   private enqueueIntake(wu: WorkUnitId): void {
-    if (this.stopped || this.inflight.has(wu) || this.intakeQueue.has(wu)) return;
+    if (this.stopped || this.draining || this.inflight.has(wu) || this.intakeQueue.has(wu)) return;
     this.intakeQueue.add(wu);
     this.intake(wu)
       .catch((err) => this.o.log.error('intake failed', { wu, err }))
@@ -258,7 +284,7 @@ export class Compute {
       await removeEntries(zk.txn(), paths.nextTask(id, wuId), nextTaskEntries(task)).commit();
       return;
     }
-    if (this.stopped || this.inflight.has(wuId)) return;
+    if (this.stopped || this.draining || this.inflight.has(wuId)) return;
     const record: WorkUnitRecord = { ...wu.value, steps_left: [...stepsOf(task.kind)], steps_completed: [] };
     this.run(task, record, wu.stat.version, [], false);
   }
@@ -313,6 +339,7 @@ export class Compute {
           .catch((err) => log.error('could not record the outcome', { err }))
           .finally(() => {
             this.inflight.delete(task.work_unit_id);
+            if (runners.get(task.work_unit_id) === this) runners.delete(task.work_unit_id);
             this.schedulePublishHypervisor();
             finish();
           });
