@@ -3,7 +3,7 @@
 // RECONNECTED (same session) has it re-check its locks and act again, and LOST (session expired)
 // has it drop everything and join again on a new session, while the other orc covers for it.
 import { afterEach, describe, expect, it } from 'vitest';
-import { runWithSession, type SessionRunner } from '../ts/cli/services.js';
+import { runWithSession, type SessionRunner } from '../ts/zk/session.js';
 import { createLogger } from '../ts/common/log.js';
 import { Orc } from '../ts/orc/orc.js';
 import { lockQueue } from '../ts/orc/shards.js';

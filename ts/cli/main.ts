@@ -9,7 +9,7 @@ import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
 import { readConfig } from '../zk/config.js';
 import { printTree, printGet, printLs } from './zk-tools.js';
-import { runWithSession } from './services.js';
+import { runWithSession } from '../zk/session.js';
 import { up } from './up.js';
 
 const HELP = `quark — a scalable maker and manipulator of computers, in a box

@@ -5,12 +5,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Hypervisor } from '../native/libvirt.js';
-import { Zk } from '../zk/client.js';
-import { Paths } from '../zk/paths.js';
+import type { Zk } from '../zk/client.js';
+import { runWithSession, type SessionRunner } from '../zk/session.js';
 import type { Logger } from '../common/log.js';
 import { asComputeId, type ComputeId } from '../common/ids.js';
 import type { ComputeCapacity } from '../common/model.js';
-import { Compute, type ComputeOptions } from './compute.js';
+import { Compute } from './compute.js';
 
 export interface HollowOptions {
   count: number;
@@ -48,82 +48,47 @@ export function privateTestDriverUri(file: string): string {
 
 /** One hollow compute: its own session, restarted on a new one when the old one expires. */
 class HollowCompute {
-  private zk: Zk | undefined;
-  private compute: Compute | undefined;
-  private stopping = false;
-  private restarting: Promise<void> | undefined;
+  private runner: SessionRunner<Compute> | undefined;
 
   constructor(
     readonly id: ComputeId,
     private readonly hv: Hypervisor,
     private readonly o: HollowOptions,
-    private readonly paths: Paths,
     private readonly log: Logger,
   ) {}
 
-  get running(): Compute | undefined {
-    return this.compute;
-  }
-
   get zkClient(): Zk | undefined {
-    return this.zk;
+    return this.runner?.zk;
   }
 
   async start(): Promise<void> {
-    const zk = await Zk.connect(this.o.zk, { sessionTimeoutMs: this.o.sessionTimeoutMs, connectTimeoutMs: 60_000 });
-    zk.on('state', (s: string) => {
-      if (s === 'LOST' && !this.stopping && !this.restarting) this.restarting = this.restart().finally(() => (this.restarting = undefined));
-    });
-    const opts: ComputeOptions = {
-      id: this.id,
-      zk,
-      paths: this.paths,
-      hv: this.hv,
-      capacity: { ...this.o.capacity, libvirt_uri: this.hv.uri },
-      log: this.log,
-      stepDelayMs: this.o.stepDelayMs,
-      hypervisorReportMs: this.o.hypervisorReportMs,
-    };
-    const compute = new Compute(opts);
-    this.zk = zk;
-    this.compute = compute;
-    try {
-      await compute.start();
-    } catch (e) {
-      this.compute = undefined;
-      this.zk = undefined;
-      await compute.stop().catch(() => {});
-      await zk.close().catch(() => {});
-      throw e;
-    }
-  }
-
-  private async restart(): Promise<void> {
-    this.log.warn('session expired: starting again on a new session');
-    await this.drop();
-    for (let attempt = 1; !this.stopping; attempt++) {
-      try {
-        await this.start();
-        return;
-      } catch (err) {
-        this.log.error('restart failed; retrying', { attempt, err });
-        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
-      }
-    }
-  }
-
-  private async drop(): Promise<void> {
-    const { compute, zk } = this;
-    this.compute = undefined;
-    this.zk = undefined;
-    await compute?.stop().catch(() => {});
-    await zk?.close().catch(() => {});
+    const { o, hv } = this;
+    this.runner = await runWithSession<Compute>(
+      { zk: o.zk, root: o.root, sessionTimeoutMs: o.sessionTimeoutMs, log: this.log, handleSignals: false, connectTimeoutMs: 60_000 },
+      async (zk, paths) => {
+        const compute = new Compute({
+          id: this.id,
+          zk,
+          paths,
+          hv,
+          capacity: { ...o.capacity, libvirt_uri: hv.uri },
+          log: this.log,
+          stepDelayMs: o.stepDelayMs,
+          hypervisorReportMs: o.hypervisorReportMs,
+        });
+        try {
+          await compute.start();
+        } catch (e) {
+          await compute.stop().catch(() => {});
+          throw e;
+        }
+        return compute;
+      },
+    );
   }
 
   async stop(): Promise<void> {
-    this.stopping = true;
-    await this.restarting;
-    await this.drop();
+    await this.runner?.stop();
     await this.hv.close().catch(() => {});
   }
 }
@@ -164,7 +129,6 @@ export class HollowFleet {
 
   /** Starts every compute, a bounded number at a time; resolves when all are alive. */
   async start(): Promise<void> {
-    const paths = new Paths(this.o.root);
     const width = String(this.o.count).length;
     const ids = Array.from({ length: this.o.count }, (_, i) => asComputeId(`${this.o.idPrefix}-${String(i + 1).padStart(width, '0')}`));
     let next = 0;
@@ -174,7 +138,7 @@ export class HollowFleet {
       while (next < ids.length && !this.stopping) {
         const id = ids[next++]!;
         const hv = await Hypervisor.open(privateTestDriverUri(this.nodeXml));
-        const m = new HollowCompute(id, hv, this.o, paths, this.o.log.child({ compute: id }));
+        const m = new HollowCompute(id, hv, this.o, this.o.log.child({ compute: id }));
         this.members.push(m);
         await m.start();
         if (++ready % 500 === 0) this.o.log.info('hollow computes ready', { ready, of: ids.length, ms: Date.now() - started });

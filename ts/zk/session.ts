@@ -1,7 +1,7 @@
 // Long-running services (api, orc, compute) share one lifecycle: connect, start, and on session
 // expiry (LOST) drop everything and start again on a fresh session; stop cleanly on SIGINT/SIGTERM.
-import { Zk } from '../zk/client.js';
-import { Paths } from '../zk/paths.js';
+import { Zk } from './client.js';
+import { Paths } from './paths.js';
 import type { Logger } from '../common/log.js';
 
 export interface Service {
@@ -15,8 +15,13 @@ export interface SessionOptions {
   root: string;
   sessionTimeoutMs: number;
   log: Logger;
-  /** Stop and exit the process on SIGINT/SIGTERM (default true; off for in-process use). */
+  /**
+   * Stop and exit the process on SIGINT/SIGTERM, and log connection changes and the session's
+   * counters at info (default true: one service per process). Off for services embedded by the
+   * thousand in one process (hollow computes) and for tests; they log those at debug.
+   */
   handleSignals?: boolean;
+  connectTimeoutMs?: number;
 }
 
 /** A service kept running across session expiries. */
@@ -37,14 +42,16 @@ export async function runWithSession<S extends Service>(
   const paths = new Paths(o.root);
   let current: { zk: Zk; svc: S } | undefined;
   let stopping = false;
-  let restarting = false;
+  let restarting: Promise<void> | undefined;
   let starts = 0;
+  const alone = o.handleSignals ?? true;
+  const note = alone ? o.log.info.bind(o.log) : o.log.debug.bind(o.log);
 
   const startOnce = async (): Promise<void> => {
-    const zk = await Zk.connect(o.zk, { sessionTimeoutMs: o.sessionTimeoutMs });
+    const zk = await Zk.connect(o.zk, { sessionTimeoutMs: o.sessionTimeoutMs, connectTimeoutMs: o.connectTimeoutMs });
     zk.on('state', (s: string) => {
-      o.log.info('zookeeper connection', { state: s });
-      if (s === 'LOST' && !stopping && !restarting) void restart();
+      note('zookeeper connection', { state: s });
+      if (s === 'LOST' && !stopping && !restarting) restarting = restart().finally(() => (restarting = undefined));
     });
     let svc: S;
     try {
@@ -53,12 +60,17 @@ export async function runWithSession<S extends Service>(
       await zk.close().catch(() => {});
       throw e;
     }
+    if (stopping) {
+      // stop() came while this start was under way: it must not outlive it.
+      await svc.stop().catch(() => {});
+      await zk.close().catch(() => {});
+      return;
+    }
     current = { zk, svc };
     starts++;
   };
 
   const restart = async (): Promise<void> => {
-    restarting = true;
     o.log.warn('session expired: dropping everything and starting on a new session');
     const old = current;
     current = undefined;
@@ -73,15 +85,15 @@ export async function runWithSession<S extends Service>(
         await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
       }
     }
-    restarting = false;
   };
 
   const stop = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    await restarting;
     await current?.svc.stop().catch((err) => o.log.error('stop failed', { err }));
     // What this process's current session cost ZooKeeper (benchmarks sum these over processes).
-    if (current) o.log.info('zk counters', { ...current.zk.counters });
+    if (current) note('zk counters', { ...current.zk.counters });
     await current?.zk.close().catch(() => {});
     current = undefined;
   };
