@@ -340,7 +340,7 @@ async function main(): Promise<void> {
         out.write(c);
         const parts = (partial + String(c)).split('\n');
         partial = parts.pop() ?? '';
-        for (const l of parts) if (l.includes('"compute alive"') || l.includes('zk counters') || l.includes('fleet ready') || l.includes('"level":"error"')) proc.lines.push(l);
+        for (const l of parts) if (l.includes('"compute alive"') || l.includes('zk counters') || l.includes('"orc stats"') || l.includes('fleet ready') || l.includes('"level":"error"')) proc.lines.push(l);
       });
       p.once('exit', () => out.end());
       procs.push(proc);
@@ -470,7 +470,15 @@ async function main(): Promise<void> {
     const counters = procs.map((p) => {
       const line = p.lines.find((l) => l.includes('zk counters'));
       const c = line ? (JSON.parse(line) as { txns: number; writes: number; reads: number }) : undefined;
-      return { proc: p.name, txns: c?.txns ?? null, writes: c?.writes ?? null, reads: c?.reads ?? null };
+      const st = p.lines.find((l) => l.includes('"orc stats"'));
+      const orc = st ? (JSON.parse(st) as { placed: number; claimConflicts: number; noValidHost: number; retried: number }) : undefined;
+      return {
+        proc: p.name,
+        txns: c?.txns ?? null,
+        writes: c?.writes ?? null,
+        reads: c?.reads ?? null,
+        ...(orc ? { placed: orc.placed, claim_conflicts: orc.claimConflicts, no_valid_host: orc.noValidHost } : {}),
+      };
     });
     emit({ event: 'zk_client_counters', note: 'whole run per process, startup included; txns = multi() calls, writes = ops in them plus single writes', processes: counters });
     if (profDir) emit({ event: 'profiles', dir: profDir, files: readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')) });

@@ -92,6 +92,7 @@ export class Orc {
   }
 
   async stop(): Promise<void> {
+    this.o.log.info('orc stats', { ...this.stats });
     this.acting = false;
     clearInterval(this.sweeper);
     for (const w of this.inboxes.values()) w.stop();
@@ -110,7 +111,10 @@ export class Orc {
         (kids) => {
           const present = new Set(kids ?? []);
           for (const [wu, d] of this.driving) if (d.shard === n && !present.has(wu)) this.driving.delete(wu);
-          for (const wu of kids ?? []) this.kick(wu as WorkUnitId, n);
+          // Only units this orc has not seen yet: one already placed is supervised from `driving`
+          // (compute loss), and one that could not move is re-kicked by the sweep. Re-reading every
+          // unit in the inbox on each change cost ~7 reads per boot per orc.
+          for (const wu of kids ?? []) if (!this.driving.has(wu as WorkUnitId)) this.kick(wu as WorkUnitId, n);
         },
         (err) => this.o.log.error('inbox watch failed', { shard: n, err }),
       ),
