@@ -1,8 +1,42 @@
 // The one ZooKeeper client wrapper: promises, msgpackr values, exact-version transactions and
 // connection states. Nothing else in Quark imports node-zookeeper-client.
 import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
 import zookeeper from 'node-zookeeper-client';
 import { decode, encode } from './codec.js';
+
+/**
+ * node-zookeeper-client writes every request to the socket the moment it is queued: one write
+ * syscall per request. A session with many requests in flight (an orc, the api) spent most of its
+ * busy time in those writes. Here a session's requests queued in one tick go out together: the
+ * flush runs on the next tick with the socket corked, so they leave in one writev. Order, xids and
+ * back-pressure ('drain' calls the flush again) are the library's own.
+ */
+{
+  const cm = createRequire(import.meta.url)('node-zookeeper-client/lib/ConnectionManager.js') as {
+    prototype: { onPacketQueueReadable(this: CorkedManager): void; __quarkCorked?: boolean };
+  };
+  type CorkedManager = { socket?: import('node:net').Socket; __flushQueued?: boolean };
+  if (!cm.prototype.__quarkCorked) {
+    const flushNow = cm.prototype.onPacketQueueReadable;
+    cm.prototype.__quarkCorked = true;
+    cm.prototype.onPacketQueueReadable = function (this: CorkedManager) {
+      if (this.__flushQueued) return;
+      this.__flushQueued = true;
+      process.nextTick(() => {
+        this.__flushQueued = false;
+        const socket = this.socket;
+        const cork = !!socket && socket.writable && !socket.destroyed;
+        if (cork) socket.cork();
+        try {
+          flushNow.call(this);
+        } finally {
+          if (cork) socket.uncork();
+        }
+      });
+    };
+  }
+}
 
 const { CreateMode, Exception } = zookeeper;
 // Internal protocol constants; we build multi ops ourselves (see Txn) to keep version 0 exact.
