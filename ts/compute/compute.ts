@@ -55,6 +55,30 @@ interface InFlight {
   done: Promise<void>;
 }
 
+/**
+ * One machine per kind per process, built once: building a statechart (state nodes, transitions)
+ * for every unit was about a tenth of a busy hollow process's time, and one per compute would cost
+ * ~21 KB each. Its runStep finds the unit's compute in `runners` (unit ids are unique).
+ */
+const runners = new Map<string, Compute>();
+const machines = new Map<string, ReturnType<typeof workUnitMachine>>();
+function machineFor(kind: TaskRecord['kind']): ReturnType<typeof workUnitMachine> {
+  let m = machines.get(kind);
+  if (!m) {
+    m = workUnitMachine(kind).provide({
+      actors: {
+        runStep: fromPromise<CompletedStep, StepInput>(({ input }) => {
+          const c = runners.get(input.workUnitId);
+          if (!c) throw new StepError('NOT_IN_FLIGHT', `work unit ${input.workUnitId} is not in flight`);
+          return c.runStep(input);
+        }),
+      },
+    });
+    machines.set(kind, m);
+  }
+  return m;
+}
+
 const ACTION_DONE: Record<string, VmEvent> = {
   build: { type: 'BUILT' },
   start: { type: 'STARTED' },
@@ -316,16 +340,13 @@ export class Compute {
 
   private run(task: TaskRecord, wu: WorkUnitRecord, wuVersion: number, completed: CompletedStep[], intaken: boolean): void {
     const log = this.o.log.child({ wu: task.work_unit_id, kind: task.kind, vm: task.server_id });
-    const machine = workUnitMachine(task.kind).provide({
-      actors: {
-        runStep: fromPromise<CompletedStep, StepInput>(({ input }) => this.runStep(input)),
-      },
-    });
+    const machine = machineFor(task.kind);
     const actor = createActor(machine, { input: { workUnitId: task.work_unit_id, completed } });
     let finish!: () => void;
     const done = new Promise<void>((r) => (finish = r));
     const entry: InFlight = { task, intaken, durable: completed, wu, wuVersion, actor, done };
     this.inflight.set(task.work_unit_id, entry);
+    runners.set(task.work_unit_id, this);
     actor.subscribe({
       next: (snap) => {
         if (snap.status !== 'done') return;
@@ -349,7 +370,8 @@ export class Compute {
     actor.start();
   }
 
-  private async runStep(input: StepInput): Promise<CompletedStep> {
+  /** Called by the shared machine's runStep actor (see `machineFor`). */
+  async runStep(input: StepInput): Promise<CompletedStep> {
     const entry = this.inflight.get(input.workUnitId as WorkUnitId);
     if (!entry) throw new StepError('NOT_IN_FLIGHT', `work unit ${input.workUnitId} is not in flight`);
     const { task } = entry;
