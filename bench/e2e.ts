@@ -185,27 +185,40 @@ class Finisher {
     }
   }
 
+  /** When each shard's inbox was last listed (asked). */
+  private readonly lastAsked = new Map<number, number>();
+
   wait(wu: string, shard: number, accepted: number): Promise<{ ok: boolean; state: string; error?: unknown }> {
     return new Promise((resolve) => {
       this.pending.set(wu, { shard, accepted, resolve });
       this.byShard.get(shard)!.add(wu);
+      // A unit can finish, and its shard go quiet, before its 202 is read here: then no listing
+      // asked after `accepted` would ever come. List once more if none has within 500 ms.
+      setTimeout(() => {
+        if (this.pending.has(wu) && (this.lastAsked.get(shard) ?? 0) < accepted) void this.list(shard);
+      }, 500);
     });
   }
 
-  private async arm(n: number): Promise<void> {
+  private arm(n: number): Promise<void> {
+    return this.list(n, true);
+  }
+
+  private async list(n: number, watch = false): Promise<void> {
     if (this.stopped) return;
     const asked = performance.now();
+    this.lastAsked.set(n, Math.max(asked, this.lastAsked.get(n) ?? 0));
     let kids: string[] | null;
     try {
-      kids = await this.zk.children(this.paths.inbox(n), () => void this.arm(n));
+      kids = await this.zk.children(this.paths.inbox(n), watch ? () => void this.arm(n) : undefined);
     } catch {
-      setTimeout(() => void this.arm(n), 100);
+      setTimeout(() => void (watch ? this.arm(n) : this.list(n)), 100);
       return;
     }
     const present = new Set(kids ?? []);
     for (const wu of this.byShard.get(n)!) {
-      const p = this.pending.get(wu)!;
-      if (p.accepted < asked && !present.has(wu)) {
+      const p = this.pending.get(wu);
+      if (p && p.accepted < asked && !present.has(wu)) {
         this.byShard.get(n)!.delete(wu);
         this.pending.delete(wu);
         void this.zk.get<{ state: string; error?: unknown }>(this.paths.workUnit(wu as never)).then(
