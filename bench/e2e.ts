@@ -419,6 +419,7 @@ async function main(): Promise<void> {
     const who = [...procs.map((p) => ({ name: p.name, pid: p.p.pid! })), { name: 'zookeeper', pid: zk.pid }, { name: 'bench', pid: process.pid }];
     const cpu0 = who.map((w) => cpuSeconds(w.pid));
     const z0 = await zxid(zk.clientPort);
+    const m0 = await mntr(zk.clientPort);
     const lat: number[] = [];
     let left = U;
     const c0 = performance.now();
@@ -433,11 +434,15 @@ async function main(): Promise<void> {
     );
     const closedS = (performance.now() - c0) / 1000;
     const z1 = await zxid(zk.clientPort);
+    const m1 = await mntr(zk.clientPort);
+    // Packets through ZooKeeper per boot over the closed loop (requests, replies, notifications,
+    // and the sessions' pings meanwhile).
+    const packetsPerBoot = (k: string): number => +((Number(m1[k]) - Number(m0[k])) / U).toFixed(1);
     const cpuUse = Object.fromEntries(who.map((w, i) => [w.name, +((cpuSeconds(w.pid) - cpu0[i]!) / closedS).toFixed(2)]));
     lat.sort((a, b) => a - b);
     const maxRate = U / closedS;
     const txnPerBoot = (z1 - z0) / U;
-    emit({ event: 'closed_loop', units: U, concurrency: conc, seconds: +closedS.toFixed(2), boots_per_s: Math.round(maxRate), p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), zk_txns: z1 - z0, zk_txn_per_boot: +txnPerBoot.toFixed(2), errors, cpu_cores: cpuUse });
+    emit({ event: 'closed_loop', units: U, concurrency: conc, seconds: +closedS.toFixed(2), boots_per_s: Math.round(maxRate), p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), zk_txns: z1 - z0, zk_txn_per_boot: +txnPerBoot.toFixed(2), zk_packets_received_per_boot: packetsPerBoot('zk_packets_received'), zk_packets_sent_per_boot: packetsPerBoot('zk_packets_sent'), errors, cpu_cores: cpuUse });
     const closedErrors = errors;
     emit({ event: 'closed_loop_phases', ...(await phases(client, paths, sample)) });
 

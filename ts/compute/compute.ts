@@ -3,7 +3,7 @@
 import os from 'node:os';
 import { createActor, fromPromise, type Actor } from 'xstate';
 import type { Hypervisor } from '../native/libvirt.js';
-import { commitSurely, isZkError, watchChildren, type Txn, type Zk } from '../zk/client.js';
+import { commitSurely, isZkError, watchChildrenOwned, type Txn, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import { activeTaskEntries, createEntries, managedEntries, nextTaskEntries, removeEntries } from '../zk/layout.js';
 import type { Logger } from '../common/log.js';
@@ -90,7 +90,7 @@ export class Compute {
   private readonly inflight = new Map<WorkUnitId, InFlight>();
   private readonly managed = new Map<ServerId, ManagedRecord>();
   private readonly intakeQueue = new Set<WorkUnitId>();
-  private watcher: { stop(): void } | undefined;
+  private watcher: ReturnType<typeof watchChildrenOwned> | undefined;
   private stopped = false;
   /** Draining: no new task is taken (graceful shutdown). */
   private draining = false;
@@ -109,7 +109,9 @@ export class Compute {
     await this.reconcile();
     await this.claimAlive();
     await this.publishHypervisor();
-    this.watcher = watchChildren(
+    // A persistent watch: a new task costs one listing, and the compute's own intake (the first
+    // step's commit removes next_tasks/<wu>) costs none, since it is announced through own().
+    this.watcher = watchChildrenOwned(
       zk,
       paths.nextTasks(id),
       (kids) => {
@@ -479,7 +481,8 @@ export class Compute {
     }
     txn.set(paths.workUnit(wuId), this.progress(entry, completed, { state: 'RUNNING' }), entry.wuVersion);
     const last = fresh[fresh.length - 1]!;
-    await this.commitTxn(entry, txn, async () => (await zk.exists(`${base}/steps_completed/${last.name}`)) !== null);
+    const commit = this.commitTxn(entry, txn, async () => (await zk.exists(`${base}/steps_completed/${last.name}`)) !== null);
+    await (!entry.intaken && this.watcher ? this.watcher.own(commit) : commit);
     entry.intaken = true;
     entry.durable = completed;
   }

@@ -1,7 +1,7 @@
 // The orc's view of every compute, kept current from ZooKeeper watches: capacity once, self/free
 // and liveness on every change. The placement view is updated incrementally, never rebuilt.
 import { EventEmitter } from 'node:events';
-import { watchChildren, watchData, type Zk } from '../zk/client.js';
+import { watchChildren, watchData, type ConnectionState, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import type { ComputeId } from '../common/ids.js';
 import { addConsumes, ZERO, type AliveRecord, type ComputeCapacity, type Consumes } from '../common/model.js';
@@ -26,6 +26,17 @@ const asResources = (c: Consumes): Resources => ({
   bandwidth_mbps: c.bandwidth_mbps,
 });
 
+interface FreeWatch {
+  handle?: { stop(): Promise<void> };
+  /** This orc's claims on the compute in flight, the notifications and the commits seen meanwhile. */
+  claims: number;
+  events: number;
+  own: number;
+  reading: boolean;
+  dirty: boolean;
+  stopped: boolean;
+}
+
 /** Emits 'alive' (id) and 'lost' (id) when a compute's liveness node appears or goes. */
 export class ClusterWatch extends EventEmitter {
   readonly computes = new Map<ComputeId, ComputeState>();
@@ -44,6 +55,7 @@ export class ClusterWatch extends EventEmitter {
   }
 
   start(): void {
+    this.zk.on('state', this.onState);
     this.stops.push(
       watchChildren(
         this.zk,
@@ -55,6 +67,7 @@ export class ClusterWatch extends EventEmitter {
   }
 
   stop(): void {
+    this.zk.off('state', this.onState);
     for (const s of this.stops) s.stop();
     for (const list of this.perCompute.values()) for (const s of list) s.stop();
     this.perCompute.clear();
@@ -87,9 +100,78 @@ export class ClusterWatch extends EventEmitter {
           this.emit(alive ? 'alive' : 'lost', id);
         }
       }),
-      watchData<Consumes>(this.zk, this.paths.selfFree(id), (v) => void this.onFree(id, v?.value, v?.stat.version ?? -1)),
     );
+    const fw: FreeWatch = { claims: 0, events: 0, own: 0, reading: false, dirty: false, stopped: false };
+    this.freeWatches.set(id, fw);
+    watches.push({
+      stop: () => {
+        fw.stopped = true;
+        if (this.freeWatches.get(id) === fw) this.freeWatches.delete(id);
+        void fw.handle?.stop();
+      },
+    });
+    void this.armFree(id, fw);
   }
+
+  /**
+   * self/free is followed through a persistent watch: one notification per change, none
+   * coalesced, and no read to re-arm it. A change this orc made itself needs no read either:
+   * its claim's commit reply carries the new value and version, and ZooKeeper sends a session
+   * the notification of its own write before the write's reply. So notifications that arrive
+   * while this orc has a claim in flight on the compute are counted, and once the claims settle,
+   * self/free is read only if they outnumber the claims that committed (someone else wrote it).
+   * Any other notification is read at once.
+   */
+  private readonly freeWatches = new Map<ComputeId, FreeWatch>();
+
+  private async armFree(id: ComputeId, fw: FreeWatch): Promise<void> {
+    if (!fw.handle) {
+      try {
+        const h = await this.zk.persistentWatch(this.paths.selfFree(id), 'persistent', (ev) => this.onFreeEvent(id, fw, ev.type));
+        if (fw.stopped || fw.handle) return void h.stop();
+        fw.handle = h;
+      } catch (err) {
+        if (!fw.stopped) this.log.warn('self/free watch failed; retried on reconnect', { compute: id, err });
+        return;
+      }
+    }
+    await this.readFree(id, fw);
+  }
+
+  private onFreeEvent(id: ComputeId, fw: FreeWatch, type: string): void {
+    if (fw.stopped || type === 'children') return;
+    if (fw.claims > 0 && type === 'data') {
+      fw.events++;
+      return;
+    }
+    void this.readFree(id, fw);
+  }
+
+  private async readFree(id: ComputeId, fw: FreeWatch): Promise<void> {
+    if (fw.reading) {
+      fw.dirty = true;
+      return;
+    }
+    fw.reading = true;
+    try {
+      do {
+        fw.dirty = false;
+        const v = await this.zk.get<Consumes>(this.paths.selfFree(id));
+        if (fw.stopped) return;
+        void this.onFree(id, v?.value, v?.stat.version ?? -1);
+      } while (fw.dirty && !fw.stopped);
+    } catch (err) {
+      if (!fw.stopped) this.log.warn('reading self/free failed', { compute: id, err });
+    } finally {
+      fw.reading = false;
+    }
+  }
+
+  /** Changes made while the connection was down are not notified: read every self/free again. */
+  private readonly onState = (s: ConnectionState): void => {
+    if (s !== 'RECONNECTED') return;
+    for (const [id, fw] of this.freeWatches) void this.armFree(id, fw);
+  };
 
   /** Liveness as last seen, also for computes whose directory is not complete yet. */
   private readonly aliveNow = new Map<ComputeId, boolean>();
@@ -126,12 +208,23 @@ export class ClusterWatch extends EventEmitter {
   reserve(id: ComputeId, need: Consumes): void {
     const st = this.computes.get(id);
     if (!st) return;
+    const fw = this.freeWatches.get(id);
+    if (fw) fw.claims++;
     st.reserved = addConsumes(st.reserved, need);
     this.view.applyClaim(id, asResources(need));
   }
 
   /** The claim committed (free and version as written) or failed (undo the reservation). */
   settle(id: ComputeId, need: Consumes, committed?: { free: Consumes; version: number }): void {
+    const fw = this.freeWatches.get(id);
+    if (fw && fw.claims > 0) {
+      if (committed) fw.own++;
+      if (--fw.claims === 0) {
+        const others = fw.events > fw.own;
+        fw.events = fw.own = 0;
+        if (others) void this.readFree(id, fw);
+      }
+    }
     const st = this.computes.get(id);
     if (!st) return;
     st.reserved = addConsumes(st.reserved, need, -1);

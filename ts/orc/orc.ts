@@ -1,7 +1,7 @@
 // quark-orc: owns shards, keeps the cluster view, places each work unit of its shards and drives
 // it to a terminal state; supervises computes (a lost compute's work is retried elsewhere).
 import { randomUUID } from 'node:crypto';
-import { isZkError, watchChildren, type Zk } from '../zk/client.js';
+import { isZkError, watchChildrenPersistent, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import { createEntries, nextTaskEntries } from '../zk/layout.js';
 import { readConfig } from '../zk/config.js';
@@ -103,9 +103,12 @@ export class Orc {
 
   private onAcquired(n: number): void {
     this.o.log.info('shard acquired', { shard: n });
+    // A persistent recursive watch on the inbox (its entries are leaves): an entry's arrival or
+    // departure costs one notification and no read (a one-shot children watch cost a getChildren
+    // per notification to re-arm it).
     this.inboxes.set(
       n,
-      watchChildren(
+      watchChildrenPersistent(
         this.o.zk,
         this.o.paths.inbox(n),
         (kids) => {

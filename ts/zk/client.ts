@@ -38,6 +38,44 @@ import { decode, encode } from './codec.js';
   }
 }
 
+/**
+ * ZooKeeper 3.6+ persistent watches, which node-zookeeper-client 1.1.3 does not speak.
+ * `addWatch` (opcode 106: path, mode) and `removeWatches` (opcode 18: path, watcher type) are
+ * written straight onto the library's packet queue, so they take the session's xid order and its
+ * connection-loss handling. The library's reply switch does not know these opcodes (it would drop
+ * the connection on their replies), so the queued request presents itself as a DELETE, whose reply
+ * is the same empty header, while serialising its real opcode. Their notifications come as
+ * ordinary watcher events (xid -1); the library's WatcherManager knows only one-shot watchers, so
+ * Zk routes every event to its persistent listeners as well (see Zk.persistent).
+ */
+interface RawManager {
+  queue(request: { header: { type: number; xid: number }; payload: unknown; toBuffer(): Buffer }, cb: (err: unknown) => void): void;
+  chrootPath?: string;
+  watcherManager: { emit(ev: { type: number; path: string }): void };
+}
+const OPCODE_ADD_WATCH = 106;
+const OPCODE_REMOVE_WATCHES = 18;
+const OPCODE_DELETE = 2; // what the library sees: a reply with no body
+function rawRequest(cm: RawManager, opcode: number, path: string, int: number): Promise<void> {
+  const full = (cm.chrootPath ?? '') + path;
+  const request = {
+    header: { type: OPCODE_DELETE, xid: 0 },
+    payload: null,
+    toBuffer(): Buffer {
+      const p = Buffer.from(full, 'utf8');
+      const b = Buffer.alloc(4 + 4 + 4 + 4 + p.length + 4);
+      let o = b.writeInt32BE(b.length - 4, 0);
+      o = b.writeInt32BE(this.header.xid, o);
+      o = b.writeInt32BE(opcode, o);
+      o = b.writeInt32BE(p.length, o);
+      o += p.copy(b, o);
+      b.writeInt32BE(int, o);
+      return b;
+    },
+  };
+  return new Promise((resolve, reject) => cm.queue(request, (err) => (err ? reject(toZkError(err, path)) : resolve())));
+}
+
 const { CreateMode, Exception } = zookeeper;
 // Internal protocol constants; we build multi ops ourselves (see Txn) to keep version 0 exact.
 const OP = { CREATE: 1, DELETE: 2, SET_DATA: 5, CHECK: 13 } as const;
@@ -162,6 +200,17 @@ const wrapWatcher = (w?: Watcher) =>
   w ? (e: zookeeper.Event) => w({ type: EVENT_TYPES[e.getType()] ?? 'data', path: e.getPath() }) : undefined;
 
 /**
+ * A persistent watch (ZooKeeper 3.6+ `addWatch`): it stays set after it fires, so it is never
+ * re-armed by a read. 'persistent' reports the node's own created/deleted/data events and
+ * 'children' when its children change; 'recursive' reports created/deleted/data for the node
+ * and every descendant (never 'children'). Events come in zxid order, one per change: nothing
+ * is coalesced, unlike a one-shot watch between its firing and its re-arming read.
+ */
+export type PersistentMode = 'persistent' | 'recursive';
+const PERSISTENT_MODES: Record<PersistentMode, number> = { persistent: 0, recursive: 1 };
+const WATCHER_TYPE_ANY = 3; // ZooKeeper 3.8's removeWatches knows Children 1, Data 2, Any 3
+
+/**
  * Connection lifecycle, as Curator names it: CONNECTED, SUSPENDED (connection lost, session may
  * still live: stop acting), RECONNECTED (same session back: re-check what you own), LOST
  * (session expired: everything ephemeral is gone; the client must be replaced).
@@ -217,17 +266,37 @@ export class Zk extends EventEmitter {
   private everConnected = false;
   private lastState: ConnectionState | undefined;
   /** Counts transactions and writes for the per-boot cost figures. */
-  readonly counters = { txns: 0, writes: 0, reads: 0 };
+  readonly counters = { txns: 0, writes: 0, reads: 0, watches: 0 };
+  /** Persistent watches of this session, by path; re-added on every reconnect. */
+  private readonly persistent = new Map<string, { mode: PersistentMode; listeners: Set<Watcher>; added?: Promise<void> }>();
+  private recursiveCount = 0;
 
   private constructor(
     private readonly client: zookeeper.Client,
     readonly connectionString: string,
   ) {
     super();
+    // Every watcher event also goes to the persistent listeners (the library's WatcherManager
+    // only knows one-shot watchers, and drops them once they fired).
+    const wm = this.manager.watcherManager;
+    const emitOneShot = wm.emit.bind(wm);
+    wm.emit = (ev) => {
+      try {
+        emitOneShot(ev);
+      } finally {
+        if (this.persistent.size > 0) this.route(ev.type, ev.path);
+      }
+    };
     client.on('state', (s: zookeeper.State) => {
       const name = (s as unknown as { name: string }).name;
       if (name === 'SYNC_CONNECTED') {
         const next = this.everConnected ? 'RECONNECTED' : 'CONNECTED';
+        // The library re-sends its one-shot watches (SetWatches) on a new connection, not the
+        // persistent ones: they are added again here, queued before anything a RECONNECTED
+        // listener reads, so such a read sees every change the watch can miss.
+        if (this.everConnected) {
+          for (const [path, e] of this.persistent) void this.sendAddWatch(path, e.mode).catch(() => {});
+        }
         this.everConnected = true;
         this.setState(next);
       } else if (name === 'DISCONNECTED') {
@@ -236,6 +305,74 @@ export class Zk extends EventEmitter {
         this.setState('LOST');
       }
     });
+  }
+
+  private get manager(): RawManager {
+    return (this.client as unknown as { connectionManager: RawManager }).connectionManager;
+  }
+
+  private route(typeCode: number, path: string): void {
+    const type = EVENT_TYPES[typeCode];
+    if (!type) return;
+    const deliver = (e: { mode: PersistentMode; listeners: Set<Watcher> } | undefined): void => {
+      if (!e || (e.mode === 'recursive' && type === 'children')) return;
+      for (const l of [...e.listeners]) l({ type, path });
+    };
+    deliver(this.persistent.get(path));
+    if (this.recursiveCount === 0 || type === 'children' || path === '/') return;
+    for (let i = path.length; i > 0; ) {
+      i = path.lastIndexOf('/', i - 1);
+      const e = this.persistent.get(i === 0 ? '/' : path.slice(0, i));
+      if (e?.mode === 'recursive') deliver(e);
+    }
+  }
+
+  private sendAddWatch(path: string, mode: PersistentMode): Promise<void> {
+    this.counters.watches++;
+    return rawRequest(this.manager, OPCODE_ADD_WATCH, path, PERSISTENT_MODES[mode]);
+  }
+
+  /**
+   * Sets a persistent watch (see PersistentMode) and resolves once the server has it. The
+   * watch lives as long as the session: it is added again after every reconnect, but changes
+   * made while the connection was down are not reported, so a user re-reads on RECONNECTED.
+   * Several listeners on one path share one server watch; one path takes one mode.
+   *
+   * stop() removes the listener at once; the last one on a path also removes the server's watch
+   * (`removeWatches`, type Any: ZooKeeper 3.8 has no persistent type there, so this would also
+   * drop this session's one-shot watches on that exact path; if the library holds any, the
+   * server watch is left set and its events ignored until the connection closes).
+   */
+  async persistentWatch(path: string, mode: PersistentMode, listener: Watcher): Promise<{ stop(): Promise<void> }> {
+    let e = this.persistent.get(path);
+    if (e && e.mode !== mode) throw new Error(`${path} already has a ${e.mode} watch`);
+    const fresh = !e;
+    if (!e) {
+      e = { mode, listeners: new Set() };
+      this.persistent.set(path, e);
+      if (mode === 'recursive') this.recursiveCount++;
+    }
+    const entry = e;
+    entry.listeners.add(listener);
+    const stop = async (): Promise<void> => {
+      if (!entry.listeners.delete(listener) || entry.listeners.size > 0) return;
+      if (this.persistent.get(path) !== entry) return;
+      this.persistent.delete(path);
+      if (mode === 'recursive') this.recursiveCount--;
+      const wm = this.manager.watcherManager as unknown as Record<string, Record<string, unknown> | undefined>;
+      const oneShot = ['dataWatchers', 'childWatchers', 'existenceWatchers'].some((k) => wm[k]?.[path]);
+      if (oneShot || !this.connected || this.closed) return;
+      this.counters.watches++;
+      await rawRequest(this.manager, OPCODE_REMOVE_WATCHES, path, WATCHER_TYPE_ANY).catch(() => {});
+    };
+    try {
+      if (fresh) entry.added = this.sendAddWatch(path, mode);
+      await entry.added;
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+    return { stop };
   }
 
   private setState(s: ConnectionState): void {
@@ -520,4 +657,170 @@ export function watchData<T>(
   };
   void arm();
   return { stop: () => void (stopped = true) };
+}
+
+/**
+ * watchChildren on a persistent recursive watch, for a node whose children are leaves (a queue
+ * of names): the children are listed once, then kept from the watch's created/deleted events
+ * for direct children, so a change costs one notification and no read (watchChildren pays a
+ * getChildren per notification to re-arm). Deeper descendants would each cost a notification,
+ * hence leaves only. The listing is read again after a reconnect (changes made while the
+ * connection was down are not reported), when the node itself is created, and if an event
+ * arrived while a listing was in flight. A missing node reports null.
+ */
+export function watchChildrenPersistent(
+  zk: Zk,
+  path: string,
+  onChange: (children: string[] | null) => void,
+  onError: (err: unknown) => void = () => {},
+): { stop(): void } {
+  let stopped = false;
+  let kids: Set<string> | null = null;
+  let listing = false;
+  let dirty = false;
+  let watch: { stop(): Promise<void> } | undefined;
+  const prefix = `${path}/`;
+  const report = (): void => {
+    if (!stopped) onChange(kids ? [...kids] : null);
+  };
+  const list = async (): Promise<void> => {
+    if (stopped) return;
+    if (listing) {
+      dirty = true;
+      return;
+    }
+    listing = true;
+    try {
+      do {
+        dirty = false;
+        if (!watch) watch = await zk.persistentWatch(path, 'recursive', onEvent);
+        if (stopped) return void watch.stop();
+        const got = await zk.children(path);
+        kids = got ? new Set(got) : null;
+      } while (dirty && !stopped);
+      report();
+    } catch (e) {
+      if (!stopped) onError(e);
+    } finally {
+      listing = false;
+    }
+  };
+  const onEvent: Watcher = (ev) => {
+    if (stopped) return;
+    if (ev.path === path) {
+      if (ev.type === 'deleted') {
+        kids = null;
+        report();
+      } else if (ev.type === 'created') void list();
+      return;
+    }
+    if (!ev.path.startsWith(prefix) || ev.path.indexOf('/', prefix.length) >= 0) return;
+    if (listing) {
+      dirty = true;
+      return;
+    }
+    const name = ev.path.slice(prefix.length);
+    if (ev.type === 'created') {
+      if (!kids) kids = new Set();
+      if (kids.has(name)) return;
+      kids.add(name);
+    } else if (ev.type === 'deleted') {
+      if (!kids?.delete(name)) return;
+    } else return;
+    report();
+  };
+  const onState = (s: ConnectionState): void => {
+    if (s === 'RECONNECTED') void list();
+  };
+  zk.on('state', onState);
+  void list();
+  return {
+    stop: () => {
+      stopped = true;
+      zk.off('state', onState);
+      void watch?.stop();
+    },
+  };
+}
+
+/**
+ * watchChildren on a persistent watch, for a node whose children have children of their own
+ * (where a recursive watch would report every descendant): each 'children' event is one
+ * getChildren without a watch, so nothing is re-armed. A change the caller makes itself can skip
+ * even that read: `own(commit)` opens a window around a write that adds or removes `changes`
+ * children; ZooKeeper sends a session the notification of its own write before the write's
+ * reply, so once every such write has settled, the listing is read only if more events arrived
+ * than the writes that committed could explain. Read again after a reconnect (changes made while
+ * the connection was down are not reported). A missing node reports null.
+ */
+export function watchChildrenOwned(
+  zk: Zk,
+  path: string,
+  onChange: (children: string[] | null) => void,
+  onError: (err: unknown) => void = () => {},
+): { stop(): void; own<T>(write: Promise<T>, changes?: number): Promise<T> } {
+  let stopped = false;
+  let listing = false;
+  let dirty = false;
+  let watch: { stop(): Promise<void> } | undefined;
+  let open = 0;
+  let events = 0;
+  let explained = 0;
+  const list = async (): Promise<void> => {
+    if (stopped) return;
+    if (listing) {
+      dirty = true;
+      return;
+    }
+    listing = true;
+    try {
+      do {
+        dirty = false;
+        if (!watch) watch = await zk.persistentWatch(path, 'persistent', onEvent);
+        if (stopped) return void watch.stop();
+        const kids = await zk.children(path);
+        if (!stopped) onChange(kids);
+      } while (dirty && !stopped);
+    } catch (e) {
+      if (!stopped) onError(e);
+    } finally {
+      listing = false;
+    }
+  };
+  const onEvent: Watcher = (ev) => {
+    if (stopped || ev.path !== path) return;
+    if (ev.type === 'children' && open > 0) {
+      events++;
+      return;
+    }
+    if (ev.type === 'children' || ev.type === 'created' || ev.type === 'deleted') void list();
+  };
+  const onState = (s: ConnectionState): void => {
+    if (s === 'RECONNECTED') void list();
+  };
+  zk.on('state', onState);
+  void list();
+  return {
+    stop: () => {
+      stopped = true;
+      zk.off('state', onState);
+      void watch?.stop();
+    },
+    async own<T>(write: Promise<T>, changes = 1): Promise<T> {
+      open++;
+      let ok = false;
+      try {
+        const r = await write;
+        ok = true;
+        return r;
+      } finally {
+        if (ok) explained += changes;
+        if (--open === 0) {
+          const unexplained = events > explained;
+          events = explained = 0;
+          if (unexplained) void list();
+        }
+      }
+    },
+  };
 }

@@ -1,0 +1,92 @@
+// The orc's view of self/free through a persistent watch: its own claim costs no read, anyone
+// else's write is read once, and a write made while the connection was down is read on reconnect.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Zk, type ConnectionState } from '../zk/client.js';
+import { Paths } from '../zk/paths.js';
+import { createLogger } from '../common/log.js';
+import type { ComputeCapacity, Consumes } from '../common/model.js';
+import type { ComputeId } from '../common/ids.js';
+import { ClusterWatch } from './cluster.js';
+import { claimCapacity } from './claim.js';
+import { TwinClusterView } from './placement/twin.js';
+import { uniqueRoot, waitFor, zkConnect } from '../../test/support/index.js';
+import { FaultyLink } from '../../test/support/proxy.js';
+
+const log = createLogger({ test: 'cluster-free' }, 'error');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const id = 'c0' as ComputeId;
+const FULL: Consumes = { vcpus: 8, ram_mb: 8192, disk_gb: 100, bandwidth_mbps: 0 };
+let admin: Zk;
+
+beforeAll(async () => {
+  admin = await Zk.connect(zkConnect());
+});
+afterAll(async () => {
+  await admin.close();
+});
+
+async function world(): Promise<Paths> {
+  const paths = new Paths(uniqueRoot('cluster-free'));
+  const cap: ComputeCapacity = { ...FULL, zone: 'z', labels: [], libvirt_uri: 'test:///default' };
+  await admin.mkdirp(paths.self(id));
+  await admin.mkdirp(paths.nextTasks(id));
+  await admin.create(paths.selfCapacity(id), cap);
+  await admin.create(paths.selfFree(id), FULL);
+  await admin.create(paths.alive(id), { pid: 0, host: 'test', started_at: 0 }, 'ephemeral');
+  return paths;
+}
+
+describe('ClusterWatch follows self/free', () => {
+  it("reads nothing after its own claim, and once after another session's write", async () => {
+    const paths = await world();
+    const zk = await Zk.connect(zkConnect());
+    const w = new ClusterWatch(zk, paths, new TwinClusterView(), log);
+    try {
+      w.start();
+      await waitFor(() => w.computes.get(id)?.freeVersion === 0, { what: 'the view to fill' });
+      const reads = zk.counters.reads;
+      const need: Consumes = { vcpus: 2, ram_mb: 1024, disk_gb: 0, bandwidth_mbps: 0 };
+      for (let i = 0; i < 3; i++) {
+        expect(await claimCapacity(zk, paths, w, id, need, (txn) => txn.create(paths.nextTask(id, `t${i}` as never), need))).toBe('claimed');
+      }
+      await sleep(200);
+      expect(zk.counters.reads).toBe(reads); // its own three writes: no read
+      expect(w.computes.get(id)).toMatchObject({ free: { vcpus: 2, ram_mb: 8192 - 3072 }, freeVersion: 3 });
+
+      await admin.set(paths.selfFree(id), FULL, 3); // e.g. the compute releasing everything
+      await waitFor(() => w.computes.get(id)?.freeVersion === 4, { what: 'the view to see the write' });
+      expect(w.computes.get(id)?.free).toEqual(FULL);
+      expect(zk.counters.reads).toBe(reads + 1);
+    } finally {
+      w.stop();
+      await zk.close();
+      await admin.removeTree(paths.root);
+    }
+  });
+
+  it('reads self/free again after a reconnect, catching a write made while the link was down', async () => {
+    const paths = await world();
+    const link = await FaultyLink.start(zkConnect());
+    const zk = await Zk.connect(link.address, { sessionTimeoutMs: 6000 });
+    const w = new ClusterWatch(zk, paths, new TwinClusterView(), log);
+    try {
+      const states: ConnectionState[] = [];
+      zk.on('state', (s: ConnectionState) => states.push(s));
+      w.start();
+      await waitFor(() => w.computes.get(id)?.freeVersion === 0, { what: 'the view to fill' });
+      link.sever();
+      await waitFor(() => states.includes('SUSPENDED'), { what: 'the drop', timeoutMs: 5000 });
+      await admin.set(paths.selfFree(id), { ...FULL, vcpus: 5 }, 0);
+      link.restore();
+      await waitFor(() => w.computes.get(id)?.freeVersion === 1, { what: 'the write made while down', timeoutMs: 5000 });
+      expect(w.computes.get(id)?.free.vcpus).toBe(5);
+      await admin.set(paths.selfFree(id), { ...FULL, vcpus: 4 }, 1);
+      await waitFor(() => w.computes.get(id)?.freeVersion === 2, { what: 'a write after the reconnect' });
+    } finally {
+      w.stop();
+      await zk.close();
+      await link.close();
+      await admin.removeTree(paths.root);
+    }
+  });
+});
