@@ -8,7 +8,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-scripts/ensure-deps.sh
+# --browser: the visualizer test drives Debian's chromium.
+scripts/ensure-deps.sh --browser
 
 failed=()
 
