@@ -110,7 +110,9 @@ describe('an orc whose ZooKeeper link is cut', () => {
     w.link.sever();
     await waitFor(() => shardsOf(b).length === SHARDS, { what: 'orc-b to take every shard', timeoutMs: SESSION_MS + 5000 });
     const takenMs = Date.now() - cutAt;
-    expect(takenMs).toBeGreaterThanOrEqual(SESSION_MS - 200); // not before orc-a's session could expire
+    // Not before orc-a's session could expire. ZooKeeper counts the timeout from the last packet
+    // it heard, which can precede the cut by up to one ping interval (a third of the timeout).
+    expect(takenMs).toBeGreaterThanOrEqual(SESSION_MS / 2);
     expect(await w.owners()).toEqual(Array(SHARDS).fill('orc-b'));
     expect(shardsOf(a)).toEqual([]);
 
