@@ -132,6 +132,42 @@ function cpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * CPU seconds per JVM thread of `pid`, summed by thread name with digits dropped
+ * ("NIOWorkerThread-#"); the kernel's part of each appears again under "<name> [sys]".
+ */
+function zkThreadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const raw = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')')).replace(/\d+/g, '#');
+      const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+      out.set(`${name} [sys]`, (out.get(`${name} [sys]`) ?? 0) + Number(f[12]) / 100);
+    } catch {
+      // the thread exited
+    }
+  }
+  return out;
+}
+
+/** Cores per thread group between two zkThreadCpu() samples `s` seconds apart, busiest first, with `total`. */
+function threadCores(a: Map<string, number>, b: Map<string, number>, s: number): Record<string, number> {
+  const rows = [...b].map(([k, v]) => [k, (v - (a.get(k) ?? 0)) / s] as const).filter(([, c]) => c >= 0.005);
+  rows.sort((x, y) => y[1] - x[1]);
+  const sum = (m: Map<string, number>, sys: boolean) => [...m].filter(([k]) => k.endsWith(' [sys]') === sys).reduce((x, [, y]) => x + y, 0);
+  const total = sum(b, false) - sum(a, false);
+  const sys = sum(b, true) - sum(a, true);
+  return { total: +(total / s).toFixed(3), 'total [sys]': +(sys / s).toFixed(3), ...Object.fromEntries(rows.map(([k, c]) => [k, +c.toFixed(3)])) };
+}
+
 function rssMb(pid: number): { rss_mb: number; hwm_mb: number } {
   try {
     const s = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -289,6 +325,13 @@ async function main(): Promise<void> {
       'zk-dir': { type: 'string' },
       'force-sync': { type: 'string', default: 'yes' },
       'zk-heap': { type: 'string', default: '2g' },
+      // Profiling ZooKeeper (opt-in). --zk-jfr FILE: a JFR recording of the whole run to FILE
+      // (settings=profile, Java stacks sampled every 1 ms); implies --zk-threads: ZooKeeper's
+      // per-thread CPU (/proc) over an idle window before the closed loop (--zk-idle-seconds),
+      // over the closed loop, and over its halves split at the U/2-th completed boot.
+      'zk-jfr': { type: 'string' },
+      'zk-threads': { type: 'boolean', default: false },
+      'zk-idle-seconds': { type: 'string', default: '5' },
       profile: { type: 'string' },
       keep: { type: 'boolean', default: false },
     },
@@ -304,6 +347,8 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'quark-e2e-'));
   const zkDir = (v['zk-dir'] as string | undefined) ?? join(dir, 'zk');
   const forceSync = v['force-sync'] as string;
+  const jfr = v['zk-jfr'] as string | undefined;
+  const zkThreads = !!jfr || (v['zk-threads'] as boolean);
   const procs: Proc[] = [];
   let zk: RunningZooKeeper | undefined;
   let client: Zk | undefined;
@@ -316,7 +361,7 @@ async function main(): Promise<void> {
       clientPort: 0,
       maxClientCnxns: 0,
       extraConfig: { forceSync, globalOutstandingLimit: 10_000 },
-      javaOptions: [`-Xmx${v['zk-heap'] as string}`],
+      javaOptions: [`-Xmx${v['zk-heap'] as string}`, ...(jfr ? [`-XX:StartFlightRecording=filename=${jfr},settings=profile,method-profiling=max,dumponexit=true`] : [])],
     });
     const fs = statfsSync(zkDir);
     const fsName = fs.type === 0x01021994 ? 'tmpfs' : 'disk';
@@ -415,6 +460,22 @@ async function main(): Promise<void> {
       return performance.now() - sent;
     };
 
+    // Profiling only: ZooKeeper with every session connected and no boots (pings, hypervisor
+    // reports), and the wall-clock window of the closed loop to cut the JFR recording with.
+    if (zkThreads) {
+      const idleS = Number(v['zk-idle-seconds']);
+      const t0 = zkThreadCpu(zk.pid);
+      const i0 = await mntr(zk.clientPort);
+      const w0 = performance.now();
+      await sleep(idleS * 1000);
+      const s = (performance.now() - w0) / 1000;
+      const i1 = await mntr(zk.clientPort);
+      const perS = (k: string) => +((Number(i1[k]) - Number(i0[k])) / s).toFixed(1);
+      emit({ event: 'zk_idle', seconds: +s.toFixed(2), packets_received_per_s: perS('zk_packets_received'), packets_sent_per_s: perS('zk_packets_sent'), cpu_cores: threadCores(t0, zkThreadCpu(zk.pid), s) });
+    }
+    let mid: { at: number; zk: Map<string, number> } | undefined;
+    const closedWall0 = Date.now();
+
     // (3) closed loop.
     const who = [...procs.map((p) => ({ name: p.name, pid: p.p.pid! })), { name: 'zookeeper', pid: zk.pid }, { name: 'bench', pid: process.pid }];
     const cpu0 = who.map((w) => cpuSeconds(w.pid));
@@ -422,6 +483,7 @@ async function main(): Promise<void> {
     const m0 = await mntr(zk.clientPort);
     const lat: number[] = [];
     let left = U;
+    const zkT0 = zkThreads ? zkThreadCpu(zk.pid) : undefined;
     const c0 = performance.now();
     await Promise.all(
       Array.from({ length: Math.min(conc, U) }, async () => {
@@ -429,6 +491,7 @@ async function main(): Promise<void> {
           left--;
           const ms = await boot();
           if (ms >= 0) lat.push(ms);
+          if (zkT0 && !mid && lat.length >= U / 2) mid = { at: performance.now(), zk: zkThreadCpu(zk!.pid) };
         }
       }),
     );
@@ -444,6 +507,24 @@ async function main(): Promise<void> {
     const txnPerBoot = (z1 - z0) / U;
     emit({ event: 'closed_loop', units: U, concurrency: conc, seconds: +closedS.toFixed(2), boots_per_s: Math.round(maxRate), p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), zk_txns: z1 - z0, zk_txn_per_boot: +txnPerBoot.toFixed(2), zk_packets_received_per_boot: packetsPerBoot('zk_packets_received'), zk_packets_sent_per_boot: packetsPerBoot('zk_packets_sent'), errors, cpu_cores: cpuUse });
     const closedErrors = errors;
+    if (zkT0) {
+      const zkT1 = zkThreadCpu(zk.pid);
+      const m = mid ?? { at: performance.now(), zk: zkT1 };
+      const h1 = (m.at - c0) / 1000;
+      const h2 = (performance.now() - c0) / 1000 - h1;
+      const half = (a: Map<string, number>, b: Map<string, number>, s: number, boots: number) => {
+        const cores = threadCores(a, b, s);
+        return { seconds: +s.toFixed(2), boots_per_s: Math.round(boots / s), zk_cpu_ms_per_boot: +((cores.total! * s * 1000) / boots).toFixed(2), cpu_cores: cores };
+      };
+      emit({
+        event: 'zk_threads_closed_loop',
+        wall_start_ms: closedWall0,
+        wall_end_ms: Date.now(),
+        whole: half(zkT0, zkT1, closedS, U),
+        first_half: half(zkT0, m.zk, h1, Math.ceil(U / 2)),
+        second_half: half(m.zk, zkT1, h2, U - Math.ceil(U / 2)),
+      });
+    }
     emit({ event: 'closed_loop_phases', ...(await phases(client, paths, sample)) });
 
     // (4) open-loop sweep.
