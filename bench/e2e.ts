@@ -331,6 +331,8 @@ async function main(): Promise<void> {
       // over the closed loop, and over its halves split at the U/2-th completed boot.
       'zk-jfr': { type: 'string' },
       'zk-threads': { type: 'boolean', default: false },
+      // ZooKeeper's connection layer: nio (its default) or netty.
+      'zk-cnxn': { type: 'string', default: 'nio' },
       'zk-idle-seconds': { type: 'string', default: '5' },
       profile: { type: 'string' },
       keep: { type: 'boolean', default: false },
@@ -348,6 +350,8 @@ async function main(): Promise<void> {
   const zkDir = (v['zk-dir'] as string | undefined) ?? join(dir, 'zk');
   const forceSync = v['force-sync'] as string;
   const jfr = v['zk-jfr'] as string | undefined;
+  const cnxn = v['zk-cnxn'] as string;
+  if (cnxn !== 'nio' && cnxn !== 'netty') throw new Error(`--zk-cnxn must be nio or netty, got ${cnxn}`);
   const zkThreads = !!jfr || (v['zk-threads'] as boolean);
   const procs: Proc[] = [];
   let zk: RunningZooKeeper | undefined;
@@ -361,11 +365,12 @@ async function main(): Promise<void> {
       clientPort: 0,
       maxClientCnxns: 0,
       extraConfig: { forceSync, globalOutstandingLimit: 10_000 },
+      connectionFactory: cnxn,
       javaOptions: [`-Xmx${v['zk-heap'] as string}`, ...(jfr ? [`-XX:StartFlightRecording=filename=${jfr},settings=profile,method-profiling=max,dumponexit=true`] : [])],
     });
     const fs = statfsSync(zkDir);
     const fsName = fs.type === 0x01021994 ? 'tmpfs' : 'disk';
-    emit({ event: 'zookeeper', data_dir: zkDir, data_fs: fsName, force_sync: forceSync, tick_ms: 200, heap: v['zk-heap'] });
+    emit({ event: 'zookeeper', data_dir: zkDir, data_fs: fsName, force_sync: forceSync, connection_factory: cnxn, tick_ms: 200, heap: v['zk-heap'] });
 
     // (1) raw capacity, nothing else running yet.
     const raw = await measureRaw(zk.connectionString, '/rawbench', {

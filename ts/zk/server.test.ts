@@ -1,10 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../test/support/index.js';
 import { fourLetter, freePort, freePorts, startEnsemble, startZooKeeper, type Ensemble } from './server.js';
+import { Zk } from './client.js';
 
 function alive(pid: number): boolean {
   try {
@@ -50,6 +51,25 @@ describe('standalone ZooKeeper', () => {
     }
     expect(alive(zk.pid)).toBe(false);
     await expect(fourLetter(zk.clientPort, 'ruok')).rejects.toThrow();
+  });
+
+  it('serves through the Netty connection layer when asked', async () => {
+    const dataDir = await tempDir('quark-zk-netty-');
+    const zk = await startZooKeeper({ dataDir, clientPort: 0, connectionFactory: 'netty' });
+    try {
+      expect(await fourLetter(zk.clientPort, 'ruok')).toBe('imok');
+      const log = await readFile(join(dataDir, 'zookeeper.log'), 'utf8');
+      expect(log).toMatch(/NettyServerCnxnFactory/);
+      const client = await Zk.connect(zk.connectionString);
+      try {
+        await client.create('/netty', { ok: true });
+        expect((await client.get<{ ok: boolean }>('/netty'))?.value).toEqual({ ok: true });
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await zk.stop();
+    }
   });
 
   it('picks a free port when asked for port 0', async () => {

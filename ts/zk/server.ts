@@ -34,6 +34,12 @@ export interface ZooKeeperServerOptions {
   extraConfig?: Record<string, string | number | boolean>;
   /** Extra JVM options, appended after ours. */
   javaOptions?: string[];
+  /**
+   * The server's connection layer: 'nio' (ZooKeeper's default) or 'netty'
+   * (NettyServerCnxnFactory, with Debian's netty-codec jar, which zookeeper.jar's manifest
+   * leaves out). Netty spent less kernel time per packet in bench:e2e; see docs/benchmarks.md.
+   */
+  connectionFactory?: 'nio' | 'netty';
   /** How long to wait for the server to answer; default 30 000 ms. */
   startTimeoutMs?: number;
 }
@@ -98,8 +104,8 @@ function javaBinary(): string {
  * zookeeper.jar's manifest pulls its own dependencies; it ships no slf4j binding, so we add
  * log4j 1.2 and its slf4j bridge (both dependencies of the Debian package) to get a log file.
  */
-function classpath(): string {
-  if (process.env.QUARK_ZK_CLASSPATH) return process.env.QUARK_ZK_CLASSPATH;
+function classpath(extra: string[] = []): string {
+  if (process.env.QUARK_ZK_CLASSPATH) return [process.env.QUARK_ZK_CLASSPATH, ...extra].join(':');
   const dir = jarDir();
   const zk = join(dir, 'zookeeper.jar');
   if (!existsSync(zk)) {
@@ -108,7 +114,15 @@ function classpath(): string {
         `(installs the Debian package \`zookeeper\`), or point QUARK_ZK_JAR_DIR at the jars.`,
     );
   }
-  return [zk, join(dir, 'slf4j-log4j12.jar'), join(dir, 'log4j-1.2.jar')].join(':');
+  return [zk, join(dir, 'slf4j-log4j12.jar'), join(dir, 'log4j-1.2.jar'), ...extra].join(':');
+}
+
+/** JVM options and classpath additions for a connection factory. */
+function connectionLayer(factory: 'nio' | 'netty' = 'nio'): { javaOptions: string[]; classpath: string[] } {
+  if (factory === 'nio') return { javaOptions: [], classpath: [] };
+  const codec = join(jarDir(), 'netty-codec.jar');
+  if (!existsSync(codec)) throw new Error(`the netty connection factory needs ${codec} (Debian package libnetty-java)`);
+  return { javaOptions: ['-Dzookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory'], classpath: [codec] };
 }
 
 function configText(entries: Array<[string, string | number | boolean]>): string {
@@ -208,6 +222,7 @@ interface ProcessSpec {
   configFile: string;
   logFile: string;
   javaOptions: string[];
+  classpath?: string[];
 }
 
 class ZooKeeperProcess {
@@ -229,7 +244,7 @@ class ZooKeeperProcess {
       '-Dzookeeper.jmx.log4j.disable=true',
       ...spec.javaOptions,
       '-cp',
-      classpath(),
+      classpath(spec.classpath),
       MAIN_CLASS,
       spec.configFile,
     ];
@@ -440,7 +455,14 @@ async function startStandalone(o: ZooKeeperServerOptions, clientPort: number): P
   );
   await writeFile(join(dataDir, 'log4j.properties'), log4jProperties());
 
-  const proc = new ZooKeeperProcess({ dataDir, configFile, logFile, javaOptions: o.javaOptions ?? [] });
+  const layer = connectionLayer(o.connectionFactory);
+  const proc = new ZooKeeperProcess({
+    dataDir,
+    configFile,
+    logFile,
+    javaOptions: [...layer.javaOptions, ...(o.javaOptions ?? [])],
+    classpath: layer.classpath,
+  });
   await proc.waitServing(clientPort, ['standalone'], o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
   return {
     pid: proc.pid,
