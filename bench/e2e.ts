@@ -316,6 +316,9 @@ async function main(): Promise<void> {
       orcs: { type: 'string', default: '2' },
       units: { type: 'string', default: '1000' },
       concurrency: { type: 'string', default: '256' },
+      // Boots run (closed loop) and discarded before the measured loop, so that the JVM's JIT
+      // warm-up and first-touch costs are not counted; 0 measures from a cold start.
+      'warmup-units': { type: 'string', default: '0' },
       rates: { type: 'string', default: '0.25,0.5,0.75' },
       'sweep-seconds': { type: 'string', default: '8' },
       'raw-seconds': { type: 'string', default: '5' },
@@ -446,7 +449,7 @@ async function main(): Promise<void> {
     const sample: string[] = [];
     let errors = 0;
     const errorSamples: unknown[] = [];
-    const boot = async (): Promise<number> => {
+    const boot = async (measured = true): Promise<number> => {
       const sent = performance.now();
       const r = await post(apiPort, { name: `b-${seq++}`, flavor: { vcpus: 1, ram_mb: 256, disk_gb: 1 } });
       if (r.status !== 202) {
@@ -456,7 +459,7 @@ async function main(): Promise<void> {
       }
       const shard = shardOf(r.body.work_unit_id, config.shards);
       // Only an inbox listing asked for after the 202 can tell that the unit has left it.
-      if (sample.length < 400 && seq % 5 === 0) sample.push(r.body.work_unit_id);
+      if (measured && sample.length < 400 && seq % 5 === 0) sample.push(r.body.work_unit_id);
       const done = await fin.wait(r.body.work_unit_id, shard, performance.now());
       if (!done.ok) {
         errors++;
@@ -477,6 +480,22 @@ async function main(): Promise<void> {
       const i1 = await mntr(zk.clientPort);
       const perS = (k: string) => +((Number(i1[k]) - Number(i0[k])) / s).toFixed(1);
       emit({ event: 'zk_idle', seconds: +s.toFixed(2), packets_received_per_s: perS('zk_packets_received'), packets_sent_per_s: perS('zk_packets_sent'), cpu_cores: threadCores(t0, zkThreadCpu(zk.pid), s) });
+    }
+    const W = Number(v['warmup-units']);
+    if (!Number.isInteger(W) || W < 0) throw new Error(`--warmup-units must be an integer ≥ 0, got ${String(v['warmup-units'])}`);
+    if (W > 0) {
+      const w0 = performance.now();
+      let wl = W;
+      await Promise.all(
+        Array.from({ length: Math.min(conc, W) }, async () => {
+          while (wl > 0) {
+            wl--;
+            await boot(false);
+          }
+        }),
+      );
+      const ws = (performance.now() - w0) / 1000;
+      emit({ event: 'warmup', units: W, seconds: +ws.toFixed(2), boots_per_s: Math.round(W / ws), errors, note: 'not counted below' });
     }
     let mid: { at: number; zk: Map<string, number> } | undefined;
     const closedWall0 = Date.now();
