@@ -1,7 +1,7 @@
 // The orc's view of every compute, kept current from ZooKeeper watches: capacity once, self/free
 // and liveness on every change. The placement view is updated incrementally, never rebuilt.
 import { EventEmitter } from 'node:events';
-import { watchChildren, watchData, type ConnectionState, type Zk } from '../zk/client.js';
+import { Coalescer, OwnWrites, watchChildren, watchData, type ConnectionState, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import type { ComputeId } from '../common/ids.js';
 import { addConsumes, ZERO, type AliveRecord, type ComputeCapacity, type Consumes } from '../common/model.js';
@@ -28,12 +28,9 @@ const asResources = (c: Consumes): Resources => ({
 
 interface FreeWatch {
   handle?: { stop(): Promise<void> };
-  /** This orc's claims on the compute in flight, the notifications and the commits seen meanwhile. */
-  claims: number;
-  events: number;
-  own: number;
-  reading: boolean;
-  dirty: boolean;
+  /** This orc's claims on the compute in flight, and the notifications they explain. */
+  claims: OwnWrites;
+  read: Coalescer;
   stopped: boolean;
 }
 
@@ -101,7 +98,19 @@ export class ClusterWatch extends EventEmitter {
         }
       }),
     );
-    const fw: FreeWatch = { claims: 0, events: 0, own: 0, reading: false, dirty: false, stopped: false };
+    const fw: FreeWatch = {
+      claims: new OwnWrites(),
+      stopped: false,
+      read: new Coalescer(
+        async () => {
+          const v = await this.zk.get<Consumes>(this.paths.selfFree(id));
+          if (fw.stopped) return;
+          void this.onFree(id, v?.value, v?.stat.version ?? -1);
+        },
+        () => fw.stopped,
+        (err) => this.log.warn('reading self/free failed', { compute: id, err }),
+      ),
+    };
     this.freeWatches.set(id, fw);
     watches.push({
       stop: () => {
@@ -127,7 +136,7 @@ export class ClusterWatch extends EventEmitter {
   private async armFree(id: ComputeId, fw: FreeWatch): Promise<void> {
     if (!fw.handle) {
       try {
-        const h = await this.zk.persistentWatch(this.paths.selfFree(id), 'persistent', (ev) => this.onFreeEvent(id, fw, ev.type));
+        const h = await this.zk.persistentWatch(this.paths.selfFree(id), 'persistent', (ev) => this.onFreeEvent(fw, ev.type));
         if (fw.stopped || fw.handle) return void h.stop();
         fw.handle = h;
       } catch (err) {
@@ -135,36 +144,13 @@ export class ClusterWatch extends EventEmitter {
         return;
       }
     }
-    await this.readFree(id, fw);
+    await fw.read.run();
   }
 
-  private onFreeEvent(id: ComputeId, fw: FreeWatch, type: string): void {
+  private onFreeEvent(fw: FreeWatch, type: string): void {
     if (fw.stopped || type === 'children') return;
-    if (fw.claims > 0 && type === 'data') {
-      fw.events++;
-      return;
-    }
-    void this.readFree(id, fw);
-  }
-
-  private async readFree(id: ComputeId, fw: FreeWatch): Promise<void> {
-    if (fw.reading) {
-      fw.dirty = true;
-      return;
-    }
-    fw.reading = true;
-    try {
-      do {
-        fw.dirty = false;
-        const v = await this.zk.get<Consumes>(this.paths.selfFree(id));
-        if (fw.stopped) return;
-        void this.onFree(id, v?.value, v?.stat.version ?? -1);
-      } while (fw.dirty && !fw.stopped);
-    } catch (err) {
-      if (!fw.stopped) this.log.warn('reading self/free failed', { compute: id, err });
-    } finally {
-      fw.reading = false;
-    }
+    if (type === 'data' && fw.claims.absorb()) return;
+    void fw.read.run();
   }
 
   /** Changes made while the connection was down are not notified: read every self/free again. */
@@ -208,8 +194,7 @@ export class ClusterWatch extends EventEmitter {
   reserve(id: ComputeId, need: Consumes): void {
     const st = this.computes.get(id);
     if (!st) return;
-    const fw = this.freeWatches.get(id);
-    if (fw) fw.claims++;
+    this.freeWatches.get(id)?.claims.begin();
     st.reserved = addConsumes(st.reserved, need);
     this.view.applyClaim(id, asResources(need));
   }
@@ -217,14 +202,7 @@ export class ClusterWatch extends EventEmitter {
   /** The claim committed (free and version as written) or failed (undo the reservation). */
   settle(id: ComputeId, need: Consumes, committed?: { free: Consumes; version: number }): void {
     const fw = this.freeWatches.get(id);
-    if (fw && fw.claims > 0) {
-      if (committed) fw.own++;
-      if (--fw.claims === 0) {
-        const others = fw.events > fw.own;
-        fw.events = fw.own = 0;
-        if (others) void this.readFree(id, fw);
-      }
-    }
+    if (fw?.claims.end(!!committed)) void fw.read.run();
     const st = this.computes.get(id);
     if (!st) return;
     st.reserved = addConsumes(st.reserved, need, -1);

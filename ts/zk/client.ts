@@ -676,49 +676,34 @@ export function watchChildrenPersistent(
 ): { stop(): void } {
   let stopped = false;
   let kids: Set<string> | null = null;
-  let listing = false;
-  let dirty = false;
   let watch: { stop(): Promise<void> } | undefined;
   const prefix = `${path}/`;
   const report = (): void => {
     if (!stopped) onChange(kids ? [...kids] : null);
   };
-  const list = async (): Promise<void> => {
-    if (stopped) return;
-    if (listing) {
-      dirty = true;
-      return;
-    }
-    listing = true;
-    try {
-      do {
-        dirty = false;
-        if (!watch) watch = await zk.persistentWatch(path, 'recursive', onEvent);
-        if (stopped) return void watch.stop();
-        const got = await zk.children(path);
-        kids = got ? new Set(got) : null;
-      } while (dirty && !stopped);
-      report();
-    } catch (e) {
-      if (!stopped) onError(e);
-    } finally {
-      listing = false;
-    }
-  };
+  const listing = new Coalescer(
+    async () => {
+      if (!watch) watch = await zk.persistentWatch(path, 'recursive', onEvent);
+      if (stopped) return void watch.stop();
+      const got = await zk.children(path);
+      kids = got ? new Set(got) : null;
+    },
+    () => stopped,
+    onError,
+    report,
+  );
   const onEvent: Watcher = (ev) => {
     if (stopped) return;
     if (ev.path === path) {
       if (ev.type === 'deleted') {
         kids = null;
         report();
-      } else if (ev.type === 'created') void list();
+      } else if (ev.type === 'created') void listing.run();
       return;
     }
     if (!ev.path.startsWith(prefix) || ev.path.indexOf('/', prefix.length) >= 0) return;
-    if (listing) {
-      dirty = true;
-      return;
-    }
+    // A listing under way may or may not include this change: list once more after it.
+    if (listing.busy) return void listing.run();
     const name = ev.path.slice(prefix.length);
     if (ev.type === 'created') {
       if (!kids) kids = new Set();
@@ -730,10 +715,10 @@ export function watchChildrenPersistent(
     report();
   };
   const onState = (s: ConnectionState): void => {
-    if (s === 'RECONNECTED') void list();
+    if (s === 'RECONNECTED') void listing.run();
   };
   zk.on('state', onState);
-  void list();
+  void listing.run();
   return {
     stop: () => {
       stopped = true;
@@ -760,46 +745,28 @@ export function watchChildrenOwned(
   onError: (err: unknown) => void = () => {},
 ): { stop(): void; own<T>(write: Promise<T>, changes?: number): Promise<T> } {
   let stopped = false;
-  let listing = false;
-  let dirty = false;
   let watch: { stop(): Promise<void> } | undefined;
-  let open = 0;
-  let events = 0;
-  let explained = 0;
-  const list = async (): Promise<void> => {
-    if (stopped) return;
-    if (listing) {
-      dirty = true;
-      return;
-    }
-    listing = true;
-    try {
-      do {
-        dirty = false;
-        if (!watch) watch = await zk.persistentWatch(path, 'persistent', onEvent);
-        if (stopped) return void watch.stop();
-        const kids = await zk.children(path);
-        if (!stopped) onChange(kids);
-      } while (dirty && !stopped);
-    } catch (e) {
-      if (!stopped) onError(e);
-    } finally {
-      listing = false;
-    }
-  };
+  const mine = new OwnWrites();
+  const listing = new Coalescer(
+    async () => {
+      if (!watch) watch = await zk.persistentWatch(path, 'persistent', onEvent);
+      if (stopped) return void watch.stop();
+      const kids = await zk.children(path);
+      if (!stopped) onChange(kids);
+    },
+    () => stopped,
+    onError,
+  );
   const onEvent: Watcher = (ev) => {
     if (stopped || ev.path !== path) return;
-    if (ev.type === 'children' && open > 0) {
-      events++;
-      return;
-    }
-    if (ev.type === 'children' || ev.type === 'created' || ev.type === 'deleted') void list();
+    if (ev.type === 'children' && mine.absorb()) return;
+    if (ev.type === 'children' || ev.type === 'created' || ev.type === 'deleted') void listing.run();
   };
   const onState = (s: ConnectionState): void => {
-    if (s === 'RECONNECTED') void list();
+    if (s === 'RECONNECTED') void listing.run();
   };
   zk.on('state', onState);
-  void list();
+  void listing.run();
   return {
     stop: () => {
       stopped = true;
@@ -807,20 +774,90 @@ export function watchChildrenOwned(
       void watch?.stop();
     },
     async own<T>(write: Promise<T>, changes = 1): Promise<T> {
-      open++;
+      mine.begin();
       let ok = false;
       try {
         const r = await write;
         ok = true;
         return r;
       } finally {
-        if (ok) explained += changes;
-        if (--open === 0) {
-          const unexplained = events > explained;
-          events = explained = 0;
-          if (unexplained) void list();
-        }
+        if (mine.end(ok, changes)) void listing.run();
       }
     },
   };
+}
+
+/**
+ * Runs `body` one call at a time: a call while it runs makes it run once more afterwards, so
+ * bursts of notifications coalesce into at most one extra read. `after` follows a burst's last
+ * run; an error ends the burst and goes to `onError`. Nothing runs once `stopped()` says so.
+ */
+export class Coalescer {
+  private running = false;
+  private again = false;
+
+  constructor(
+    private readonly body: () => Promise<void>,
+    private readonly stopped: () => boolean,
+    private readonly onError: (err: unknown) => void,
+    private readonly after: () => void = () => {},
+  ) {}
+
+  /** True while a run is under way (a call now only asks for one more). */
+  get busy(): boolean {
+    return this.running;
+  }
+
+  async run(): Promise<void> {
+    if (this.stopped()) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    try {
+      do {
+        this.again = false;
+        await this.body();
+      } while (this.again && !this.stopped());
+      this.after();
+    } catch (e) {
+      if (!this.stopped()) this.onError(e);
+    } finally {
+      this.running = false;
+    }
+  }
+}
+
+/**
+ * Tells a persistent watch's notifications caused by this session's own writes from others'.
+ * ZooKeeper sends a session the notification of its own write before the write's reply, so while
+ * any own write is open its notifications are counted instead of read; once the last one settles,
+ * a read is due only if more arrived than the committed writes explain.
+ */
+export class OwnWrites {
+  private open = 0;
+  private events = 0;
+  private explained = 0;
+
+  begin(): void {
+    this.open++;
+  }
+
+  /** A notification: true if an own write is open (it is counted; no read now). */
+  absorb(): boolean {
+    if (this.open === 0) return false;
+    this.events++;
+    return true;
+  }
+
+  /** An own write settled (`changes` notifications if it committed); true if a read is now due. */
+  end(committed: boolean, changes = 1): boolean {
+    if (this.open === 0) return false;
+    if (committed) this.explained += changes;
+    if (--this.open > 0) return false;
+    const unexplained = this.events > this.explained;
+    this.events = this.explained = 0;
+    return unexplained;
+  }
 }
