@@ -8,7 +8,6 @@ import { readConfig } from '../zk/config.js';
 import type { Logger } from '../common/log.js';
 import type { ComputeId, ServerId, WorkUnitId } from '../common/ids.js';
 import {
-  addConsumes,
   flavorConsumes,
   shardOf,
   ZERO,
