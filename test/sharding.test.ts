@@ -71,6 +71,15 @@ describe('orc failover', () => {
     const c = await startCluster(group, { computes: 3, orcs: 3, sessionTimeoutMs: SESSION_MS, computeArgs: [...big, '--step-delay-ms', '25'] });
     try {
       const units = await boot(c, 60, 'fo');
+      // The kill must take shards away: wait until orc-2 holds its share, as all three do.
+      await waitFor(
+        async () => {
+          const o = await ownership(c);
+          const held = (id: string) => o.orcs.find((x) => x.id === id)?.shards.length ?? 0;
+          return ownedByExactlyOneLiveOrc(o, ['orc-1', 'orc-2', 'orc-3']) && ['orc-1', 'orc-2', 'orc-3'].every((id) => held(id) >= Math.floor(SHARDS / 3));
+        },
+        { what: 'the three orcs balanced before the kill', timeoutMs: 10_000, intervalMs: 50 },
+      );
       const victim = c.orcs.get('orc-2')!;
       await group.kill9(victim.pid);
       const killedAt = Date.now();
