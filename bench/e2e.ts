@@ -205,68 +205,72 @@ function post(port: number, body: unknown): Promise<{ status: number; body: any 
  * transaction that finishes it. One children watch per shard; a unit accepted before a listing
  * was asked for and absent from it is finished; one read then tells SUCCEEDED from FAILED.
  */
+/**
+ * Learns when boots finish from one persistent recursive watch on the shards (ZooKeeper 3.6+):
+ * the finishing transaction removes the unit's inbox entry, and its 'deleted' event names the
+ * unit, so a finished boot costs the bench one notification and one read of the unit's state
+ * (a one-shot children watch per inbox cost a notification and a listing per change). An entry
+ * can go before its 202 has been read here: such names wait in `gone` until `wait` asks. After
+ * a reconnect (events meanwhile are lost) every pending unit's shard is listed once.
+ */
 class Finisher {
   private readonly pending = new Map<string, { shard: number; accepted: number; resolve: (ok: { ok: boolean; state: string; error?: unknown }) => void }>();
-  private readonly byShard = new Map<number, Set<string>>();
+  private readonly gone = new Set<string>();
   private stopped = false;
+  private watch: Promise<{ stop(): Promise<void> }>;
+  private readonly inboxPrefix: RegExp;
 
   constructor(
     private readonly zk: Zk,
     private readonly paths: Paths,
-    shards: number,
   ) {
-    for (let n = 0; n < shards; n++) {
-      this.byShard.set(n, new Set());
-      void this.arm(n);
-    }
+    this.inboxPrefix = new RegExp(`^${paths.shards.replace(/[.]/g, '\\.')}/\\d+/inbox/([^/]+)$`);
+    this.watch = zk.persistentWatch(paths.shards, 'recursive', (ev) => {
+      if (ev.type !== 'deleted') return;
+      const m = this.inboxPrefix.exec(ev.path);
+      if (m) this.finished(m[1]!);
+    });
+    zk.on('state', this.onState);
   }
 
-  /** When each shard's inbox was last listed (asked). */
-  private readonly lastAsked = new Map<number, number>();
+  /** Resolves once the persistent watch is set; boots must not start before. */
+  ready(): Promise<void> {
+    return this.watch.then(() => undefined);
+  }
 
   wait(wu: string, shard: number, accepted: number): Promise<{ ok: boolean; state: string; error?: unknown }> {
     return new Promise((resolve) => {
       this.pending.set(wu, { shard, accepted, resolve });
-      this.byShard.get(shard)!.add(wu);
-      // A unit can finish, and its shard go quiet, before its 202 is read here: then no listing
-      // asked after `accepted` would ever come. List once more if none has within 500 ms.
-      setTimeout(() => {
-        if (this.pending.has(wu) && (this.lastAsked.get(shard) ?? 0) < accepted) void this.list(shard);
-      }, 500);
+      if (this.gone.delete(wu)) this.finished(wu);
     });
   }
 
-  private arm(n: number): Promise<void> {
-    return this.list(n, true);
+  private finished(wu: string): void {
+    const p = this.pending.get(wu);
+    if (!p) return void this.gone.add(wu);
+    this.pending.delete(wu);
+    void this.zk.get<{ state: string; error?: unknown }>(this.paths.workUnit(wu as never)).then(
+      (r) => p.resolve({ ok: r?.value?.state === 'SUCCEEDED', state: r?.value?.state ?? 'MISSING', error: r?.value?.error }),
+      () => p.resolve({ ok: false, state: 'READ_FAILED' }),
+    );
   }
 
-  private async list(n: number, watch = false): Promise<void> {
-    if (this.stopped) return;
-    const asked = performance.now();
-    this.lastAsked.set(n, Math.max(asked, this.lastAsked.get(n) ?? 0));
-    let kids: string[] | null;
-    try {
-      kids = await this.zk.children(this.paths.inbox(n), watch ? () => void this.arm(n) : undefined);
-    } catch {
-      setTimeout(() => void (watch ? this.arm(n) : this.list(n)), 100);
-      return;
-    }
+  private readonly onState = (s: string): void => {
+    if (s !== 'RECONNECTED' || this.stopped) return;
+    for (const shard of new Set([...this.pending.values()].map((p) => p.shard))) void this.list(shard);
+  };
+
+  private async list(n: number): Promise<void> {
+    const kids = await this.zk.children(this.paths.inbox(n)).catch(() => undefined);
+    if (kids === undefined) return void setTimeout(() => void this.list(n), 100);
     const present = new Set(kids ?? []);
-    for (const wu of this.byShard.get(n)!) {
-      const p = this.pending.get(wu);
-      if (p && p.accepted < asked && !present.has(wu)) {
-        this.byShard.get(n)!.delete(wu);
-        this.pending.delete(wu);
-        void this.zk.get<{ state: string; error?: unknown }>(this.paths.workUnit(wu as never)).then(
-          (r) => p.resolve({ ok: r?.value?.state === 'SUCCEEDED', state: r?.value?.state ?? 'MISSING', error: r?.value?.error }),
-          () => p.resolve({ ok: false, state: 'READ_FAILED' }),
-        );
-      }
-    }
+    for (const [wu, p] of this.pending) if (p.shard === n && !present.has(wu)) this.finished(wu);
   }
 
   stop(): void {
     this.stopped = true;
+    this.zk.off('state', this.onState);
+    void this.watch.then((w) => w.stop()).catch(() => {});
   }
 }
 
@@ -442,7 +446,8 @@ async function main(): Promise<void> {
       }
     });
     emit({ event: 'cluster_ready', computes: C, orcs: O, ms: Date.now() - t0, hollow_rss_mb: rssMb(fleet.p.pid!).rss_mb });
-    finisher = new Finisher(client, paths, config.shards);
+    finisher = new Finisher(client, paths);
+    await finisher.ready();
     const fin = finisher;
 
     let seq = 0;

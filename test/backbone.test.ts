@@ -6,7 +6,9 @@ import { Writable } from 'node:stream';
 import { http, startCluster, waitForUnit, type TestCluster } from './cluster.js';
 import { useProcessGroup, waitFor } from './support/index.js';
 import { printTree } from '../ts/cli/zk-tools.js';
-import type { ComputeId } from '../ts/common/ids.js';
+import { newServerId, newWorkUnitId, type ComputeId } from '../ts/common/ids.js';
+import { addConsumes, type Consumes, type TaskRecord, type WorkUnitRecord } from '../ts/common/model.js';
+import { createEntries, nextTaskEntries } from '../ts/zk/layout.js';
 
 const group = useProcessGroup();
 let c: TestCluster;
@@ -118,6 +120,42 @@ describe('failures stay clean', () => {
     const d = await http(`${c.api}/v1/servers/${r.body.server_id}`, { method: 'DELETE' });
     expect((await waitForUnit(c.api, d.body.work_unit_id)).state).toBe('SUCCEEDED');
     expect((await http(`${c.api}/v1/servers/${r.body.server_id}`)).status).toBe(404);
+  });
+
+  it("a task whose claim-time copy of its unit went stale is given up: the unit is untouched and the capacity comes back", async () => {
+    // What an orc's claim writes, plus a second write of the unit in the same transaction (as if
+    // another writer moved it before the compute's intake): the task's copy says version 1, the
+    // unit is at version 2. No inbox entry, so no orc drives it; only compute-2 acts.
+    const target = 'compute-2' as ComputeId;
+    const wuId = newWorkUnitId();
+    const need = { vcpus: 1, ram_mb: 512, disk_gb: 5, bandwidth_mbps: 0 };
+    const now = Date.now();
+    const unit: WorkUnitRecord = {
+      id: wuId, kind: 'build', state: 'PENDING', server_id: newServerId(), shard: 0, compute_id: null, attempts: 0, tried: [],
+      steps_completed: [], steps_left: [], request: { name: 'stale', flavor: { vcpus: 1, ram_mb: 512, disk_gb: 5 }, bandwidth_mbps: 0 },
+      created_at: now, updated_at: now, finished_at: null,
+    };
+    await c.zk.create(c.paths.workUnit(wuId), unit);
+    const scheduled: WorkUnitRecord = { ...unit, state: 'SCHEDULED', compute_id: target, attempts: 1, tried: [target], steps_left: ['allocate_vcpu', 'allocate_storage', 'define', 'start'] };
+    const moved: WorkUnitRecord = { ...scheduled, state: 'PENDING', compute_id: null };
+    const task: TaskRecord = {
+      work_unit_id: wuId, kind: 'build', server_id: unit.server_id, shard: 0, consumes: need, name: 'stale', attempt: 1, birthed_on: now,
+      unit: { record: scheduled, version: 1 },
+    };
+    const free = (await c.zk.get<Consumes>(c.paths.selfFree(target)))!;
+    const txn = c.zk.txn().set(c.paths.selfFree(target), addConsumes(free.value!, need, -1), free.stat.version);
+    createEntries(txn, c.paths.nextTask(target, wuId), nextTaskEntries(task));
+    await txn.set(c.paths.workUnit(wuId), scheduled, 0).set(c.paths.workUnit(wuId), moved, 1).commit();
+
+    await waitFor(async () => (await c.zk.exists(c.paths.nextTask(target, wuId))) === null && (await c.zk.exists(c.paths.activeTask(target, wuId))) === null, {
+      what: 'the stale task to be removed',
+      timeoutMs: 10_000,
+    });
+    const after = (await c.zk.get<WorkUnitRecord>(c.paths.workUnit(wuId)))!;
+    expect(after.stat.version).toBe(2);
+    expect(after.value).toEqual(moved);
+    expect((await c.zk.get<Consumes>(c.paths.selfFree(target)))!.value).toEqual(free.value);
+    await c.zk.remove(c.paths.workUnit(wuId));
   });
 
   it('malformed bodies get 400, unknown ids 404, and every process stays up', async () => {

@@ -89,6 +89,12 @@ export interface TaskRecord {
   name: string;
   attempt: number;
   birthed_on: number;
+  /**
+   * In next_tasks only: the unit as the orc's claim wrote it, and its version after that claim
+   * (the version it read + 1), so the compute's intake need not read the unit back. Stale if
+   * anything wrote the unit since; the compute's first commit, versioned, then finds out.
+   */
+  unit?: { record: WorkUnitRecord; version: number };
 }
 
 /** managing/<vm> node value. */

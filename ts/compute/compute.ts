@@ -303,16 +303,35 @@ export class Compute {
     const { zk, paths, id, log } = this.o;
     const next = await zk.get<TaskRecord>(paths.nextTask(id, wuId));
     if (!next?.value) return;
-    const task = next.value;
-    const wu = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
+    const { unit, ...task } = next.value;
+    // The claim carries the unit as it wrote it; an older task (or a route without it) is read.
+    const wu = unit ? { value: unit.record, stat: { version: unit.version } } : await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
     if (!wu?.value || wu.value.compute_id !== id || wu.value.state === 'SUCCEEDED' || wu.value.state === 'FAILED') {
       log.warn('discarding a task that is no longer ours', { wu: wuId, state: wu?.value?.state });
-      await removeEntries(zk.txn(), paths.nextTask(id, wuId), nextTaskEntries(task)).commit();
+      await this.discard(task);
       return;
     }
     if (this.stopped || this.draining || this.inflight.has(wuId)) return;
     const record: WorkUnitRecord = { ...wu.value, steps_left: [...stepsOf(task.kind)], steps_completed: [] };
     this.run(task, record, wu.stat.version, [], false);
+  }
+
+  /** Removes a task never taken in, and gives back what its claim took from self/free. */
+  private async discard(task: TaskRecord): Promise<void> {
+    const { zk, paths, id } = this.o;
+    for (;;) {
+      const txn = removeEntries(zk.txn(), paths.nextTask(id, task.work_unit_id), nextTaskEntries(task));
+      if (task.kind === 'build') {
+        const free = await zk.get<Consumes>(paths.selfFree(id));
+        if (free?.value) txn.set(paths.selfFree(id), addConsumes(free.value, task.consumes), free.stat.version);
+      }
+      try {
+        await commitSurely(zk, txn, async () => (await zk.exists(paths.nextTask(id, task.work_unit_id))) === null);
+        return;
+      } catch (e) {
+        if (!isZkError(e, 'BAD_VERSION')) throw e; // a claim moved self/free meanwhile
+      }
+    }
   }
 
   private async resumeActive(wuId: WorkUnitId): Promise<void> {

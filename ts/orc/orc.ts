@@ -268,9 +268,11 @@ export class Orc {
       attempt: wu.attempts + 1,
       birthed_on: Date.now(),
     };
+    const scheduled = this.scheduled(wu, target);
+    task.unit = { record: scheduled, version: version + 1 };
     const outcome = await claimCapacity(zk, paths, this.cluster, target, need, (txn) => {
       createEntries(txn, paths.nextTask(target, wuId), nextTaskEntries(task));
-      txn.set(paths.workUnit(wuId), this.scheduled(wu, target), version);
+      txn.set(paths.workUnit(wuId), scheduled, version);
     });
     return outcome === 'other-version' ? 'unit-moved' : outcome;
   }
@@ -309,9 +311,11 @@ export class Orc {
       attempt: wu.attempts + 1,
       birthed_on: Date.now(),
     };
+    const scheduled = this.scheduled(wu, s.compute_id);
+    task.unit = { record: scheduled, version: version + 1 };
     const txn = zk.txn();
     createEntries(txn, paths.nextTask(s.compute_id, wuId), nextTaskEntries(task));
-    txn.set(paths.workUnit(wuId), this.scheduled(wu, s.compute_id), version);
+    txn.set(paths.workUnit(wuId), scheduled, version);
     try {
       await txn.commit();
       this.driving.set(wuId, { shard: wu.shard, computeId: s.compute_id });

@@ -25,8 +25,9 @@ export function nextTaskEntries(t: TaskRecord): Entry[] {
 /** active_tasks/<wu>/: kind, birthed_on, steps_left/<step>, steps_completed/<step>/time_to_completion, consumes/. */
 export function activeTaskEntries(t: TaskRecord, completed: readonly CompletedStep[]): Entry[] {
   const done = new Set(completed.map((c) => c.name));
+  const { unit: _claimed, ...task } = t; // the claim's copy of the unit is for the intake only
   const out: Entry[] = [
-    ['', t],
+    ['', task],
     ['kind', t.kind],
     ['birthed_on', t.birthed_on],
     ['steps_left', undefined],
