@@ -514,6 +514,7 @@ async function main(): Promise<void> {
     let left = U;
     const zkT0 = zkThreads ? zkThreadCpu(zk.pid) : undefined;
     const c0 = performance.now();
+    const mono0 = process.hrtime.bigint() / 1000n; // µs on the clock V8's .cpuprofile timestamps use
     await Promise.all(
       Array.from({ length: Math.min(conc, U) }, async () => {
         while (left > 0) {
@@ -525,6 +526,7 @@ async function main(): Promise<void> {
       }),
     );
     const closedS = (performance.now() - c0) / 1000;
+    const mono1 = process.hrtime.bigint() / 1000n;
     const z1 = await zxid(zk.clientPort);
     const m1 = await mntr(zk.clientPort);
     // Packets through ZooKeeper per boot over the closed loop (requests, replies, notifications,
@@ -534,7 +536,7 @@ async function main(): Promise<void> {
     lat.sort((a, b) => a - b);
     const maxRate = U / closedS;
     const txnPerBoot = (z1 - z0) / U;
-    emit({ event: 'closed_loop', units: U, concurrency: conc, seconds: +closedS.toFixed(2), boots_per_s: Math.round(maxRate), p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), zk_txns: z1 - z0, zk_txn_per_boot: +txnPerBoot.toFixed(2), zk_packets_received_per_boot: packetsPerBoot('zk_packets_received'), zk_packets_sent_per_boot: packetsPerBoot('zk_packets_sent'), errors, cpu_cores: cpuUse });
+    emit({ event: 'closed_loop', units: U, concurrency: conc, seconds: +closedS.toFixed(2), boots_per_s: Math.round(maxRate), p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), zk_txns: z1 - z0, zk_txn_per_boot: +txnPerBoot.toFixed(2), zk_packets_received_per_boot: packetsPerBoot('zk_packets_received'), zk_packets_sent_per_boot: packetsPerBoot('zk_packets_sent'), errors, cpu_cores: cpuUse, monotonic_us: [Number(mono0), Number(mono1)] });
     const closedErrors = errors;
     if (zkT0) {
       const zkT1 = zkThreadCpu(zk.pid);
