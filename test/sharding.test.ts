@@ -6,9 +6,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { http, startCluster, waitForUnit, type TestCluster } from './cluster.js';
-import { useProcessGroup, waitFor } from './support/index.js';
+import { uniqueRoot, useProcessGroup, waitFor, zkConnect } from './support/index.js';
 import { startEnsemble, type Ensemble } from '../ts/zk/server.js';
 import type { ComputeId } from '../ts/common/ids.js';
+import { Zk } from '../ts/zk/client.js';
+import { Paths } from '../ts/zk/paths.js';
+import { createLogger } from '../ts/common/log.js';
+import { lockQueue, ShardOwnership } from '../ts/orc/shards.js';
 
 const group = useProcessGroup();
 const SESSION_MS = 2000;
@@ -209,6 +213,71 @@ describe('ZooKeeper ensemble', () => {
       expect(await managedTotal(c)).toBe(50);
     } finally {
       await c.close();
+    }
+  });
+});
+
+describe('shard locks (ShardOwnership in-process, against the real ZooKeeper)', () => {
+  /** Each orc's claim must be exactly the shards whose lock queue it heads. */
+  async function claimsMatchLocks(admin: Zk, paths: Paths, shards: number, orcs: ShardOwnership[]): Promise<string | true> {
+    for (let n = 0; n < shards; n++) {
+      const head = lockQueue((await admin.children(paths.shardLock(n))) ?? [])[0]?.orc;
+      for (const o of orcs) {
+        if (o.owned.has(n) !== (head === o.orcId)) return `shard ${n}: lock head ${head ?? 'none'}, ${o.orcId} claims it: ${o.owned.has(n)}`;
+      }
+    }
+    return true;
+  }
+
+  it('a shard that stops being wanted while its lock is being confirmed is never claimed without the lock', async () => {
+    const paths = new Paths(uniqueRoot('shards'));
+    const admin = await Zk.connect(zkConnect());
+    await admin.mkdirp(paths.orcs);
+    const zkA = await Zk.connect(zkConnect());
+    const zkB = await Zk.connect(zkConnect());
+    const log = createLogger({}, 'error');
+    const a = new ShardOwnership(zkA, paths, 'a', 2, log);
+    const b = new ShardOwnership(zkB, paths, 'b', 2, log);
+    // Hold b's ownership confirmation of shard 1 (its exists, without a watch, on its own lock
+    // candidate) once the server has answered it: a membership change lands in that window.
+    const lock1 = paths.shardLock(1);
+    let entered!: () => void;
+    const held = new Promise<void>((r) => (entered = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let armed = true;
+    const exists = zkB.exists.bind(zkB);
+    zkB.exists = async (path, watch) => {
+      const st = await exists(path, watch);
+      if (armed && !watch && path.startsWith(`${lock1}/c-b-`)) {
+        armed = false;
+        entered();
+        await gate;
+      }
+      return st;
+    };
+    try {
+      await a.start();
+      await waitFor(() => a.owned.size === 2, { what: 'a to own both shards' });
+      // b joins: a hands shard 1 over, and b, first in line, confirms the lock (held here).
+      await b.start();
+      await Promise.race([held, new Promise((_, reject) => setTimeout(() => reject(new Error('b never confirmed shard 1')), 10_000))]);
+      // A member ranked ahead of b: b now wants no shard. Give b's rebalance time to act.
+      await admin.create(paths.orc('aa'), undefined, 'ephemeral');
+      await waitFor(async () => lockQueue((await admin.children(lock1)) ?? []).every((c) => c.orc !== 'b'), {
+        what: 'b to leave shard 1',
+        timeoutMs: 1000,
+      }).catch(() => {});
+      release();
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await claimsMatchLocks(admin, paths, 2, [a, b])).toBe(true);
+    } finally {
+      release();
+      await b.stop();
+      await a.stop();
+      await Promise.all([zkA.close(), zkB.close()]);
+      await admin.removeTree(paths.root);
+      await admin.close();
     }
   });
 });

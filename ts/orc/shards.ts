@@ -45,6 +45,7 @@ export class ShardOwnership extends EventEmitter {
   readonly owned = new Set<number>();
   private desired = new Set<number>();
   private membersWatch: { stop(): void } | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private paused = false;
   readonly since = Date.now();
@@ -55,6 +56,8 @@ export class ShardOwnership extends EventEmitter {
     readonly orcId: string,
     private readonly shards: number,
     private readonly log: Logger,
+    /** How often the membership is re-read and every shard of ours re-evaluated, whatever the watches said. */
+    private readonly resyncMs = 5000,
   ) {
     super();
   }
@@ -68,6 +71,8 @@ export class ShardOwnership extends EventEmitter {
       (kids) => this.requestRebalance(kids ?? []),
       (err) => this.log.error('orcs watch failed', { err }),
     );
+    this.resyncTimer = setInterval(() => void this.resync(), this.resyncMs);
+    this.resyncTimer.unref();
   }
 
   private member(): OrcMember {
@@ -83,11 +88,12 @@ export class ShardOwnership extends EventEmitter {
   /** RECONNECTED (same session): re-check every lock we hold or wait on. */
   async resume(): Promise<void> {
     this.paused = false;
-    for (const n of [...this.candidates.keys()]) await this.check(n);
+    await Promise.all(this.relevant().map((n) => this.check(n).catch((err) => this.log.error('lock check failed', { shard: n, err }))));
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.resyncTimer);
     this.membersWatch?.stop();
     for (const n of [...this.owned]) this.lose(n);
     // Leave the membership first, so the other orcs start queueing for our shards, then free the
@@ -120,23 +126,42 @@ export class ShardOwnership extends EventEmitter {
     const sorted = [...members].sort();
     const rank = sorted.indexOf(this.orcId);
     this.desired = new Set(desiredShards(this.shards, rank, sorted.length));
-    // Every shard's queue is independent: queue for all wanted shards at once, so a dead orc's
-    // shards are taken after one round trip rather than one per shard.
-    const joining = [...this.desired].filter((n) => !this.candidates.has(n));
-    await Promise.all(joining.map((n) => this.enqueue(n)));
-    // Withdraw from queues we no longer want; owned-but-unwanted shards wait for their new owner.
-    const unwanted = [...this.candidates.keys()].filter((n) => !this.desired.has(n));
-    await Promise.all(unwanted.map((n) => (this.owned.has(n) ? this.check(n) : this.withdraw(n))));
+    // Every shard's queue is independent: evaluate them all at once, so a dead orc's shards are
+    // taken after one round trip rather than one per shard. Each evaluation queues for a wanted
+    // shard, leaves the queue of an unwanted one, or hands an owned one over once its new owner
+    // is queued.
+    await Promise.all(this.relevant().map((n) => this.check(n)));
   }
 
-  private async enqueue(n: number): Promise<void> {
-    const created = await this.zk.create(`${this.paths.shardLock(n)}/c-${this.orcId}-`, undefined, 'ephemeral_sequential');
-    this.candidates.set(n, created.slice(created.lastIndexOf('/') + 1));
-    await this.check(n);
+  /** The shards we want or hold a candidate for. */
+  private relevant(): number[] {
+    return [...new Set([...this.desired, ...this.candidates.keys()])];
+  }
+
+  /** A safety net under the watches: re-read the membership and re-evaluate every shard of ours. */
+  private async resync(): Promise<void> {
+    if (this.stopped || this.paused || !this.zk.connected) return;
+    try {
+      this.requestRebalance((await this.zk.children(this.paths.orcs)) ?? []);
+    } catch (err) {
+      this.log.warn('shard resync failed', { err });
+    }
   }
 
   private recheck(n: number): () => void {
     return () => void this.check(n).catch((err) => this.log.error('lock check failed', { shard: n, err }));
+  }
+
+  /** Watch paths with a one-shot watch of ours pending: a re-evaluation does not stack another. */
+  private readonly armed = new Set<string>();
+  private watchOnce(n: number, key: string): ((ev: unknown) => void) | undefined {
+    if (this.armed.has(key)) return undefined;
+    this.armed.add(key);
+    const recheck = this.recheck(n);
+    return () => {
+      this.armed.delete(key);
+      recheck();
+    };
   }
 
   private async withdraw(n: number): Promise<void> {
@@ -156,48 +181,122 @@ export class ShardOwnership extends EventEmitter {
     void this.publish();
   }
 
-  /** Re-evaluates one shard's lock queue: acquire, keep, or hand over. */
-  private async check(n: number): Promise<void> {
-    if (this.stopped) return;
-    const mine = this.candidates.get(n);
-    if (!mine) return;
-    const queue = lockQueue((await this.zk.children(this.paths.shardLock(n))) ?? []);
+  /**
+   * Re-evaluates one shard's lock queue: queue, acquire, keep, hand over or leave. One evaluation
+   * per shard at a time: a request while one runs makes it run once more afterwards (a watch that
+   * fires mid-evaluation is not lost). Two at once could act on each other's stale reads: one
+   * withdrew the candidate while the other, having confirmed it a round trip earlier, went on to
+   * claim the shard without any lock.
+   */
+  private readonly checks = new Map<number, { again: boolean; done: Promise<void> }>();
+  private check(n: number): Promise<void> {
+    const running = this.checks.get(n);
+    if (running) {
+      running.again = true;
+      return running.done;
+    }
+    const run = { again: false, done: Promise.resolve() };
+    this.checks.set(n, run);
+    run.done = (async () => {
+      try {
+        do {
+          run.again = false;
+          if (await this.evaluate(n)) run.again = true;
+        } while (run.again && !this.stopped);
+      } finally {
+        this.checks.delete(n);
+      }
+    })();
+    return run.done;
+  }
+
+  /** One look at shard n's lock; true if it must be looked at again. Only ever run by check(). */
+  private async evaluate(n: number): Promise<boolean> {
+    if (this.stopped) return false;
+    const lock = this.paths.shardLock(n);
+    let mine = this.candidates.get(n);
+    if (!mine) {
+      this.lose(n);
+      if (!this.desired.has(n) || this.paused) return false;
+      const created = await this.zk.create(`${lock}/c-${this.orcId}-`, undefined, 'ephemeral_sequential');
+      mine = created.slice(created.lastIndexOf('/') + 1);
+      if (this.stopped) {
+        await this.zk.remove(created).catch(() => {});
+        return false;
+      }
+      this.candidates.set(n, mine);
+    }
+    const stale = (): boolean => this.stopped || this.candidates.get(n) !== mine;
+    const queue = lockQueue((await this.zk.children(lock)) ?? []);
+    if (stale()) return !this.stopped;
+    // Our own session's other candidates here (a create the client retried after a connection
+    // loss had been applied): nobody would ever remove them, and one ahead of us blocks the shard.
+    let strays = 0;
+    for (const c of queue) {
+      if (c.orc !== this.orcId || c.node === mine) continue;
+      const st = await this.zk.exists(`${lock}/${c.node}`);
+      if (st && st.ephemeralOwner === this.zk.sessionId) {
+        this.log.warn('removing a stray lock candidate', { shard: n, node: c.node });
+        await this.zk.remove(`${lock}/${c.node}`).catch((e) => {
+          if (!isZkError(e, 'NO_NODE')) throw e;
+        });
+        strays++;
+      }
+    }
+    if (strays > 0) return true;
     const idx = queue.findIndex((c) => c.node === mine);
     if (idx < 0) {
       // Our candidate vanished (session trouble): we own nothing here until we queue again.
       this.candidates.delete(n);
       this.lose(n);
-      if (this.desired.has(n) && !this.paused) await this.enqueue(n);
-      return;
+      return this.desired.has(n) && !this.paused;
     }
     if (idx > 0) {
-      // Wait for our predecessor only (no herd): its removal re-checks this shard.
       this.lose(n);
-      const pred = await this.zk.exists(`${this.paths.shardLock(n)}/${queue[idx - 1]!.node}`, this.recheck(n));
-      if (!pred) await this.check(n);
-      return;
+      // Waiting for a shard we no longer want: leave its queue.
+      if (!this.desired.has(n)) {
+        await this.withdraw(n);
+        return false;
+      }
+      // Wait for our predecessor only (no herd): its removal re-checks this shard.
+      const pred = `${lock}/${queue[idx - 1]!.node}`;
+      const watch = this.watchOnce(n, `exists:${pred}`);
+      const st = await this.zk.exists(pred, watch).catch((e) => {
+        this.armed.delete(`exists:${pred}`);
+        throw e;
+      });
+      if (!st) this.armed.delete(`exists:${pred}`); // a candidate is never created again
+      return !st;
     }
     // First in line: confirm the node is ours in this very session before acting as owner.
-    const st = await this.zk.exists(`${this.paths.shardLock(n)}/${mine}`);
-    if (!st || st.ephemeralOwner !== this.zk.sessionId) {
+    const st = await this.zk.exists(`${lock}/${mine}`);
+    if (stale()) return !this.stopped;
+    if (!st) return true; // gone meanwhile: the next look finds out why
+    if (st.ephemeralOwner !== this.zk.sessionId) {
       this.lose(n);
-      return;
-    }
-    if (!this.desired.has(n) && queue.length > 1) {
-      this.log.info('handing shard over', { shard: n, to: queue[1]!.orc });
-      await this.withdraw(n);
-      return;
+      return false;
     }
     if (!this.desired.has(n)) {
+      if (queue.length > 1) {
+        this.log.info('handing shard over', { shard: n, to: queue[1]!.orc });
+        await this.withdraw(n);
+        return false;
+      }
       // Owned but wanted elsewhere: watch for the orc that wants it to queue up, then hand over.
-      const kids = await this.zk.children(this.paths.shardLock(n), this.recheck(n));
-      if ((kids?.length ?? 0) > 1) return this.check(n);
+      const watch = this.watchOnce(n, `children:${lock}`);
+      const kids = await this.zk.children(lock, watch).catch((e) => {
+        this.armed.delete(`children:${lock}`);
+        throw e;
+      });
+      if (stale()) return !this.stopped;
+      if ((kids?.length ?? 0) > 1) return true;
     }
     if (!this.owned.has(n) && !this.paused) {
       this.owned.add(n);
       this.emit('acquired', n);
       void this.publish();
     }
+    return false;
   }
 
   private publishing = Promise.resolve();
