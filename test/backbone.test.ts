@@ -34,7 +34,14 @@ async function tree(path: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  c = await startCluster(group, { computes: 3, orcs: 2, computeArgs: ['--vcpus', '16', '--ram-mb', '65536', '--disk-gb', '1000'] });
+  c = await startCluster(group, {
+    computes: 3,
+    orcs: 2,
+    computeArgs: ['--vcpus', '16', '--ram-mb', '65536', '--disk-gb', '1000'],
+    // Sweeps often and reads self/free once 1 s stale: a test can wait for fresh views, and a
+    // change is still unread for a while after it.
+    orcArgs: ['--sweep-ms', '250', '--stale-free-ms', '1000'],
+  });
   initialFree = Object.fromEntries((await computes()).map((x) => [x.id, x.free]));
 }, 120_000);
 
@@ -218,5 +225,29 @@ describe('deletes', () => {
       expect(x.free).toEqual(initialFree[x.id]);
       expect(x.managing).toBe(0);
     }
+  });
+
+  it('capacity a delete gives back is placed on at once, though the orcs read it lazily', async () => {
+    // Fill every compute, delete one VM, boot again at once. The delete's self/free write is
+    // another writer's change to both orcs: marked stale, not read, until a placement finds no
+    // host and reads what is stale before failing.
+    const big = { vcpus: 1, ram_mb: 65536, disk_gb: 10 }; // all of a compute's RAM (vCPUs are overcommitted)
+    const boot = async (name: string) => {
+      const r = await http(`${c.api}/v1/servers`, { method: 'POST', body: { name, flavor: big } });
+      expect(r.status).toBe(202);
+      return waitForUnit(c.api, r.body.work_unit_id);
+    };
+    const full = await Promise.all([0, 1, 2].map((i) => boot(`full-${i}`)));
+    for (const u of full) expect(u.state, JSON.stringify(u.error)).toBe('SUCCEEDED');
+    // Each orc's view of the other's claims is stale (too much free) until its sweep reads it
+    // (every 250 ms, once 1 s stale): wait, so both see every compute full before the delete.
+    await new Promise((r) => setTimeout(r, 1600));
+    const d = await http(`${c.api}/v1/servers/${full[1]!.server_id}`, { method: 'DELETE' });
+    expect((await waitForUnit(c.api, d.body.work_unit_id)).state).toBe('SUCCEEDED');
+    const again = await boot('again');
+    expect(again.state, JSON.stringify(again.error)).toBe('SUCCEEDED');
+    const left = [full[0]!.server_id, full[2]!.server_id, again.server_id];
+    const dels = await Promise.all(left.map((id) => http(`${c.api}/v1/servers/${id}`, { method: 'DELETE' })));
+    for (const x of dels) expect((await waitForUnit(c.api, x.body.work_unit_id)).state).toBe('SUCCEEDED');
   });
 });

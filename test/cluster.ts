@@ -23,6 +23,8 @@ export interface ClusterSpec {
   orcs: number;
   /** Extra flags for every compute, e.g. capacities. */
   computeArgs?: string[];
+  /** Extra flags for every orc. */
+  orcArgs?: string[];
   sessionTimeoutMs?: number;
   zk?: string;
 }
@@ -52,7 +54,7 @@ export async function startCluster(group: ProcessGroup, spec: ClusterSpec): Prom
     return c;
   };
   const startOrc = (id: string): Child => {
-    const c = group.spawnQuark(['orc', '--id', id, ...common], { label: id });
+    const c = group.spawnQuark(['orc', '--id', id, ...(spec.orcArgs ?? []), ...common], { label: id });
     orcs.set(id, c);
     return c;
   };

@@ -21,6 +21,9 @@ Commands:
             --orcs N (2) --computes M (3) --port P (8080) --zk-port Z (2181) --no-demo
   api       the REST API           --port (8080) --host (127.0.0.1)
   orc       an orchestrator        --id ID (random)
+                                   --sweep-ms (2000: how often owned inboxes are re-read for units that could not move)
+                                   --stale-free-ms (5000: how long another writer's change to a compute's
+                                   self/free may go unread; it is always read before a claim on it)
   compute   one hypervisor host    --id ID --vcpus (16) --ram-mb (32768) --disk-gb (500)
                                    --bandwidth-mbps (10000) --zone (default) --labels a,b
                                    --libvirt-uri (test:///default)
@@ -105,15 +108,17 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'orc': {
-      const a = parse({ id: { type: 'string' } });
+      const a = parse({ id: { type: 'string' }, 'sweep-ms': { type: 'string', default: '2000' }, 'stale-free-ms': { type: 'string', default: '5000' } });
       const id = (a.v.id as string | undefined) ?? undefined;
+      const sweepIntervalMs = int(a.v['sweep-ms'], 'sweep-ms', 50);
+      const staleFreeMs = int(a.v['stale-free-ms'], 'stale-free-ms', 0);
       const log = createLogger({ proc: 'orc', pid: process.pid, ...(id ? { orc: id } : {}) });
       const { Orc } = await import('../orc/orc.js');
       const { createClusterView } = await import('../orc/placement/index.js');
       await runWithSession({ ...a, log }, async (zk, paths) => {
         const config = await readConfig(zk, paths);
         const view = createClusterView({ overcommit: config.overcommit, log });
-        const orc = new Orc({ zk, paths, log, view, ...(id ? { id } : {}) });
+        const orc = new Orc({ zk, paths, log, view, sweepIntervalMs, staleFreeMs, ...(id ? { id } : {}) });
         await orc.start();
         return orc;
       });

@@ -8,6 +8,9 @@ import type { ComputeId } from '../common/ids.js';
 import { addConsumes, type Consumes } from '../common/model.js';
 import type { ClusterWatch } from './cluster.js';
 
+const fits = (free: Consumes, need: Consumes): boolean =>
+  need.vcpus <= free.vcpus && need.ram_mb <= free.ram_mb && need.disk_gb <= free.disk_gb && need.bandwidth_mbps <= free.bandwidth_mbps;
+
 export type ClaimOutcome = 'claimed' | 'conflict' | 'other-version';
 
 export async function claimCapacity(
@@ -18,8 +21,15 @@ export async function claimCapacity(
   need: Consumes,
   addOps: (txn: Txn) => void,
 ): Promise<ClaimOutcome> {
-  const st = cluster.computes.get(target);
+  let st = cluster.computes.get(target);
   if (!st) return 'conflict';
+  if (st.staleSince > 0) {
+    // Another writer changed it since we last read it: read it now, and re-place if it no
+    // longer fits (a claim on a stale version would only fail).
+    await cluster.refresh(target);
+    st = cluster.computes.get(target);
+    if (!st || !fits(addConsumes(st.free, st.reserved, -1), need)) return 'conflict';
+  }
   const newFree = addConsumes(st.free, need, -1);
   const txn = zk.txn().set(paths.selfFree(target), newFree, st.freeVersion);
   addOps(txn);

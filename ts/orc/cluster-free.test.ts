@@ -1,5 +1,7 @@
 // The orc's view of self/free through a persistent watch: its own claim costs no read, anyone
-// else's write is read once, and a write made while the connection was down is read on reconnect.
+// else's write marks the compute stale and is read once, when it matters (a claim on it, a
+// placement that found no host, the sweep), and a write made while the connection was down is
+// read on reconnect.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Zk, type ConnectionState } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
@@ -37,7 +39,7 @@ async function world(): Promise<Paths> {
 }
 
 describe('ClusterWatch follows self/free', () => {
-  it("reads nothing after its own claim, and once after another session's write", async () => {
+  it("reads nothing after its own claim; another session's write is read once, by the next claim on it", async () => {
     const paths = await world();
     const zk = await Zk.connect(zkConnect());
     const w = new ClusterWatch(zk, paths, new TwinClusterView(), log);
@@ -54,9 +56,31 @@ describe('ClusterWatch follows self/free', () => {
       expect(w.computes.get(id)).toMatchObject({ free: { vcpus: 2, ram_mb: 8192 - 3072 }, freeVersion: 3 });
 
       await admin.set(paths.selfFree(id), FULL, 3); // e.g. the compute releasing everything
-      await waitFor(() => w.computes.get(id)?.freeVersion === 4, { what: 'the view to see the write' });
-      expect(w.computes.get(id)?.free).toEqual(FULL);
+      await waitFor(() => (w.computes.get(id)?.staleSince ?? 0) > 0, { what: 'the view to mark the write' });
+      await sleep(200);
+      expect(zk.counters.reads).toBe(reads); // marked, not read
+      expect(w.computes.get(id)).toMatchObject({ freeVersion: 3 });
+
+      // The next claim reads it first and then commits against version 4, not the stale 3.
+      expect(await claimCapacity(zk, paths, w, id, need, (txn) => txn.create(paths.nextTask(id, 't3' as never), need))).toBe('claimed');
       expect(zk.counters.reads).toBe(reads + 1);
+      expect(w.computes.get(id)).toMatchObject({ free: { vcpus: 6, ram_mb: 8192 - 1024 }, freeVersion: 5, staleSince: 0 });
+
+      // A write that leaves too little for the claim: read, and the claim is refused without a
+      // transaction (the orc re-places).
+      await admin.set(paths.selfFree(id), { ...FULL, vcpus: 1 }, 5);
+      await waitFor(() => (w.computes.get(id)?.staleSince ?? 0) > 0, { what: 'the second write to be marked' });
+      const txns = zk.counters.txns;
+      expect(await claimCapacity(zk, paths, w, id, need, (txn) => txn.create(paths.nextTask(id, 't4' as never), need))).toBe('conflict');
+      expect(zk.counters.txns).toBe(txns);
+      expect(w.computes.get(id)).toMatchObject({ free: { vcpus: 1 }, freeVersion: 6 });
+
+      // refreshStale reads only what is stale, and only once.
+      await admin.set(paths.selfFree(id), FULL, 6);
+      await waitFor(() => (w.computes.get(id)?.staleSince ?? 0) > 0, { what: 'the third write to be marked' });
+      expect(await w.refreshStale()).toBe(1);
+      expect(await w.refreshStale()).toBe(0);
+      expect(w.computes.get(id)).toMatchObject({ free: FULL, freeVersion: 7 });
     } finally {
       w.stop();
       await zk.close();
@@ -80,8 +104,11 @@ describe('ClusterWatch follows self/free', () => {
       link.restore();
       await waitFor(() => w.computes.get(id)?.freeVersion === 1, { what: 'the write made while down', timeoutMs: 5000 });
       expect(w.computes.get(id)?.free.vcpus).toBe(5);
+      // After the reconnect the watch is back: the next write is noticed (and read when due).
       await admin.set(paths.selfFree(id), { ...FULL, vcpus: 4 }, 1);
-      await waitFor(() => w.computes.get(id)?.freeVersion === 2, { what: 'a write after the reconnect' });
+      await waitFor(() => (w.computes.get(id)?.staleSince ?? 0) > 0, { what: 'a write after the reconnect' });
+      expect(await w.refreshStale()).toBe(1);
+      expect(w.computes.get(id)).toMatchObject({ free: { vcpus: 4 }, freeVersion: 2 });
     } finally {
       w.stop();
       await zk.close();

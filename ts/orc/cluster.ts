@@ -17,6 +17,13 @@ export interface ComputeState {
   alive: boolean;
   /** Claims this orc has sent but not yet seen committed; the view shows free minus these. */
   reserved: Consumes;
+  /**
+   * When another writer's change to self/free was notified and not yet read (0: none). Such a
+   * change is read when it matters (see `markStale`), not at once.
+   */
+  staleSince: number;
+  /** How many such changes were notified (a read clears staleSince only if none came meanwhile). */
+  staleChanges: number;
 }
 
 const asResources = (c: Consumes): Resources => ({
@@ -128,15 +135,15 @@ export class ClusterWatch extends EventEmitter {
    * its claim's commit reply carries the new value and version, and ZooKeeper sends a session
    * the notification of its own write before the write's reply. So notifications that arrive
    * while this orc has a claim in flight on the compute are counted, and once the claims settle,
-   * self/free is read only if they outnumber the claims that committed (someone else wrote it).
-   * Any other notification is read at once.
+   * the compute is marked stale only if they outnumber the claims that committed (someone else
+   * wrote it). Any other change marks it stale at once (see `markStale`).
    */
   private readonly freeWatches = new Map<ComputeId, FreeWatch>();
 
   private async armFree(id: ComputeId, fw: FreeWatch): Promise<void> {
     if (!fw.handle) {
       try {
-        const h = await this.zk.persistentWatch(this.paths.selfFree(id), 'persistent', (ev) => this.onFreeEvent(fw, ev.type));
+        const h = await this.zk.persistentWatch(this.paths.selfFree(id), 'persistent', (ev) => this.onFreeEvent(id, fw, ev.type));
         if (fw.stopped || fw.handle) return void h.stop();
         fw.handle = h;
       } catch (err) {
@@ -147,10 +154,34 @@ export class ClusterWatch extends EventEmitter {
     await fw.read.run();
   }
 
-  private onFreeEvent(fw: FreeWatch, type: string): void {
+  private onFreeEvent(id: ComputeId, fw: FreeWatch, type: string): void {
     if (fw.stopped || type === 'children') return;
     if (type === 'data' && fw.claims.absorb()) return;
-    void fw.read.run();
+    if (type === 'data') this.markStale(id, fw);
+    else void fw.read.run();
+  }
+
+  /**
+   * Another writer changed a compute's self/free: most often another orc's claim (free went
+   * down), sometimes the compute giving capacity back (free went up). It is not read now: with O
+   * orcs every claim would cost O − 1 reads. It is read before this orc claims on that compute
+   * (`claimCapacity`), before this orc fails a unit for want of a host (`refreshStale`), and by
+   * the orc's sweep once it has been stale for a while, so placements score on a view that is
+   * at most a few seconds behind and never claim on one.
+   */
+  private markStale(id: ComputeId, fw: FreeWatch): void {
+    const st = this.computes.get(id);
+    if (!st) return void fw.read.run(); // not in the view yet: read it in
+    if (st.staleSince === 0) st.staleSince = Date.now();
+    st.staleChanges++;
+  }
+
+  /** Reads every stale compute's self/free (those stale for at least olderThanMs); how many. */
+  async refreshStale(olderThanMs = 0): Promise<number> {
+    const now = Date.now();
+    const due = [...this.computes.values()].filter((st) => st.staleSince > 0 && now - st.staleSince >= olderThanMs);
+    await Promise.all(due.map((st) => this.refresh(st.id)));
+    return due.length;
   }
 
   /** Changes made while the connection was down are not notified: read every self/free again. */
@@ -170,7 +201,7 @@ export class ClusterWatch extends EventEmitter {
       if (!cap?.value) return;
       if (this.computes.has(id)) return this.onFree(id, free, version);
       const alive = this.aliveNow.get(id) ?? false;
-      st = { id, capacity: cap.value, free, freeVersion: version, alive, reserved: ZERO };
+      st = { id, capacity: cap.value, free, freeVersion: version, alive, reserved: ZERO, staleSince: 0, staleChanges: 0 };
       this.computes.set(id, st);
       this.view.upsert({
         id,
@@ -202,7 +233,7 @@ export class ClusterWatch extends EventEmitter {
   /** The claim committed (free and version as written) or failed (undo the reservation). */
   settle(id: ComputeId, need: Consumes, committed?: { free: Consumes; version: number }): void {
     const fw = this.freeWatches.get(id);
-    if (fw?.claims.end(!!committed)) void fw.read.run();
+    if (fw?.claims.end(!!committed)) this.markStale(id, fw);
     const st = this.computes.get(id);
     if (!st) return;
     st.reserved = addConsumes(st.reserved, need, -1);
@@ -213,9 +244,16 @@ export class ClusterWatch extends EventEmitter {
     this.view.setFree(id, asResources(addConsumes(st.free, st.reserved, -1)));
   }
 
-  /** Re-reads a compute's free after a lost race. */
+  /**
+   * Re-reads a compute's free (after a lost race, or when it is stale). It stays stale until the
+   * read is in: another caller meanwhile (a placement about to fail for want of a host) reads it
+   * too rather than trusting the old value. A change notified while the read is out keeps it stale.
+   */
   async refresh(id: ComputeId): Promise<void> {
+    const changes = this.computes.get(id)?.staleChanges;
     const v = await this.zk.get<Consumes>(this.paths.selfFree(id));
     if (v?.value) await this.onFree(id, v.value, v.stat.version);
+    const st = this.computes.get(id);
+    if (st && st.staleChanges === changes) st.staleSince = 0;
   }
 }

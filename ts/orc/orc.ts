@@ -35,6 +35,8 @@ export interface OrcOptions {
   maxClaimRetries?: number;
   /** How often owned inboxes are re-read for units that could not move (default 2000 ms). */
   sweepIntervalMs?: number;
+  /** How long another writer's change to a compute's self/free may go unread (default 5000 ms). */
+  staleFreeMs?: number;
 }
 
 interface Driving {
@@ -135,6 +137,9 @@ export class Orc {
    * would wait for the next change in its shard. The sweep re-kicks those.
    */
   private async sweep(): Promise<void> {
+    // Computes whose self/free another writer changed a while ago: read them, so the view that
+    // placements score on is never more than a few seconds behind.
+    await this.cluster.refreshStale(this.o.staleFreeMs ?? 5000);
     for (const n of this.shards) {
       if (!this.owns(n)) continue;
       for (const wu of (await this.o.zk.children(this.o.paths.inbox(n))) ?? []) {
@@ -207,6 +212,9 @@ export class Orc {
     for (let attempt = 0; attempt <= (this.o.maxClaimRetries ?? 20); attempt++) {
       if (!this.owns(wu.shard)) return;
       const placement = this.o.view.place(this.requestOf(wu));
+      // Before giving up for want of a host, read what other writers changed (a compute may have
+      // given capacity back) and place again.
+      if (!placement.ok && (await this.cluster.refreshStale()) > 0) continue;
       if (!placement.ok) {
         this.stats.noValidHost++;
         const removed = Object.entries(placement.rejected)
