@@ -341,6 +341,8 @@ async function main(): Promise<void> {
       // ZooKeeper's connection layer: nio (its default) or netty.
       'zk-cnxn': { type: 'string', default: 'nio' },
       'zk-idle-seconds': { type: 'string', default: '5' },
+      // Extra JVM options for ZooKeeper, comma-separated (e.g. -Dzookeeper.nio.numWorkerThreads=0).
+      'zk-java-opts': { type: 'string', default: '' },
       profile: { type: 'string' },
       keep: { type: 'boolean', default: false },
     },
@@ -373,11 +375,11 @@ async function main(): Promise<void> {
       maxClientCnxns: 0,
       extraConfig: { forceSync, globalOutstandingLimit: 10_000 },
       connectionFactory: cnxn,
-      javaOptions: [`-Xmx${v['zk-heap'] as string}`, ...(jfr ? [`-XX:StartFlightRecording=filename=${jfr},settings=profile,method-profiling=max,dumponexit=true`] : [])],
+      javaOptions: [`-Xmx${v['zk-heap'] as string}`, ...(v['zk-java-opts'] as string).split(',').filter(Boolean), ...(jfr ? [`-XX:StartFlightRecording=filename=${jfr},settings=profile,method-profiling=max,dumponexit=true`] : [])],
     });
     const fs = statfsSync(zkDir);
     const fsName = fs.type === 0x01021994 ? 'tmpfs' : 'disk';
-    emit({ event: 'zookeeper', data_dir: zkDir, data_fs: fsName, force_sync: forceSync, connection_factory: cnxn, tick_ms: 200, heap: v['zk-heap'] });
+    emit({ event: 'zookeeper', data_dir: zkDir, data_fs: fsName, force_sync: forceSync, connection_factory: cnxn, tick_ms: 200, heap: v['zk-heap'], java_opts: v['zk-java-opts'] });
 
     // (1) raw capacity, nothing else running yet.
     const raw = await measureRaw(zk.connectionString, '/rawbench', {
