@@ -27,6 +27,27 @@ describe('values', () => {
   });
 });
 
+describe('reply framing', () => {
+  // Replies are split into frames without the library's recursive re-concatenation: thousands
+  // of small replies arrive many to a chunk, and a large one spans many chunks.
+  it('reads thousands of replies in one burst and a 900 KB value across chunks, in order', async () => {
+    const small = `${root}/small`;
+    const big = `${root}/big`;
+    await zk.create(small, { n: 7 });
+    const blob = Buffer.alloc(900 * 1024, 7).toString('latin1');
+    await zk.create(big, blob);
+    const gets = await Promise.all([
+      ...Array.from({ length: 3000 }, (_, i) => (i === 1500 ? zk.get<string>(big) : zk.get<{ n: number }>(small))),
+      zk.children(root),
+    ]);
+    for (let i = 0; i < 3000; i++) {
+      if (i === 1500) expect((gets[i] as { value: string }).value).toBe(blob);
+      else expect((gets[i] as { value: { n: number } }).value).toEqual({ n: 7 });
+    }
+    expect(gets[3000]).toEqual(expect.arrayContaining(['small', 'big']));
+  });
+});
+
 describe('transactions keep version 0 exact', () => {
   // Regression: the library's own Transaction.setData(path, data, 0) sends -1 ("any version").
   it('the raw library turns version 0 into "any" (the hazard we wrap)', async () => {

@@ -39,6 +39,61 @@ import { decode, encode } from './codec.js';
 }
 
 /**
+ * node-zookeeper-client frames replies by recursion: after each reply it calls itself with the
+ * rest of the chunk, and each call first concatenates that rest into a new buffer. A chunk of n
+ * replies therefore copies O(n²) bytes, and a session that falls behind (its socket delivering
+ * full 64 KB chunks of replies and notifications) spends ever more time copying, so it falls
+ * further behind. Here chunks are split into whole frames without copying (one concat only when
+ * a frame spans chunks, once it is complete), and the library's handler is given one frame at a
+ * time, which it takes whole. A partial frame is kept per socket: the library kept it across a
+ * reconnect, glueing an old connection's half reply onto the new connection's first.
+ */
+{
+  type FramedManager = {
+    socket?: import('node:net').Socket;
+    pendingBuffer: Buffer | null;
+    __rx?: { socket: unknown; parts: Buffer[]; have: number; need: number };
+  };
+  const cm = createRequire(import.meta.url)('node-zookeeper-client/lib/ConnectionManager.js') as {
+    prototype: { onSocketData(this: FramedManager, chunk: Buffer): void; __quarkFramed?: boolean };
+  };
+  if (!cm.prototype.__quarkFramed) {
+    const onFrame = cm.prototype.onSocketData;
+    cm.prototype.__quarkFramed = true;
+    cm.prototype.onSocketData = function (this: FramedManager, chunk: Buffer) {
+      const socket = this.socket;
+      let rx = this.__rx;
+      if (!rx || rx.socket !== socket) rx = this.__rx = { socket, parts: [], have: 0, need: 0 };
+      let buf = chunk;
+      if (rx.have > 0) {
+        rx.parts.push(chunk);
+        rx.have += chunk.length;
+        if (rx.have < rx.need) return;
+        buf = Buffer.concat(rx.parts, rx.have);
+        rx.parts = [];
+        rx.have = 0;
+      }
+      let off = 0;
+      while (buf.length - off >= 4) {
+        const end = off + 4 + buf.readInt32BE(off);
+        if (end > buf.length) break;
+        this.pendingBuffer = null;
+        onFrame.call(this, buf.subarray(off, end));
+        off = end;
+        // The library drops the connection on a reply it cannot place: the rest is moot.
+        if (this.socket !== socket || socket?.destroyed) return;
+      }
+      if (off < buf.length) {
+        const rest = buf.subarray(off);
+        rx.parts = [rest];
+        rx.have = rest.length;
+        rx.need = rest.length >= 4 ? 4 + rest.readInt32BE(0) : 4;
+      }
+    };
+  }
+}
+
+/**
  * ZooKeeper 3.6+ persistent watches, which node-zookeeper-client 1.1.3 does not speak.
  * `addWatch` (opcode 106: path, mode) and `removeWatches` (opcode 18: path, watcher type) are
  * written straight onto the library's packet queue, so they take the session's xid order and its
