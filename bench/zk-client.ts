@@ -5,7 +5,8 @@
 // and reports the client's CPU per reply. With backlog, the event loop is held while the server
 // answers, so the replies queue in the socket and arrive in full chunks, as they do for a
 // session that has fallen behind; only the reading is measured then.
-// JSON lines on stdout, one per variant and burst size.
+// JSON lines on stdout, one per variant and burst size. First, without a server: the cost of
+// encoding one multi() request, the library's jute records against ts/zk/multi.ts.
 //   npm run bench:zk-client -- --bursts 1,100,1000,5000 --replies 50000
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const SELF = fileURLToPath(import.meta.url);
+let encodeMultiRef: typeof import('../ts/zk/multi.js').encodeMulti | undefined;
 
 async function child(variant: string, zkConn: string, bursts: number[], replies: number): Promise<void> {
   if (variant === 'library') {
@@ -69,6 +71,45 @@ async function child(variant: string, zkConn: string, bursts: number[], replies:
   await zk.close();
 }
 
+/**
+ * Encoding one multi() request like a compute's intake (7 removes, 16 creates with small values,
+ * one set of a ~400-byte record): the library's jute records against Quark's encoder.
+ */
+function encoders(): void {
+  const req = createRequire(import.meta.url);
+  const jute = req('node-zookeeper-client/lib/jute/index.js') as {
+    protocol: { RequestHeader: new () => { xid: number; type: number } };
+    Request: new (h: unknown, p: unknown) => { toBuffer(): Buffer };
+    TransactionRequest: new (ops: unknown[]) => unknown;
+  };
+  const acls = (req('node-zookeeper-client') as { ACL: { OPEN_ACL_UNSAFE: unknown } }).ACL.OPEN_ACL_UNSAFE;
+  const base = '/quark/computes/hc-123/';
+  const ops = [
+    ...Array.from({ length: 7 }, (_, i) => ({ type: 2, path: `${base}next_tasks/0b7c1c9e-6a43-4d7e-9b1e-3f0f5a2d9c11/n${i}`, version: -1 })),
+    ...Array.from({ length: 16 }, (_, i) => ({ type: 1, path: `${base}active_tasks/0b7c1c9e-6a43-4d7e-9b1e-3f0f5a2d9c11/n${i}`, data: Buffer.alloc(12, i), acls, mode: 0 })),
+    { type: 5, path: '/quark/work-units/0b7c1c9e-6a43-4d7e-9b1e-3f0f5a2d9c11', data: Buffer.alloc(400, 1), version: 3 },
+  ];
+  const variants: Record<string, (xid: number) => Buffer> = {
+    library: (xid) => {
+      const h = new jute.protocol.RequestHeader();
+      h.type = 14;
+      h.xid = xid;
+      return new jute.Request(h, new jute.TransactionRequest(ops)).toBuffer();
+    },
+    quark: (xid) => encodeMultiRef!(xid, ops as never),
+  };
+  for (const [variant, encode] of Object.entries(variants)) {
+    let bytes = 0;
+    for (let i = 0; i < 20_000; i++) bytes += encode(i).length; // warm-up
+    const n = 100_000;
+    const t0 = process.cpuUsage();
+    for (let i = 0; i < n; i++) bytes += encode(i).length;
+    const cpu = process.cpuUsage(t0);
+    process.stdout.write(JSON.stringify({ case: 'encode_multi', variant, ops: ops.length, bytes: encode(0).length, cpu_us_per_request: +((cpu.user + cpu.system) / n).toFixed(2) }) + '\n');
+    if (bytes < 0) throw new Error('unreachable');
+  }
+}
+
 async function main(): Promise<void> {
   const { values: v } = parseArgs({
     options: {
@@ -83,6 +124,8 @@ async function main(): Promise<void> {
   if (bursts.some((b) => !Number.isInteger(b) || b < 1) || !(replies > 0)) throw new Error('--bursts: positive integers; --replies: a positive number');
   if (v.child) return child(v.child as string, v.zk as string, bursts, replies);
 
+  encodeMultiRef = (await import('../ts/zk/multi.js')).encodeMulti;
+  encoders();
   const { startZooKeeper } = await import('../ts/zk/server.js');
   const dir = mkdtempSync(join(tmpdir(), 'quark-zk-client-'));
   const zk = await startZooKeeper({ dataDir: join(dir, 'zk'), clientPort: 0 });

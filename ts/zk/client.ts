@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import zookeeper from 'node-zookeeper-client';
 import { decode, encode } from './codec.js';
+import { encodeMulti, OP_MULTI, type MultiOp } from './multi.js';
 
 /**
  * node-zookeeper-client writes every request to the socket the moment it is queued: one write
@@ -505,20 +506,32 @@ export class Zk extends EventEmitter {
     return new Txn(this);
   }
 
+  /**
+   * One multi(): the request is encoded by `encodeMulti` (the library's bytes, without its
+   * per-field records) and put on the library's queue, which gives it its xid and parses the
+   * reply as a multi's (its header says MULTI).
+   */
   commit(t: Txn): Promise<Array<{ stat?: Stat; path?: string }>> {
     this.counters.txns++;
     this.counters.writes += t.ops.length;
-    const tx = this.client.transaction() as unknown as {
-      ops: Array<Record<string, unknown>>;
-      commit(cb: (err: unknown, results: Array<{ type: number; err?: number; stat?: zookeeper.Stat; path?: string }>) => void): void;
+    const cm = this.manager;
+    const ops = t.ops as unknown as MultiOp[];
+    const request = {
+      header: { type: OP_MULTI, xid: 0 },
+      payload: null,
+      toBuffer(): Buffer {
+        return encodeMulti(this.header.xid, ops, cm.chrootPath ?? '');
+      },
     };
-    tx.ops.push(...t.ops);
+    type Result = { type: number; err?: number; stat?: zookeeper.Stat; path?: string };
     return new Promise((resolve, reject) => {
-      tx.commit((err, results) => {
-        if (err) {
-          const index = results ? results.findIndex((r) => r.type === -1 && r.err !== 0) : -1;
-          const path = index >= 0 ? (t.ops[index]?.path as string) : undefined;
-          const e = toZkError(err, path);
+      cm.queue(request as never, (err: unknown, response?: unknown) => {
+        if (err) return reject(toZkError(err));
+        const results = (response as { payload: { results: Result[] } }).payload.results;
+        const index = results.findIndex((r) => r.type === -1 && r.err !== 0);
+        if (index >= 0) {
+          const path = t.ops[index]?.path as string | undefined;
+          const e = toZkError((Exception as unknown as { create(code: number): unknown }).create(results[index]!.err!), path);
           reject(new ZkError(e.code, path, `transaction failed at op ${index} (${path}): ${e.code}`, index));
           return;
         }
