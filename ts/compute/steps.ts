@@ -31,9 +31,13 @@ async function stateOf(hv: Hypervisor, name: string) {
   }
 }
 
+/**
+ * Defining is idempotent in libvirt (the same name and uuid again only rewrites the persistent
+ * definition, even of a running domain), so the domain is defined straight away: looking it up
+ * first cost a second call, and for a new domain a NO_DOMAIN error, on every boot.
+ */
 export async function ensureDefined(hv: Hypervisor, vm: ServerId, c: Consumes): Promise<void> {
   const name = domainName(vm);
-  if ((await stateOf(hv, name)) !== null) return;
   try {
     await hv.define({ name, uuid: vm, vcpus: c.vcpus, ram_mb: c.ram_mb, disk_gb: c.disk_gb });
   } catch (e) {
@@ -42,13 +46,19 @@ export async function ensureDefined(hv: Hypervisor, vm: ServerId, c: Consumes): 
   }
 }
 
+/** Starts the domain; its state is looked up only when starting fails (already running, paused, gone). */
 export async function ensureRunning(hv: Hypervisor, vm: ServerId): Promise<void> {
   const name = domainName(vm);
-  const st = await stateOf(hv, name);
-  if (st === null) throw new StepError('DOMAIN_MISSING', `domain ${name} is not defined`);
-  if (st === 'running') return;
-  if (st === 'paused') throw new StepError('DOMAIN_PAUSED', `domain ${name} is paused`);
-  await hv.start(name);
+  try {
+    await hv.start(name);
+  } catch (e) {
+    if (!isCode(e, 'OPERATION_INVALID', 'NO_DOMAIN')) throw e;
+    const st = await stateOf(hv, name);
+    if (st === null) throw new StepError('DOMAIN_MISSING', `domain ${name} is not defined`);
+    if (st === 'running') return;
+    if (st === 'paused') throw new StepError('DOMAIN_PAUSED', `domain ${name} is paused`);
+    throw e;
+  }
 }
 
 export async function ensureStopped(hv: Hypervisor, vm: ServerId, timeoutMs: number): Promise<void> {
