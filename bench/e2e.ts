@@ -201,11 +201,6 @@ function post(port: number, body: unknown): Promise<{ status: number; body: any 
 }
 
 /**
- * Knows when each unit finishes without polling the API: a unit leaves its shard's inbox in the
- * transaction that finishes it. One children watch per shard; a unit accepted before a listing
- * was asked for and absent from it is finished; one read then tells SUCCEEDED from FAILED.
- */
-/**
  * Learns when boots finish from one persistent recursive watch on the shards (ZooKeeper 3.6+):
  * the finishing transaction removes the unit's inbox entry, and its 'deleted' event names the
  * unit, so a finished boot costs the bench one notification and one read of the unit's state

@@ -176,10 +176,13 @@ export class ClusterWatch extends EventEmitter {
     st.staleChanges++;
   }
 
-  /** Reads every stale compute's self/free (those stale for at least olderThanMs); how many. */
-  async refreshStale(olderThanMs = 0): Promise<number> {
+  /**
+   * Reads every stale compute's self/free (those stale for at least olderThanMs, and, if given,
+   * those `worth` says could matter); how many.
+   */
+  async refreshStale(olderThanMs = 0, worth: (st: ComputeState) => boolean = () => true): Promise<number> {
     const now = Date.now();
-    const due = [...this.computes.values()].filter((st) => st.staleSince > 0 && now - st.staleSince >= olderThanMs);
+    const due = [...this.computes.values()].filter((st) => st.staleSince > 0 && now - st.staleSince >= olderThanMs && worth(st));
     await Promise.all(due.map((st) => this.refresh(st.id)));
     return due.length;
   }

@@ -209,12 +209,17 @@ export class Orc {
     const { log } = this.o;
     if (!wu.request) return this.fail(wuId, version, wu, { code: 'MALFORMED_WORK_UNIT', message: 'build without a request' });
     const need = flavorConsumes(wu.request.flavor, wu.request.bandwidth_mbps);
+    let refreshed = false;
     for (let attempt = 0; attempt <= (this.o.maxClaimRetries ?? 20); attempt++) {
       if (!this.owns(wu.shard)) return;
       const placement = this.o.view.place(this.requestOf(wu));
       // Before giving up for want of a host, read what other writers changed (a compute may have
-      // given capacity back) and place again.
-      if (!placement.ok && (await this.cluster.refreshStale()) > 0) continue;
+      // given capacity back) and place again: once per unit, and only computes big enough to
+      // hold it when empty (a flavor no compute could ever hold costs no reads).
+      if (!placement.ok && !refreshed) {
+        refreshed = true;
+        if ((await this.cluster.refreshStale(0, (st) => this.couldHold(st.capacity, need))) > 0) continue;
+      }
       if (!placement.ok) {
         this.stats.noValidHost++;
         const removed = Object.entries(placement.rejected)
@@ -239,6 +244,17 @@ export class Orc {
       log.debug('claim lost a race; re-placing', { wu: wuId, compute: target });
     }
     log.warn('claim retries exhausted; will try again on the next kick', { wu: wuId });
+  }
+
+  /** Whether a compute of this capacity could hold `need` at all (empty, with overcommit). */
+  private couldHold(cap: Consumes, need: Consumes): boolean {
+    const r = this.config.overcommit;
+    return (
+      need.vcpus <= cap.vcpus * r.vcpus &&
+      need.ram_mb <= cap.ram_mb * r.ram_mb &&
+      need.disk_gb <= cap.disk_gb * r.disk_gb &&
+      need.bandwidth_mbps <= cap.bandwidth_mbps * r.bandwidth_mbps
+    );
   }
 
   private async withComputeLock<T>(id: ComputeId, fn: () => Promise<T>): Promise<T> {
