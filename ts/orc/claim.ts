@@ -8,9 +8,6 @@ import type { ComputeId } from '../common/ids.js';
 import { addConsumes, type Consumes } from '../common/model.js';
 import type { ClusterWatch } from './cluster.js';
 
-const fits = (free: Consumes, need: Consumes): boolean =>
-  need.vcpus <= free.vcpus && need.ram_mb <= free.ram_mb && need.disk_gb <= free.disk_gb && need.bandwidth_mbps <= free.bandwidth_mbps;
-
 export type ClaimOutcome = 'claimed' | 'conflict' | 'other-version';
 
 export async function claimCapacity(
@@ -28,7 +25,7 @@ export async function claimCapacity(
     // longer fits (a claim on a stale version would only fail).
     await cluster.refresh(target);
     st = cluster.computes.get(target);
-    if (!st || !fits(addConsumes(st.free, st.reserved, -1), need)) return 'conflict';
+    if (!st || !cluster.fits(st, need)) return 'conflict';
   }
   const newFree = addConsumes(st.free, need, -1);
   const txn = zk.txn().set(paths.selfFree(target), newFree, st.freeVersion);

@@ -88,6 +88,33 @@ describe('ClusterWatch follows self/free', () => {
     }
   });
 
+  it('the claim-time read judges fit as the scorer does, with overcommit', async () => {
+    const paths = await world();
+    const zk = await Zk.connect(zkConnect());
+    const overcommit = { vcpus: 4, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 };
+    const w = new ClusterWatch(zk, paths, new TwinClusterView({ overcommit }), log, overcommit);
+    try {
+      w.start();
+      await waitFor(() => w.computes.get(id)?.freeVersion === 0, { what: 'the view to fill' });
+      // Another writer leaves no vCPU free: with 4× overcommit of 8 vCPUs, 24 more may still go.
+      await admin.set(paths.selfFree(id), { ...FULL, vcpus: 0 }, 0);
+      await waitFor(() => (w.computes.get(id)?.staleSince ?? 0) > 0, { what: 'the write to be marked' });
+      const need: Consumes = { vcpus: 2, ram_mb: 1024, disk_gb: 0, bandwidth_mbps: 0 };
+      expect(await claimCapacity(zk, paths, w, id, need, (txn) => txn.create(paths.nextTask(id, 'oc' as never), need))).toBe('claimed');
+      expect(w.computes.get(id)).toMatchObject({ free: { vcpus: -2 }, freeVersion: 2 });
+      // Past the overcommitted capacity it is refused, without a transaction.
+      await admin.set(paths.selfFree(id), { ...FULL, vcpus: -23 }, 2);
+      await waitFor(() => (w.computes.get(id)?.staleSince ?? 0) > 0, { what: 'the second write to be marked' });
+      const txns = zk.counters.txns;
+      expect(await claimCapacity(zk, paths, w, id, need, (txn) => txn.create(paths.nextTask(id, 'oc2' as never), need))).toBe('conflict');
+      expect(zk.counters.txns).toBe(txns);
+    } finally {
+      w.stop();
+      await zk.close();
+      await admin.removeTree(paths.root);
+    }
+  });
+
   it('reads self/free again after a reconnect, catching a write made while the link was down', async () => {
     const paths = await world();
     const link = await FaultyLink.start(zkConnect());

@@ -5,7 +5,8 @@ import { Coalescer, OwnWrites, watchChildren, watchData, type ConnectionState, t
 import type { Paths } from '../zk/paths.js';
 import type { ComputeId } from '../common/ids.js';
 import { addConsumes, ZERO, type AliveRecord, type ComputeCapacity, type Consumes } from '../common/model.js';
-import type { ClusterView, Resources } from './placement/types.js';
+import type { ClusterView, Resources, ScorerOptions } from './placement/types.js';
+import { fitsOf, resolveOptions } from './placement/twin.js';
 import type { Logger } from '../common/log.js';
 
 export interface ComputeState {
@@ -49,13 +50,28 @@ export class ClusterWatch extends EventEmitter {
   private readyResolve!: () => void;
   readonly ready = new Promise<void>((r) => (this.readyResolve = r));
 
+  /** Overcommit per resource in per-mille, as the scorer uses it (its fits rule is `fits`'). */
+  private readonly overcommitPm: readonly number[];
+
   constructor(
     private readonly zk: Zk,
     private readonly paths: Paths,
     readonly view: ClusterView,
     private readonly log: Logger,
+    overcommit: ScorerOptions['overcommit'] = {},
   ) {
     super();
+    this.overcommitPm = resolveOptions({ overcommit }).overcommitPm;
+  }
+
+  /** Whether `need` fits the compute as this view holds it (free minus this orc's reservations). */
+  fits(st: ComputeState, need: Consumes): boolean {
+    return fitsOf(asResources(need), asResources(addConsumes(st.free, st.reserved, -1)), asResources(st.capacity), this.overcommitPm);
+  }
+
+  /** Whether `need` would fit the compute if it were empty. */
+  couldHold(st: ComputeState, need: Consumes): boolean {
+    return fitsOf(asResources(need), asResources(st.capacity), asResources(st.capacity), this.overcommitPm);
   }
 
   start(): void {
@@ -177,12 +193,14 @@ export class ClusterWatch extends EventEmitter {
   }
 
   /**
-   * Reads every stale compute's self/free (those stale for at least olderThanMs, and, if given,
-   * those `worth` says could matter); how many.
+   * Reads every stale compute's self/free (those stale for at least olderThanMs, and, given
+   * `need`, only those that could hold it when empty); how many.
    */
-  async refreshStale(olderThanMs = 0, worth: (st: ComputeState) => boolean = () => true): Promise<number> {
+  async refreshStale(olderThanMs = 0, need?: Consumes): Promise<number> {
     const now = Date.now();
-    const due = [...this.computes.values()].filter((st) => st.staleSince > 0 && now - st.staleSince >= olderThanMs && worth(st));
+    const due = [...this.computes.values()].filter(
+      (st) => st.staleSince > 0 && now - st.staleSince >= olderThanMs && (!need || this.couldHold(st, need)),
+    );
     await Promise.all(due.map((st) => this.refresh(st.id)));
     return due.length;
   }

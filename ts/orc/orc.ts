@@ -70,7 +70,7 @@ export class Orc {
   async start(): Promise<void> {
     const { zk, paths, log } = this.o;
     this.config = await readConfig(zk, paths);
-    this.cluster = new ClusterWatch(zk, paths, this.o.view, log);
+    this.cluster = new ClusterWatch(zk, paths, this.o.view, log, this.config.overcommit);
     this.cluster.on('lost', (id: ComputeId) => void this.onComputeLost(id).catch((err) => log.error('supervision failed', { compute: id, err })));
     this.cluster.on('alive', (id: ComputeId) => log.info('compute alive', { compute: id }));
     this.cluster.start();
@@ -218,7 +218,7 @@ export class Orc {
       // hold it when empty (a flavor no compute could ever hold costs no reads).
       if (!placement.ok && !refreshed) {
         refreshed = true;
-        if ((await this.cluster.refreshStale(0, (st) => this.couldHold(st.capacity, need))) > 0) continue;
+        if ((await this.cluster.refreshStale(0, need)) > 0) continue;
       }
       if (!placement.ok) {
         this.stats.noValidHost++;
@@ -244,17 +244,6 @@ export class Orc {
       log.debug('claim lost a race; re-placing', { wu: wuId, compute: target });
     }
     log.warn('claim retries exhausted; will try again on the next kick', { wu: wuId });
-  }
-
-  /** Whether a compute of this capacity could hold `need` at all (empty, with overcommit). */
-  private couldHold(cap: Consumes, need: Consumes): boolean {
-    const r = this.config.overcommit;
-    return (
-      need.vcpus <= cap.vcpus * r.vcpus &&
-      need.ram_mb <= cap.ram_mb * r.ram_mb &&
-      need.disk_gb <= cap.disk_gb * r.disk_gb &&
-      need.bandwidth_mbps <= cap.bandwidth_mbps * r.bandwidth_mbps
-    );
   }
 
   private async withComputeLock<T>(id: ComputeId, fn: () => Promise<T>): Promise<T> {

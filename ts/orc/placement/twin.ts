@@ -151,6 +151,11 @@ export function availOf(free: number, cap: number, pm: number): number {
   return q < AVAIL_MIN ? AVAIL_MIN : q > I32_MAX ? I32_MAX : q;
 }
 
+/** The scorer's fits filter for one compute: need[r] <= avail[r] for every resource. */
+export function fitsOf(need: Resources, free: Resources, cap: Resources, pm: readonly number[]): boolean {
+  return RES_KEYS.every((k, r) => need[k] <= availOf(free[k], cap[k], pm[r]!));
+}
+
 export function invOf(cap: number, pm: number): number {
   return cap === 0 ? 0 : Math.fround(1000 / (cap * pm));
 }
