@@ -317,19 +317,29 @@ export class Compute {
   }
 
   /** Removes a task never taken in, and gives back what its claim took from self/free. */
-  private async discard(task: TaskRecord): Promise<void> {
+  private discard(task: TaskRecord): Promise<void> {
+    const { paths, id } = this.o;
+    return this.dropTask(task, (txn) => void removeEntries(txn, paths.nextTask(id, task.work_unit_id), nextTaskEntries(task)));
+  }
+
+  /**
+   * One transaction: the task's znodes that `remove` lists go, and what a build's claim took from
+   * self/free comes back. Tried again if a claim moved self/free meanwhile.
+   */
+  private async dropTask(task: TaskRecord, remove: (txn: Txn) => void | Promise<void>): Promise<void> {
     const { zk, paths, id } = this.o;
     for (;;) {
-      const txn = removeEntries(zk.txn(), paths.nextTask(id, task.work_unit_id), nextTaskEntries(task));
+      const txn = zk.txn();
+      await remove(txn);
       if (task.kind === 'build') {
         const free = await zk.get<Consumes>(paths.selfFree(id));
         if (free?.value) txn.set(paths.selfFree(id), addConsumes(free.value, task.consumes), free.stat.version);
       }
       try {
-        await commitSurely(zk, txn, async () => (await zk.exists(paths.nextTask(id, task.work_unit_id))) === null);
+        await commitSurely(zk, txn, this.finished(task.work_unit_id));
         return;
       } catch (e) {
-        if (!isZkError(e, 'BAD_VERSION')) throw e; // a claim moved self/free meanwhile
+        if (!isZkError(e, 'BAD_VERSION')) throw e;
       }
     }
   }
@@ -461,9 +471,8 @@ export class Compute {
   }
 
   /** The unit's task is in neither next_tasks nor active_tasks: its finishing transaction landed. */
-  private finished(entry: InFlight): () => Promise<boolean> {
+  private finished(wu: WorkUnitId): () => Promise<boolean> {
     const { zk, paths, id } = this.o;
-    const wu = entry.task.work_unit_id;
     return async () => (await zk.exists(paths.activeTask(id, wu))) === null && (await zk.exists(paths.nextTask(id, wu))) === null;
   }
 
@@ -545,7 +554,7 @@ export class Compute {
       );
       txn.remove(paths.inboxEntry(task.shard, task.work_unit_id));
       try {
-        await this.commitTxn(entry, txn, this.finished(entry));
+        await this.commitTxn(entry, txn, this.finished(task.work_unit_id));
       } catch (e) {
         // self/free or the server record moved under us (a claim, an API read-modify): try again.
         if (isZkError(e, 'BAD_VERSION') && e.path !== paths.workUnit(task.work_unit_id)) continue;
@@ -600,7 +609,7 @@ export class Compute {
       );
       txn.remove(paths.inboxEntry(task.shard, task.work_unit_id));
       try {
-        await this.commitTxn(entry, txn, this.finished(entry));
+        await this.commitTxn(entry, txn, this.finished(task.work_unit_id));
         return;
       } catch (e) {
         if (isZkError(e, 'BAD_VERSION') && e.path !== paths.workUnit(task.work_unit_id)) continue;
@@ -619,21 +628,10 @@ export class Compute {
     const { task } = entry;
     log.warn('work unit was reassigned while it ran here; abandoning our copy', { wu: task.work_unit_id });
     if (task.kind === 'build' && !this.managed.has(task.server_id)) await ensureUndefined(this.o.hv, task.server_id).catch(() => {});
-    for (;;) {
-      const txn = zk.txn();
+    await this.dropTask(task, async (txn) => {
       for (const p of (await zk.walk(paths.activeTask(id, task.work_unit_id))).reverse()) txn.remove(p);
       for (const p of (await zk.walk(paths.nextTask(id, task.work_unit_id))).reverse()) txn.remove(p);
-      if (task.kind === 'build') {
-        const free = await zk.get<Consumes>(paths.selfFree(id));
-        if (free?.value) txn.set(paths.selfFree(id), addConsumes(free.value, task.consumes), free.stat.version);
-      }
-      try {
-        await commitSurely(zk, txn, this.finished(entry));
-        return;
-      } catch (e) {
-        if (!isZkError(e, 'BAD_VERSION')) throw e;
-      }
-    }
+    });
   }
 
   private hvTimer: NodeJS.Timeout | undefined;
