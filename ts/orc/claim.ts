@@ -18,15 +18,14 @@ export async function claimCapacity(
   need: Consumes,
   addOps: (txn: Txn) => void,
 ): Promise<ClaimOutcome> {
-  let st = cluster.computes.get(target);
-  if (!st) return 'conflict';
-  if (st.staleSince > 0) {
-    // Another writer changed it since we last read it: read it now, and re-place if it no
-    // longer fits (a claim on a stale version would only fail).
-    await cluster.refresh(target);
-    st = cluster.computes.get(target);
-    if (!st || !cluster.fits(st, need)) return 'conflict';
-  }
+  // Another writer changed it since we last read it: read it now (a claim on a stale version
+  // would only fail).
+  if ((cluster.computes.get(target)?.staleSince ?? 0) > 0) await cluster.refresh(target);
+  // The placement was scored before this claim's turn: another claim of this orc on the same
+  // compute may have committed since, and the version check cannot see that (this claim carries
+  // the new version). So the need must still fit what the view holds now, or it is re-placed.
+  const st = cluster.computes.get(target);
+  if (!st || !cluster.fits(st, need)) return 'conflict';
   const newFree = addConsumes(st.free, need, -1);
   const txn = zk.txn().set(paths.selfFree(target), newFree, st.freeVersion);
   addOps(txn);

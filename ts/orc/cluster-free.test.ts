@@ -88,6 +88,29 @@ describe('ClusterWatch follows self/free', () => {
     }
   });
 
+  it('a claim placed before an earlier claim on the same compute committed is refused if it no longer fits', async () => {
+    // The orc scores, then waits its turn on the compute (claims on one compute are serialised):
+    // by then its own earlier claim may have taken the room, and the version it claims with is
+    // already the new one, so only the view can tell.
+    const paths = await world();
+    const zk = await Zk.connect(zkConnect());
+    const w = new ClusterWatch(zk, paths, new TwinClusterView(), log);
+    try {
+      w.start();
+      await waitFor(() => w.computes.get(id)?.freeVersion === 0, { what: 'the view to fill' });
+      const need: Consumes = { vcpus: 6, ram_mb: 4096, disk_gb: 0, bandwidth_mbps: 0 };
+      expect(await claimCapacity(zk, paths, w, id, need, (txn) => txn.create(paths.nextTask(id, 'a' as never), need))).toBe('claimed');
+      const txns = zk.counters.txns;
+      expect(await claimCapacity(zk, paths, w, id, need, (txn) => txn.create(paths.nextTask(id, 'b' as never), need))).toBe('conflict');
+      expect(zk.counters.txns).toBe(txns);
+      expect((await admin.get<Consumes>(paths.selfFree(id)))!.value).toMatchObject({ vcpus: 2 });
+    } finally {
+      w.stop();
+      await zk.close();
+      await admin.removeTree(paths.root);
+    }
+  });
+
   it('the claim-time read judges fit as the scorer does, with overcommit', async () => {
     const paths = await world();
     const zk = await Zk.connect(zkConnect());
