@@ -782,17 +782,27 @@ export function watchChildrenPersistent(
     } else return;
     report();
   };
+  return {
+    stop: listUntilStopped(zk, listing, () => {
+      stopped = true;
+      void watch?.stop();
+    }),
+  };
+}
+
+/**
+ * Runs `listing` now and after every reconnect (changes made while the connection was down are
+ * not notified); the returned stop ends that and calls `onStop`.
+ */
+function listUntilStopped(zk: Zk, listing: Coalescer, onStop: () => void): () => void {
   const onState = (s: ConnectionState): void => {
     if (s === 'RECONNECTED') void listing.run();
   };
   zk.on('state', onState);
   void listing.run();
-  return {
-    stop: () => {
-      stopped = true;
-      zk.off('state', onState);
-      void watch?.stop();
-    },
+  return () => {
+    onStop();
+    zk.off('state', onState);
   };
 }
 
@@ -830,17 +840,11 @@ export function watchChildrenOwned(
     if (ev.type === 'children' && mine.absorb()) return;
     if (ev.type === 'children' || ev.type === 'created' || ev.type === 'deleted') void listing.run();
   };
-  const onState = (s: ConnectionState): void => {
-    if (s === 'RECONNECTED') void listing.run();
-  };
-  zk.on('state', onState);
-  void listing.run();
   return {
-    stop: () => {
+    stop: listUntilStopped(zk, listing, () => {
       stopped = true;
-      zk.off('state', onState);
       void watch?.stop();
-    },
+    }),
     async own<T>(write: Promise<T>, changes = 1): Promise<T> {
       mine.begin();
       let ok = false;
