@@ -9,7 +9,8 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeEach, inject } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, inject } from 'vitest';
+import { Zk } from '../../ts/zk/client.js';
 
 // ---------------------------------------------------------------------------------------------
 // Paths
@@ -39,6 +40,23 @@ export function zkConnect(): string {
 /** A fresh ZooKeeper root path, `/<prefix>-<random>`, so tests sharing one server never meet. */
 export function uniqueRoot(prefix = 'quark-test'): string {
   return `/${prefix}-${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * For a test file: a session on the suite's ZooKeeper with `root` created, handed to `ready`
+ * before the file's tests; after them the root is removed and the session closed.
+ */
+export function useZkRoot(root: string, ready: (zk: Zk) => void): void {
+  let zk: Zk | undefined;
+  beforeAll(async () => {
+    zk = await Zk.connect(zkConnect());
+    await zk.mkdirp(root);
+    ready(zk);
+  });
+  afterAll(async () => {
+    await zk?.removeTree(root);
+    await zk?.close();
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

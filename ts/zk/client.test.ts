@@ -1,21 +1,14 @@
 // The ZooKeeper wrapper against a real server: values, exact versions in transactions (the
 // version-0 hazard of node-zookeeper-client 1.1.3), and the watch recipes.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import zookeeper from 'node-zookeeper-client';
 import { isZkError, watchChildren, Zk, ZkError } from './client.js';
-import { uniqueRoot, waitFor, zkConnect } from '../../test/support/index.js';
+import { uniqueRoot, useZkRoot, waitFor, zkConnect } from '../../test/support/index.js';
 
 let zk: Zk;
 const root = uniqueRoot('zk-client');
 
-beforeAll(async () => {
-  zk = await Zk.connect(zkConnect());
-  await zk.mkdirp(root);
-});
-afterAll(async () => {
-  await zk.removeTree(root);
-  await zk.close();
-});
+useZkRoot(root, (z) => (zk = z));
 
 describe('values', () => {
   it('round-trips msgpack values and reports versions', async () => {

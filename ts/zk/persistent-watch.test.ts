@@ -1,9 +1,9 @@
 // ZooKeeper 3.6+ persistent watches through the wrapper (`addWatch`, which node-zookeeper-client
 // 1.1.3 does not speak), against the suite's real server: every change reported in order with no
 // re-arming read, recursive watches, a dropped connection on the same session, and stop().
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { watchChildrenOwned, watchChildrenPersistent, Zk, type ConnectionState } from './client.js';
-import { uniqueRoot, waitFor, zkConnect } from '../../test/support/index.js';
+import { uniqueRoot, useZkRoot, waitFor, zkConnect } from '../../test/support/index.js';
 import { FaultyLink } from '../../test/support/proxy.js';
 
 let zk: Zk;
@@ -24,14 +24,7 @@ function rawNotifications(z: Zk): { count: number } {
   return out;
 }
 
-beforeAll(async () => {
-  zk = await Zk.connect(zkConnect());
-  await zk.mkdirp(root);
-});
-afterAll(async () => {
-  await zk.removeTree(root);
-  await zk.close();
-});
+useZkRoot(root, (z) => (zk = z));
 
 describe('persistent watches', () => {
   it('a persistent watch reports every change in order, children included, without re-arming reads', async () => {
