@@ -26,6 +26,29 @@ function rawNotifications(z: Zk): { count: number } {
 
 useZkRoot(root, (z) => (zk = z));
 
+/**
+ * A second session through a link the test can cut. `drop()` severs the link and waits for the
+ * session to see SUSPENDED; `restore()` lets it through again. Both are closed after `fn`.
+ */
+async function throughCuttableLink(
+  fn: (c: { zk: Zk; states: ConnectionState[]; drop(): Promise<void>; restore(): void }) => Promise<void>,
+): Promise<void> {
+  const link = await FaultyLink.start(zkConnect());
+  const cut = await Zk.connect(link.address, { sessionTimeoutMs: 6000 });
+  try {
+    const states: ConnectionState[] = [];
+    cut.on('state', (s: ConnectionState) => states.push(s));
+    const drop = async (): Promise<void> => {
+      link.sever();
+      await waitFor(() => states.includes('SUSPENDED'), { what: 'the drop', timeoutMs: 5000 });
+    };
+    await fn({ zk: cut, states, drop, restore: () => link.restore() });
+  } finally {
+    await cut.close();
+    await link.close();
+  }
+}
+
 describe('persistent watches', () => {
   it('a persistent watch reports every change in order, children included, without re-arming reads', async () => {
     const p = `${root}/p`;
@@ -109,20 +132,15 @@ describe('persistent watches', () => {
   it('survives a dropped connection on the same session: re-added on RECONNECTED', async () => {
     const p = `${root}/drop`;
     await zk.create(p, 0);
-    const link = await FaultyLink.start(zkConnect());
-    const cut = await Zk.connect(link.address, { sessionTimeoutMs: 6000 });
-    try {
-      const states: ConnectionState[] = [];
-      cut.on('state', (s: ConnectionState) => states.push(s));
+    await throughCuttableLink(async ({ zk: cut, states, drop, restore }) => {
       const events: Ev[] = [];
       await cut.persistentWatch(p, 'persistent', (e) => events.push(e));
       await zk.set(p, 1, -1);
       await waitFor(() => events.length === 1, { what: 'an event before the cut' });
       const session = cut.sessionId;
 
-      link.sever();
-      await waitFor(() => states.includes('SUSPENDED'), { what: 'the drop', timeoutMs: 5000 });
-      link.restore();
+      await drop();
+      restore();
       await waitFor(() => states.includes('RECONNECTED'), { what: 'the reconnect', timeoutMs: 5000 });
       expect(cut.sessionId).toBe(session);
 
@@ -130,10 +148,7 @@ describe('persistent watches', () => {
       await zk.set(p, 3, -1);
       await waitFor(() => events.length === 3, { what: 'events after the reconnect' });
       expect(events.every((e) => e.type === 'data' && e.path === p)).toBe(true);
-    } finally {
-      await cut.close();
-      await link.close();
-    }
+    });
   });
 });
 
@@ -164,28 +179,20 @@ describe('watchChildrenPersistent', () => {
     const p = `${root}/q2`;
     await zk.create(p);
     await zk.create(`${p}/a`);
-    const link = await FaultyLink.start(zkConnect());
-    const cut = await Zk.connect(link.address, { sessionTimeoutMs: 6000 });
-    try {
-      const states: ConnectionState[] = [];
-      cut.on('state', (s: ConnectionState) => states.push(s));
+    await throughCuttableLink(async ({ zk: cut, drop, restore }) => {
       const seen: string[][] = [];
       const w = watchChildrenPersistent(cut, p, (k) => seen.push([...(k ?? [])].sort()));
       await waitFor(() => seen.length >= 1, { what: 'first report' });
       expect(seen[0]).toEqual(['a']);
-      link.sever();
-      await waitFor(() => states.includes('SUSPENDED'), { what: 'the drop', timeoutMs: 5000 });
+      await drop();
       await zk.create(`${p}/b`); // while the link is down
       await zk.remove(`${p}/a`);
-      link.restore();
+      restore();
       await waitFor(() => JSON.stringify(seen[seen.length - 1]) === '["b"]', { what: 'the listing after reconnect', timeoutMs: 5000 });
       await zk.create(`${p}/c`);
       await waitFor(() => JSON.stringify(seen[seen.length - 1]) === '["b","c"]', { what: 'a change after reconnect' });
       w.stop();
-    } finally {
-      await cut.close();
-      await link.close();
-    }
+    });
   });
 });
 
@@ -224,25 +231,17 @@ describe('watchChildrenOwned', () => {
   it('lists again after a dropped connection', async () => {
     const p = `${root}/owned2`;
     await zk.create(p);
-    const link = await FaultyLink.start(zkConnect());
-    const cut = await Zk.connect(link.address, { sessionTimeoutMs: 6000 });
-    try {
-      const states: ConnectionState[] = [];
-      cut.on('state', (s: ConnectionState) => states.push(s));
+    await throughCuttableLink(async ({ zk: cut, drop, restore }) => {
       const seen: string[][] = [];
       const w = watchChildrenOwned(cut, p, (k) => seen.push([...(k ?? [])].sort()));
       await waitFor(() => seen.length >= 1, { what: 'first report' });
-      link.sever();
-      await waitFor(() => states.includes('SUSPENDED'), { what: 'the drop', timeoutMs: 5000 });
+      await drop();
       await zk.create(`${p}/x`);
-      link.restore();
+      restore();
       await waitFor(() => JSON.stringify(seen[seen.length - 1]) === '["x"]', { what: 'the listing after reconnect', timeoutMs: 5000 });
       await zk.create(`${p}/y`);
       await waitFor(() => JSON.stringify(seen[seen.length - 1]) === '["x","y"]', { what: 'a change after reconnect' });
       w.stop();
-    } finally {
-      await cut.close();
-      await link.close();
-    }
+    });
   });
 });
