@@ -17,7 +17,6 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const SELF = fileURLToPath(import.meta.url);
-let encodeMultiRef: typeof import('../ts/zk/multi.js').encodeMulti | undefined;
 
 async function child(variant: string, zkConn: string, bursts: number[], replies: number): Promise<void> {
   if (variant === 'library') {
@@ -75,14 +74,8 @@ async function child(variant: string, zkConn: string, bursts: number[], replies:
  * Encoding one multi() request like a compute's intake (7 removes, 16 creates with small values,
  * one set of a ~400-byte record): the library's jute records against Quark's encoder.
  */
-function encoders(): void {
-  const req = createRequire(import.meta.url);
-  const jute = req('node-zookeeper-client/lib/jute/index.js') as {
-    protocol: { RequestHeader: new () => { xid: number; type: number } };
-    Request: new (h: unknown, p: unknown) => { toBuffer(): Buffer };
-    TransactionRequest: new (ops: unknown[]) => unknown;
-  };
-  const acls = (req('node-zookeeper-client') as { ACL: { OPEN_ACL_UNSAFE: unknown } }).ACL.OPEN_ACL_UNSAFE;
+function encoders(multi: typeof import('../ts/zk/multi.js')): void {
+  const acls = (createRequire(import.meta.url)('node-zookeeper-client') as { ACL: { OPEN_ACL_UNSAFE: unknown } }).ACL.OPEN_ACL_UNSAFE;
   const base = '/quark/computes/hc-123/';
   const ops = [
     ...Array.from({ length: 7 }, (_, i) => ({ type: 2, path: `${base}next_tasks/0b7c1c9e-6a43-4d7e-9b1e-3f0f5a2d9c11/n${i}`, version: -1 })),
@@ -90,13 +83,8 @@ function encoders(): void {
     { type: 5, path: '/quark/work-units/0b7c1c9e-6a43-4d7e-9b1e-3f0f5a2d9c11', data: Buffer.alloc(400, 1), version: 3 },
   ];
   const variants: Record<string, (xid: number) => Buffer> = {
-    library: (xid) => {
-      const h = new jute.protocol.RequestHeader();
-      h.type = 14;
-      h.xid = xid;
-      return new jute.Request(h, new jute.TransactionRequest(ops)).toBuffer();
-    },
-    quark: (xid) => encodeMultiRef!(xid, ops as never),
+    library: (xid) => multi.encodeMultiByLibrary(xid, ops as never),
+    quark: (xid) => multi.encodeMulti(xid, ops as never),
   };
   for (const [variant, encode] of Object.entries(variants)) {
     let bytes = 0;
@@ -124,8 +112,7 @@ async function main(): Promise<void> {
   if (bursts.some((b) => !Number.isInteger(b) || b < 1) || !(replies > 0)) throw new Error('--bursts: positive integers; --replies: a positive number');
   if (v.child) return child(v.child as string, v.zk as string, bursts, replies);
 
-  encodeMultiRef = (await import('../ts/zk/multi.js')).encodeMulti;
-  encoders();
+  encoders(await import('../ts/zk/multi.js'));
   const { startZooKeeper } = await import('../ts/zk/server.js');
   const dir = mkdtempSync(join(tmpdir(), 'quark-zk-client-'));
   const zk = await startZooKeeper({ dataDir: join(dir, 'zk'), clientPort: 0 });

@@ -10,6 +10,8 @@
 // check {path, int32 version}; setData {path, data, int32 version}. A string or a buffer is an
 // int32 length (-1 for none) and its bytes; an ACL is {int32 perms, scheme, id}.
 
+import { createRequire } from 'node:module';
+
 export const OP_MULTI = 14;
 const OP_CREATE = 1;
 const OP_DELETE = 2;
@@ -101,4 +103,25 @@ export function encodeMulti(xid: number, ops: readonly MultiOp[], chroot = ''): 
   o = b.writeInt32BE(-1, o);
   if (o !== b.length) throw new Error(`multi encoding wrote ${o} of ${b.length} bytes`);
   return b;
+}
+
+type Jute = {
+  protocol: { RequestHeader: new () => { xid: number; type: number } };
+  Request: new (header: unknown, payload: unknown) => { toBuffer(): Buffer };
+  TransactionRequest: new (ops: unknown[]) => { setChrootPath(p: string): void };
+};
+let jute: Jute | undefined;
+
+/**
+ * The same request encoded by node-zookeeper-client's own jute records: the reference that
+ * `encodeMulti` is checked against (ts/zk/multi.test.ts) and measured against (bench:zk-client).
+ */
+export function encodeMultiByLibrary(xid: number, ops: readonly MultiOp[], chroot = ''): Buffer {
+  jute ??= createRequire(import.meta.url)('node-zookeeper-client/lib/jute/index.js') as Jute;
+  const header = new jute.protocol.RequestHeader();
+  header.type = OP_MULTI;
+  header.xid = xid;
+  const payload = new jute.TransactionRequest([...ops]);
+  if (chroot) payload.setChrootPath(chroot);
+  return new jute.Request(header, payload).toBuffer();
 }
