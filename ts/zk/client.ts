@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import zookeeper from 'node-zookeeper-client';
 import { decode, encode } from './codec.js';
-import { encodeMulti, OP_MULTI, type MultiOp } from './multi.js';
+import { encodeMulti, OP, OP_MULTI, type MultiOp } from './multi.js';
 
 /**
  * node-zookeeper-client writes every request to the socket the moment it is queued: one write
@@ -133,9 +133,9 @@ function rawRequest(cm: RawManager, opcode: number, path: string, int: number): 
 }
 
 const { CreateMode, Exception } = zookeeper;
-// Internal protocol constants; we build multi ops ourselves (see Txn) to keep version 0 exact.
-const OP = { CREATE: 1, DELETE: 2, SET_DATA: 5, CHECK: 13 } as const;
 const OPEN_ACL = (zookeeper.ACL as unknown as { OPEN_ACL_UNSAFE: zookeeper.ACL[] }).OPEN_ACL_UNSAFE;
+/** The same ACL objects as a multi op carries them (the library's ACL has `permission` and `id`; its types omit them). */
+const OPEN_ACL_OP = OPEN_ACL as unknown as MultiOp['acls'];
 
 export type ZkErrorCode =
   | 'NO_NODE'
@@ -284,11 +284,12 @@ export interface ZkOptions {
  * silently defeat an optimistic claim on a znode that was never written since creation.
  */
 export class Txn {
-  readonly ops: Array<Record<string, unknown>> = [];
+  /** Built here (not by the library's Transaction) to keep version 0 exact; encoded by encodeMulti. */
+  readonly ops: MultiOp[] = [];
   constructor(private readonly zk: Zk) {}
 
   create(path: string, value?: unknown, mode: Mode = 'persistent'): this {
-    this.ops.push({ type: OP.CREATE, path, data: encode(value), acls: OPEN_ACL, mode: MODES[mode] });
+    this.ops.push({ type: OP.CREATE, path, data: encode(value), acls: OPEN_ACL_OP, mode: MODES[mode] });
     return this;
   }
   /** version -1 means any version; anything else must match exactly. */
@@ -515,12 +516,11 @@ export class Zk extends EventEmitter {
     this.counters.txns++;
     this.counters.writes += t.ops.length;
     const cm = this.manager;
-    const ops = t.ops as unknown as MultiOp[];
     const request = {
       header: { type: OP_MULTI, xid: 0 },
       payload: null,
       toBuffer(): Buffer {
-        return encodeMulti(this.header.xid, ops, cm.chrootPath ?? '');
+        return encodeMulti(this.header.xid, t.ops, cm.chrootPath ?? '');
       },
     };
     type Result = { type: number; err?: number; stat?: zookeeper.Stat; path?: string };
@@ -530,7 +530,7 @@ export class Zk extends EventEmitter {
         const results = (response as { payload: { results: Result[] } }).payload.results;
         const index = results.findIndex((r) => r.type === -1 && r.err !== 0);
         if (index >= 0) {
-          const path = t.ops[index]?.path as string | undefined;
+          const path = t.ops[index]?.path;
           const e = toZkError((Exception as unknown as { create(code: number): unknown }).create(results[index]!.err!), path);
           reject(new ZkError(e.code, path, `transaction failed at op ${index} (${path}): ${e.code}`, index));
           return;

@@ -13,10 +13,8 @@
 import { createRequire } from 'node:module';
 
 export const OP_MULTI = 14;
-const OP_CREATE = 1;
-const OP_DELETE = 2;
-const OP_SET_DATA = 5;
-const OP_CHECK = 13;
+/** The op types a multi() carries (ZooKeeper's opcodes). */
+export const OP = { CREATE: 1, DELETE: 2, SET_DATA: 5, CHECK: 13 } as const;
 
 export interface MultiOp {
   type: number;
@@ -38,15 +36,15 @@ export function encodeMulti(xid: number, ops: readonly MultiOp[], chroot = ''): 
     paths[i] = p;
     size += HEADER + 4 + p.length;
     switch (op.type) {
-      case OP_CREATE:
+      case OP.CREATE:
         size += 4 + (op.data ? op.data.length : 0) + 4 + 4;
         for (const a of op.acls ?? []) size += 4 + 4 + Buffer.byteLength(a.id.scheme) + 4 + Buffer.byteLength(a.id.id);
         break;
-      case OP_SET_DATA:
+      case OP.SET_DATA:
         size += 4 + (op.data ? op.data.length : 0) + 4;
         break;
-      case OP_DELETE:
-      case OP_CHECK:
+      case OP.DELETE:
+      case OP.CHECK:
         size += 4;
         break;
       default:
@@ -78,7 +76,7 @@ export function encodeMulti(xid: number, ops: readonly MultiOp[], chroot = ''): 
     o = b.writeInt32BE(p.length, o);
     o += p.copy(b, o);
     switch (op.type) {
-      case OP_CREATE: {
+      case OP.CREATE: {
         data(op.data);
         const acls = op.acls ?? [];
         o = b.writeInt32BE(acls.length, o);
@@ -90,7 +88,7 @@ export function encodeMulti(xid: number, ops: readonly MultiOp[], chroot = ''): 
         o = b.writeInt32BE(op.mode ?? 0, o);
         break;
       }
-      case OP_SET_DATA:
+      case OP.SET_DATA:
         data(op.data);
         o = b.writeInt32BE(op.version ?? -1, o);
         break;
