@@ -209,7 +209,7 @@ function post(port: number, body: unknown): Promise<{ status: number; body: any 
  * a reconnect (events meanwhile are lost) every pending unit's shard is listed once.
  */
 class Finisher {
-  private readonly pending = new Map<string, { shard: number; accepted: number; resolve: (ok: { ok: boolean; state: string; error?: unknown }) => void }>();
+  private readonly pending = new Map<string, { shard: number; resolve: (ok: { ok: boolean; state: string; error?: unknown }) => void }>();
   private readonly gone = new Set<string>();
   private stopped = false;
   private watch: Promise<{ stop(): Promise<void> }>;
@@ -233,9 +233,9 @@ class Finisher {
     return this.watch.then(() => undefined);
   }
 
-  wait(wu: string, shard: number, accepted: number): Promise<{ ok: boolean; state: string; error?: unknown }> {
+  wait(wu: string, shard: number): Promise<{ ok: boolean; state: string; error?: unknown }> {
     return new Promise((resolve) => {
-      this.pending.set(wu, { shard, accepted, resolve });
+      this.pending.set(wu, { shard, resolve });
       if (this.gone.delete(wu)) this.finished(wu);
     });
   }
@@ -462,7 +462,7 @@ async function main(): Promise<void> {
       const shard = shardOf(r.body.work_unit_id, config.shards);
       // Only an inbox listing asked for after the 202 can tell that the unit has left it.
       if (measured && sample.length < 400 && seq % 5 === 0) sample.push(r.body.work_unit_id);
-      const done = await fin.wait(r.body.work_unit_id, shard, performance.now());
+      const done = await fin.wait(r.body.work_unit_id, shard);
       if (!done.ok) {
         errors++;
         if (errorSamples.length < 5) errorSamples.push({ state: done.state, error: done.error });
