@@ -2,6 +2,7 @@
 import type { ComputeId, ServerId, WorkUnitId } from './ids.js';
 import type { StepName, WorkKind } from '../actors/kinds.js';
 import type { VmStatus } from '../actors/vm.js';
+import type { PlacementPolicy } from './placement-policy.js';
 
 export interface Flavor {
   vcpus: number;
@@ -126,12 +127,18 @@ export interface ClusterConfig {
   overcommit: { vcpus: number; ram_mb: number; disk_gb: number; bandwidth_mbps: number };
   /** Placement attempts per work unit before it fails (a lost compute costs one attempt). */
   max_attempts: number;
+  /** How orcs rank the computes a request fits (see ts/common/placement-policy.ts). */
+  placement_policy: PlacementPolicy;
+  /** Zone: policy, for requests that name that zone. */
+  placement_policy_by_zone: Record<string, PlacementPolicy>;
 }
 
 export const DEFAULT_CONFIG: ClusterConfig = {
   shards: 64,
   overcommit: { vcpus: 4, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 },
   max_attempts: 3,
+  placement_policy: 'spread',
+  placement_policy_by_zone: {},
 };
 
 export const ZERO: Consumes = { vcpus: 0, ram_mb: 0, disk_gb: 0, bandwidth_mbps: 0 };

@@ -20,6 +20,7 @@ import {
   type TaskRecord,
   type WorkUnitRecord,
 } from '../common/model.js';
+import { overcommitPm, overUse } from '../common/capacity.js';
 import { stepsOf, type StepName } from '../actors/kinds.js';
 import { StepError, stepsLeft, workUnitMachine, type CompletedStep, type StepInput } from '../actors/work-unit.js';
 import { nextStatus, type VmEvent, type VmStatus } from '../actors/vm.js';
@@ -427,16 +428,12 @@ export class Compute {
 
   /** The compute's own admission check (Nova's compute-side claim): what it runs must fit. */
   private admit(task: TaskRecord, what: 'vcpu' | 'storage'): void {
-    const ratio = this.config?.overcommit ?? { vcpus: 1, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 };
-    const cap = this.o.capacity;
     let used = ZERO;
     for (const m of this.managed.values()) used = addConsumes(used, m.consumes);
     for (const f of this.inflight.values()) if (f.task.kind === 'build') used = addConsumes(used, f.task.consumes);
-    const over = (what === 'vcpu' ? (['vcpus', 'ram_mb'] as const) : (['disk_gb'] as const)).filter(
-      (r) => used[r] > cap[r] * ratio[r],
-    );
+    const over = overUse(used, this.o.capacity, overcommitPm(this.config?.overcommit), what === 'vcpu' ? ['vcpus', 'ram_mb'] : ['disk_gb']);
     if (over.length > 0) {
-      throw new StepError('NO_CAPACITY', `compute ${this.o.id} would exceed its ${over.join(', ')} (${over.map((r) => `${used[r]} > ${cap[r] * ratio[r]}`).join(', ')})`);
+      throw new StepError('NO_CAPACITY', `compute ${this.o.id} would exceed its ${over.map((o) => o.resource).join(', ')} (${over.map((o) => `${o.used} > ${o.limit}`).join(', ')})`);
     }
     void task;
   }

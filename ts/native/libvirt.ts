@@ -1,6 +1,7 @@
 // The typed libvirt API the rest of Quark uses. Every call runs in the native addon as an
 // async task off the event loop; every failure arrives as a LibvirtError with a stable code.
 import { nativeExport } from './load.js';
+import type { Hypervisor as NativeHypervisor, NativeDomainInfo } from './addon.js';
 
 /** libvirt's built-in test driver: a real libvirt hypervisor that needs no KVM. */
 export const DEFAULT_LIBVIRT_URI = 'test:///default';
@@ -112,33 +113,6 @@ export function toLibvirtError(err: unknown): LibvirtError {
   return new LibvirtError(code, message, libvirtCode, { cause: err });
 }
 
-// The addon's shapes (see native/index.d.ts after a build).
-interface NativeDomainInfo {
-  name: string;
-  uuid: string;
-  state: string;
-  vcpus: number;
-  memory_kib: number;
-  persistent: boolean;
-}
-
-interface NativeHypervisor {
-  readonly uri: string;
-  define(spec: DomainSpec): Promise<NativeDomainInfo>;
-  start(name: string): Promise<void>;
-  shutdown(name: string): Promise<void>;
-  destroy(name: string): Promise<void>;
-  reboot(name: string): Promise<void>;
-  undefine(name: string): Promise<void>;
-  info(name: string): Promise<NativeDomainInfo>;
-  list(): Promise<NativeDomainInfo[]>;
-  close(): Promise<void>;
-}
-
-interface NativeHypervisorClass {
-  open(uri?: string | null): Promise<NativeHypervisor>;
-}
-
 async function call<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
@@ -172,7 +146,7 @@ export class Hypervisor {
   }
 
   static async open(uri: string = DEFAULT_LIBVIRT_URI): Promise<Hypervisor> {
-    const native = await call(() => nativeExport<NativeHypervisorClass>('Hypervisor').open(uri));
+    const native = await call(() => nativeExport('Hypervisor').open(uri));
     return new Hypervisor(native);
   }
 

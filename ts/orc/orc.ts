@@ -70,7 +70,7 @@ export class Orc {
   async start(): Promise<void> {
     const { zk, paths, log } = this.o;
     this.config = await readConfig(zk, paths);
-    this.cluster = new ClusterWatch(zk, paths, this.o.view, log, this.config.overcommit);
+    this.cluster = new ClusterWatch(zk, paths, this.o.view, log);
     this.cluster.on('lost', (id: ComputeId) => void this.onComputeLost(id).catch((err) => log.error('supervision failed', { compute: id, err })));
     this.cluster.on('alive', (id: ComputeId) => log.info('compute alive', { compute: id }));
     this.cluster.start();
