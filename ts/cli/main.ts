@@ -7,7 +7,9 @@ import { createLogger } from '../common/log.js';
 import { asComputeId } from '../common/ids.js';
 import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
-import { readConfig } from '../zk/config.js';
+import { readConfig, updateConfig } from '../zk/config.js';
+import { DEFAULT_CONFIG, type ClusterConfig } from '../common/model.js';
+import { policyFor, policySettingOf, withPlacementPolicy } from '../common/placement-policy.js';
 import { printTree, printGet, printLs } from './zk-tools.js';
 import { runWithSession } from '../zk/session.js';
 import { up } from './up.js';
@@ -34,6 +36,9 @@ Commands:
                                    its own ZooKeeper session, directory and private libvirt test driver
   zk        operator views         zk tree [path] | zk ls <path> | zk get <path>
             zk server --port P --data-dir D   (a standalone ZooKeeper, foreground)
+  config    cluster settings       config get [key] [--zone Z] | config set placement-policy spread|pack [--zone Z]
+            (every orc follows a change at once; --zone Z sets that zone's override, and the
+            value 'inherit' removes it; requests naming zone Z follow its override)
 
 Common options:
   --zk HOST:PORT[,…]   ZooKeeper (default: $QUARK_ZK, else .quark/cluster.json from 'up', else 127.0.0.1:2181)
@@ -217,6 +222,49 @@ async function main(argv: string[]): Promise<void> {
       }
       return;
     }
+    case 'config': {
+      const a = parse({ zone: { type: 'string' } }, true);
+      const zone = a.v.zone as string | undefined;
+      const [sub, key, value, ...extra] = a.pos;
+      const usage = 'usage: quark config get [key] [--zone Z] | quark config set placement-policy spread|pack [--zone Z]';
+      if (sub === 'set' && key !== 'placement-policy') {
+        throw new UsageError(key === undefined ? usage : `${key} cannot be set here; settable: placement-policy`);
+      }
+      if (sub === 'set' && (value === undefined || extra.length > 0)) throw new UsageError(usage);
+      if (sub === 'get' && (value !== undefined || (zone !== undefined && key !== 'placement-policy'))) throw new UsageError(usage);
+      if (sub !== 'get' && sub !== 'set') throw new UsageError(usage);
+      const zk = await Zk.connect(a.zk, { connectTimeoutMs: 5000 });
+      try {
+        const paths = new Paths(a.root);
+        if (sub === 'set') {
+          let next: ClusterConfig;
+          try {
+            next = await updateConfig(zk, paths, (cur) => withPlacementPolicy(cur, value!, zone));
+          } catch (err) {
+            if (err instanceof RangeError || (await zk.exists(paths.config)) === null) throw new UsageError((err as Error).message);
+            throw err;
+          }
+          printPolicy(next, zone);
+          return;
+        }
+        const cur = await zk.get<ClusterConfig>(paths.config);
+        if (!cur) throw new UsageError(`${paths.config} does not exist: no Quark cluster under ${paths.root}`);
+        const cfg: ClusterConfig = { ...DEFAULT_CONFIG, ...cur.value };
+        if (key === undefined) process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
+        else if (key === 'placement-policy') {
+          try {
+            printPolicy(cfg, zone);
+          } catch (err) {
+            throw new UsageError(`${paths.config} holds an invalid policy (${(err as Error).message}); set a valid one`);
+          }
+        }
+        else if (Object.hasOwn(cfg, key)) process.stdout.write(`${JSON.stringify(cfg[key as keyof ClusterConfig])}\n`);
+        else throw new UsageError(`unknown setting ${key}; known: placement-policy, ${Object.keys(DEFAULT_CONFIG).join(', ')}`);
+      } finally {
+        await zk.close();
+      }
+      return;
+    }
     case 'up': {
       const a = parse({
         orcs: { type: 'string', default: '2' },
@@ -239,6 +287,14 @@ async function main(argv: string[]): Promise<void> {
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)}; try 'quark --help'`);
   }
+}
+
+/** The policy in force: for `zone`, or the cluster's followed by one `zone <name>: <policy>` line per override. */
+function printPolicy(cfg: ClusterConfig, zone: string | undefined): void {
+  const s = policySettingOf(cfg);
+  if (zone !== undefined) return void process.stdout.write(`${policyFor(s, zone)}\n`);
+  process.stdout.write(`${s.policy}\n`);
+  for (const [z, p] of Object.entries(s.byZone)) process.stdout.write(`zone ${z}: ${p}\n`);
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
