@@ -27,6 +27,15 @@ fn view() -> ClusterView {
     ClusterView::new(Options::default()).unwrap()
 }
 
+fn pack_view(label_weight: f64) -> ClusterView {
+    ClusterView::new(Options {
+        policy: Policy::Pack,
+        label_weight,
+        ..Options::default()
+    })
+    .unwrap()
+}
+
 fn picks(v: &ClusterView, o: &Outcome) -> Vec<String> {
     o.picks
         .iter()
@@ -205,11 +214,7 @@ fn spread_prefers_the_emptiest_and_pack_the_fullest() {
         .unwrap();
     let r = req("wu", [1, 1, 1, 1]);
     assert_eq!(place_ids(&mut v, &r), vec!["empty", "half"]);
-    let mut p = ClusterView::new(Options {
-        policy: Policy::Pack,
-        ..Options::default()
-    })
-    .unwrap();
+    let mut p = pack_view(1.0);
     p.upsert(&compute("empty", BIG, BIG)).unwrap();
     p.upsert(&compute("half", BIG, [32, 131_072, 1000, 10_000]))
         .unwrap();
@@ -225,11 +230,7 @@ fn spread_prefers_the_emptiest_and_pack_the_fullest() {
 
 #[test]
 fn pack_keeps_labelled_computes_for_requests_that_ask_for_their_labels() {
-    let mut v = ClusterView::new(Options {
-        policy: Policy::Pack,
-        ..Options::default()
-    })
-    .unwrap();
+    let mut v = pack_view(1.0);
     let mut ssd = compute("ssd", BIG, [8, 32_768, 200, 1000]);
     ssd.labels = vec!["ssd".into(), "ssd".into()];
     v.upsert(&ssd).unwrap();
@@ -241,12 +242,7 @@ fn pack_keeps_labelled_computes_for_requests_that_ask_for_their_labels() {
     r.labels = vec!["ssd".into()];
     assert_eq!(place_ids(&mut v, &r), vec!["ssd"]);
     // Without the label weight, the fuller compute wins.
-    let mut w = ClusterView::new(Options {
-        policy: Policy::Pack,
-        label_weight: 0.0,
-        ..Options::default()
-    })
-    .unwrap();
+    let mut w = pack_view(0.0);
     w.upsert(&ssd).unwrap();
     w.upsert(&compute("plain", BIG, [32, 131_072, 1000, 5000]))
         .unwrap();
@@ -255,11 +251,7 @@ fn pack_keeps_labelled_computes_for_requests_that_ask_for_their_labels() {
 
 #[test]
 fn pack_fills_the_compute_whose_least_used_resource_is_fullest() {
-    let mut v = ClusterView::new(Options {
-        policy: Policy::Pack,
-        ..Options::default()
-    })
-    .unwrap();
+    let mut v = pack_view(1.0);
     // Same vcpus free; "stranded" has most of its ram left, "even" does not.
     v.upsert(&compute("stranded", BIG, [8, 200_000, 250, 1250]))
         .unwrap();
