@@ -1,9 +1,8 @@
 // The VM lifecycle actor. Its state is the status users see; work-unit completions drive it.
 import { setup, transition, type SnapshotFrom } from 'xstate';
-import type { ServerAction } from './kinds.js';
+import { VM_STATUSES, type ServerAction, type VmStatus } from '../common/vocabulary.js';
 
-export const VM_STATUSES = ['BUILDING', 'ACTIVE', 'STOPPED', 'DELETING', 'DELETED', 'ERROR', 'LOST'] as const;
-export type VmStatus = (typeof VM_STATUSES)[number];
+export { VM_STATUSES, type VmStatus };
 
 export type VmEvent =
   | { type: 'BUILT' }
