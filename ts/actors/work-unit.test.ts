@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import { KINDS, WORK_KINDS, stepsOf, type StepName, type WorkKind } from './kinds.js';
-import { StepError, stepsLeft, workUnitMachine, type CompletedStep, type StepInput } from './work-unit.js';
+import { machineOf, StepError, stepsLeft, workUnitMachine, type CompletedStep, type StepInput, type StepRunner } from './work-unit.js';
 
 /** Runs a unit until it stops; `crashAt` stops it (like a killed process) when that step starts. */
 async function run(
@@ -83,5 +83,29 @@ describe('work-unit machine', () => {
     const { snap } = await run('delete', done, { log });
     expect(snap.value).toBe('SUCCEEDED');
     expect(log).toEqual([]);
+  });
+
+  it('one machine per kind, shared: each actor runs its steps on the runner it was started with', async () => {
+    expect(machineOf('build')).toBe(machineOf('build'));
+    const ran: Array<[string, string, StepName]> = [];
+    const runner = (name: string): StepRunner => ({
+      runStep: async (input) => {
+        ran.push([name, input.workUnitId, input.step]);
+        return { name: input.step, time_to_completion_ms: 1, completed_at: 0 };
+      },
+    });
+    const a = createActor(machineOf('build'), { input: { workUnitId: 'wu-a', runner: runner('compute-a') } }).start();
+    const b = createActor(machineOf('build'), { input: { workUnitId: 'wu-b', runner: runner('compute-b') } }).start();
+    await Promise.all([a, b].map((x) => waitFor(x, (s) => s.status === 'done', { timeout: 2000 })));
+    expect(a.getSnapshot().value).toBe('SUCCEEDED');
+    expect(b.getSnapshot().value).toBe('SUCCEEDED');
+    expect(ran.filter(([c]) => c === 'compute-a').map(([, wu, s]) => [wu, s])).toEqual(stepsOf('build').map((s) => ['wu-a', s]));
+    expect(ran.filter(([c]) => c === 'compute-b').map(([, wu, s]) => [wu, s])).toEqual(stepsOf('build').map((s) => ['wu-b', s]));
+  });
+
+  it('without a runner, the first step fails with NOT_PROVIDED', async () => {
+    const a = createActor(machineOf('stop'), { input: { workUnitId: 'wu-x' } }).start();
+    await waitFor(a, (s) => s.status === 'done', { timeout: 2000 });
+    expect(a.getSnapshot().context.failure).toMatchObject({ step: 'stop', code: 'NOT_PROVIDED' });
   });
 });
