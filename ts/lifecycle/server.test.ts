@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { ComputeId, ServerId, WorkUnitId } from '../common/ids.js';
 import type { ServerRecord } from '../common/model.js';
 import { SERVER_STATUSES, type VmStatus } from '../common/vocabulary.js';
-import { acceptedServer, serverOn } from './server.js';
+import { acceptedServer, serverOn, statusAfterSuccess } from './server.js';
 import { must } from './transition.js';
 
 const C1 = 'compute-1' as ComputeId;
@@ -70,9 +70,11 @@ describe('server lifecycle', () => {
     expect(orcFailed.status).toBe('STOPPED');
   });
 
-  it('an action whose success the machine does not take is refused, not forced', () => {
-    const t = serverOn(at('STOPPED', { task: WU }), { type: 'unit_succeeded', unit: WU, kind: 'reboot', compute: C1, from: 'STOPPED' });
-    expect(t).toMatchObject({ ok: false, code: 'STATUS_REFUSED' });
+  it('a success the machine does not take leaves the status as it was, and still ends the task', () => {
+    const t = must(serverOn(at('STOPPED', { task: WU }), { type: 'unit_succeeded', unit: WU, kind: 'reboot', compute: C1, from: 'STOPPED' }));
+    expect(t).toMatchObject({ status: 'STOPPED', task: null });
+    expect(statusAfterSuccess('reboot', 'STOPPED')).toBe('STOPPED');
+    expect(statusAfterSuccess('stop', 'ACTIVE')).toBe('STOPPED');
   });
 
   it('a build retried elsewhere leaves its compute and stays BUILDING', () => {

@@ -27,12 +27,20 @@ export const UNIT_DONE_EVENT: Record<WorkKind, VmEvent['type']> = {
   delete: 'DELETED',
 };
 
+/**
+ * The VM's status once a unit of `kind` succeeded from `from` (the compute writes it to
+ * managing/<vm>/status and the server): the machine's answer, or `from` if it does not take it.
+ */
+export function statusAfterSuccess(kind: Exclude<WorkKind, 'delete'>, from: VmStatus): VmStatus {
+  return vmTransition(from, { type: UNIT_DONE_EVENT[kind] } as VmEvent) ?? from;
+}
+
 export type ServerEvent =
   /** The API accepted an action; `busyWith` is the unit the server names as its task, if it still exists. */
   | { type: 'action_accepted'; action: ServerAction | 'delete'; unit: WorkUnitId; busyWith: Pick<WorkUnitRecord, 'kind' | 'state'> | null }
   /**
    * Its unit succeeded on `compute`. `from` is the status the machine starts from: what the compute
-   * recorded for the VM (managing/<vm>/status), or BUILDING for a new one; for a delete, the server's.
+   * recorded for the VM (managing/<vm>/status), or BUILDING for a new one.
    */
   | { type: 'unit_succeeded'; unit: WorkUnitId; kind: WorkKind; compute: ComputeId; from: VmStatus }
   /** Its unit failed. An action leaves the VM as it was: `from` is the compute's record of it, if any. */
@@ -86,10 +94,9 @@ export function serverOn(s: ServerRecord, e: ServerEvent): Transition<ServerReco
 
     case 'unit_succeeded': {
       if (s.task !== e.unit) return notItsTask(s, e.unit);
-      const status = machine(s, e.from, { type: UNIT_DONE_EVENT[e.kind] } as VmEvent);
-      if (!status.ok) return status;
-      if (status.next === 'DELETED') return accept(null);
-      return accept({ ...s, status: status.next, compute_id: e.compute, task: null });
+      // The domain is gone once a delete succeeded: the record goes, whatever it showed.
+      if (e.kind === 'delete') return accept(null);
+      return accept({ ...s, status: statusAfterSuccess(e.kind, e.from), compute_id: e.compute, task: null });
     }
 
     case 'unit_failed': {
