@@ -50,6 +50,9 @@ describe('server lifecycle', () => {
       expect(serverOn(d, { type: 'unit_succeeded', unit: WU, kind: 'delete', compute: C1, from: d.status })).toEqual({ ok: true, next: null });
     }
     expect(serverOn(at('DELETING'), { type: 'action_accepted', action: 'delete', unit: WU, busyWith: null })).toMatchObject({ ok: false, code: 'ACTION_NOT_ALLOWED' });
+    // A failed build's server has no compute: its delete runs nowhere and still removes it.
+    const orphan = must(serverOn(at('ERROR', { compute_id: null }), { type: 'action_accepted', action: 'delete', unit: WU, busyWith: null }));
+    expect(serverOn(orphan, { type: 'unit_succeeded', unit: WU, kind: 'delete', compute: null, from: orphan.status })).toEqual({ ok: true, next: null });
   });
 
   it('unit outcomes touch the server only while that unit is its task', () => {

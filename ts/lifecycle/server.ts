@@ -39,10 +39,11 @@ export type ServerEvent =
   /** The API accepted an action; `busyWith` is the unit the server names as its task, if it still exists. */
   | { type: 'action_accepted'; action: ServerAction | 'delete'; unit: WorkUnitId; busyWith: Pick<WorkUnitRecord, 'kind' | 'state'> | null }
   /**
-   * Its unit succeeded on `compute`. `from` is the status the machine starts from: what the compute
-   * recorded for the VM (managing/<vm>/status), or BUILDING for a new one.
+   * Its unit succeeded on `compute` (none for a delete of a server no compute holds). `from` is
+   * the status the machine starts from: what the compute recorded for the VM (managing/<vm>/status),
+   * or BUILDING for a new one.
    */
-  | { type: 'unit_succeeded'; unit: WorkUnitId; kind: WorkKind; compute: ComputeId; from: VmStatus }
+  | { type: 'unit_succeeded'; unit: WorkUnitId; kind: WorkKind; compute: ComputeId | null; from: VmStatus }
   /** Its unit failed. An action leaves the VM as it was: `from` is the compute's record of it, if any. */
   | { type: 'unit_failed'; unit: WorkUnitId; kind: WorkKind; error: ErrorInfo; from?: VmStatus }
   /** Its build goes back to placement after its compute was lost. */

@@ -301,7 +301,7 @@ export class Orc {
     if (!server?.value) return this.fail(wuId, version, wu, { code: 'SERVER_NOT_FOUND', message: `server ${wu.server_id} no longer exists` });
     const s = server.value;
     if (!s.compute_id || s.status === 'LOST' || (s.status === 'ERROR' && !s.compute_id)) {
-      if (wu.kind === 'delete') return this.deleteWithoutCompute(wuId, version, wu, server.stat.version);
+      if (wu.kind === 'delete') return this.deleteWithoutCompute(wuId, version, wu, { value: s, version: server.stat.version });
       return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `server ${s.id} is ${s.status} and has no compute to act on` });
     }
     const routed = unitOn(wu, { type: 'claimed', compute: s.compute_id, at: Date.now() });
@@ -334,13 +334,15 @@ export class Orc {
   }
 
   /** A server with no compute (failed build, or LOST) is deleted by removing its records. */
-  private async deleteWithoutCompute(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, serverVersion: number): Promise<void> {
+  private async deleteWithoutCompute(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, server: { value: ServerRecord; version: number }): Promise<void> {
     const { zk, paths } = this.o;
     const done = unitOn(wu, { type: 'deleted_without_compute', at: Date.now() });
-    if (!done.ok) return;
+    // Nothing ran, nothing to undo: the delete succeeded, and its server record goes.
+    const gone = serverOn(server.value, { type: 'unit_succeeded', unit: wuId, kind: 'delete', compute: server.value.compute_id, from: server.value.status });
+    if (!done.ok || !gone.ok) return;
     await zk
       .txn()
-      .remove(paths.server(wu.server_id), serverVersion)
+      .remove(paths.server(wu.server_id), server.version)
       .set(paths.workUnit(wuId), done.next, version)
       .remove(paths.inboxEntry(wu.shard, wuId))
       .commit()
