@@ -19,7 +19,7 @@ async function run(
           crashed = true;
           return new Promise<CompletedStep>(() => {}); // never finishes: the process died
         }
-        if (input.step === opts.failAt) throw new StepError('BOOM', `${input.step} failed`);
+        if (input.step === opts.failAt) throw new StepError('DOMAIN_MISSING', `${input.step} failed`);
         opts.log.push(input.step);
         return { name: input.step, time_to_completion_ms: 1, completed_at: 0 };
       }),
@@ -46,7 +46,7 @@ describe('work-unit machine', () => {
     const { snap } = await run('build', [], { failAt: 'define', log });
     expect(snap.value).toBe('FAILED');
     expect(log).toEqual(['allocate_vcpu', 'allocate_storage']);
-    expect(snap.context.failure).toEqual({ step: 'define', code: 'BOOM', message: 'define failed' });
+    expect(snap.context.failure).toEqual({ step: 'define', code: 'DOMAIN_MISSING', message: 'define failed' });
     expect(stepsLeft('build', snap.context.completed)).toEqual(['define', 'start']);
   });
 

@@ -3,6 +3,7 @@
 // restored from its completed steps resumes at the first step not completed and never repeats one.
 import { assign, fromPromise, setup, type SnapshotFrom } from 'xstate';
 import { stepsOf, type StepName, type WorkKind } from './kinds.js';
+import type { UnitErrorCode } from '../common/vocabulary.js';
 
 export interface CompletedStep {
   name: StepName;
@@ -46,10 +47,10 @@ export interface StepInput {
   runner?: StepRunner | null;
 }
 
-/** Errors carrying a code keep it in the failure record. */
+/** Errors carrying a code keep it in the failure record: one of Quark's own unit error codes. */
 export class StepError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: UnitErrorCode,
     message: string,
   ) {
     super(message);
@@ -103,7 +104,7 @@ export function workUnitMachine(kind: WorkKind) {
         failure: ({ context, event }) => {
           const err = (event as unknown as { error: unknown }).error as { code?: string; message?: string };
           const step = steps.find((s) => !context.completed.some((c) => c.name === s)) ?? steps[steps.length - 1]!;
-          return { step, code: err?.code ?? 'STEP_FAILED', message: err?.message ?? String(err) };
+          return { step, code: err?.code ?? ('STEP_FAILED' satisfies UnitErrorCode), message: err?.message ?? String(err) };
         },
       }),
     },

@@ -19,6 +19,7 @@ export interface Consumes {
 }
 
 export interface ErrorInfo {
+  /** One of UNIT_ERROR_CODES (vocabulary.ts), or the code of what a step failed on (libvirt's, ZooKeeper's). */
   code: string;
   message: string;
   /** NO_VALID_HOST: how many computes each filter removed. */

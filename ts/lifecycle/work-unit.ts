@@ -8,7 +8,7 @@
 //      └──compute_lost (a build with attempts left)──┘       any non-terminal ──failed──▶ FAILED
 import type { ComputeId, ServerId, WorkUnitId } from '../common/ids.js';
 import type { BuildRequest, ErrorInfo, StepDone, WorkUnitRecord } from '../common/model.js';
-import { KINDS, TERMINAL, type WorkKind, type WorkUnitState } from '../common/vocabulary.js';
+import { KINDS, TERMINAL, type UnitErrorCode, type WorkKind, type WorkUnitState } from '../common/vocabulary.js';
 import { stepsLeft } from '../actors/work-unit.js';
 import { accept, refuse, type Transition } from './transition.js';
 
@@ -124,7 +124,7 @@ export function unitOn(wu: WorkUnitRecord, e: UnitEvent): Transition<WorkUnitRec
       return unitOn(wu, {
         type: 'failed',
         error: {
-          code: 'COMPUTE_LOST',
+          code: 'COMPUTE_LOST' satisfies UnitErrorCode,
           message: `compute ${e.compute} was lost while running this ${wu.kind} (attempt ${wu.attempts} of ${e.maxAttempts})`,
         },
         at: e.at,

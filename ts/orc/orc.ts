@@ -20,6 +20,7 @@ import {
   type TaskRecord,
   type WorkUnitRecord,
 } from '../common/model.js';
+import type { UnitErrorCode } from '../common/vocabulary.js';
 import { serverOn, unitOn } from '../lifecycle/index.js';
 import { ClusterWatch } from './cluster.js';
 import { claimCapacity } from './claim.js';
@@ -352,7 +353,7 @@ export class Orc {
   }
 
   /** Terminal failure decided by the orc: the unit FAILS, the server shows why, the inbox forgets it. */
-  private async fail(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, error: ErrorInfo): Promise<void> {
+  private async fail(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, error: ErrorInfo & { code: UnitErrorCode }): Promise<void> {
     const failed = unitOn(wu, { type: 'failed', error, at: Date.now() });
     if (failed.ok) await this.commitFailure(version, failed.next);
   }
