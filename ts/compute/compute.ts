@@ -2,26 +2,17 @@
 // unit's steps against libvirt (one transaction per step), and keeps managing/ and self/ true.
 // Its jobs are separate parts, composed here: self/ (self.ts), reconcile (reconcile.ts), intake
 // (intake.ts), the step runner (runner.ts) and the transactions it commits (commits.ts).
-import type { Hypervisor } from '../native/libvirt.js';
-import type { Zk } from '../zk/client.js';
-import type { Paths } from '../zk/paths.js';
 import { readConfig } from '../zk/config.js';
-import type { Logger } from '../common/log.js';
 import type { ComputeId, ServerId } from '../common/ids.js';
-import type { ClusterConfig, ComputeCapacity } from '../common/model.js';
+import type { ClusterConfig } from '../common/model.js';
 import type { ComputeContext, ManagedVms } from './context.js';
 import { SelfPublisher } from './self.js';
 import { reconcile } from './reconcile.js';
 import { Runner } from './runner.js';
 import { Intake } from './intake.js';
 
-export interface ComputeOptions {
-  id: ComputeId;
-  zk: Zk;
-  paths: Paths;
-  hv: Hypervisor;
-  capacity: ComputeCapacity;
-  log: Logger;
+/** Who the compute is and what it works with (ComputeContext), and how it runs its units. */
+export interface ComputeOptions extends ComputeContext {
   shutdownTimeoutMs?: number;
   /** Added before every step's effect: makes work visibly in flight (demos, visualizer, fault tests). */
   stepDelayMs?: number;
@@ -32,7 +23,6 @@ export interface ComputeOptions {
 }
 
 export class Compute {
-  private readonly c: ComputeContext;
   private readonly managed: ManagedVms = new Map();
   private readonly self: SelfPublisher;
   private readonly runner: Runner;
@@ -40,16 +30,15 @@ export class Compute {
   private config: ClusterConfig | undefined;
 
   constructor(private readonly o: ComputeOptions) {
-    this.c = { id: o.id, zk: o.zk, paths: o.paths, hv: o.hv, capacity: o.capacity, log: o.log };
-    this.self = new SelfPublisher(this.c, o.hypervisorReportMs);
-    this.runner = new Runner(this.c, this.managed, {
+    this.self = new SelfPublisher(o, o.hypervisorReportMs);
+    this.runner = new Runner(o, this.managed, {
       stepDelayMs: o.stepDelayMs,
       shutdownTimeoutMs: o.shutdownTimeoutMs,
       overcommit: () => this.config?.overcommit,
       ownIntake: (commit) => this.intake.own(commit),
       unitEnded: () => this.self.scheduleHypervisorReport(),
     });
-    this.intake = new Intake(this.c, this.runner);
+    this.intake = new Intake(o, this.runner);
   }
 
   get id(): ComputeId {
@@ -59,7 +48,7 @@ export class Compute {
   async start(): Promise<void> {
     this.config = await readConfig(this.o.zk, this.o.paths);
     await this.self.publish();
-    await reconcile(this.c, this.managed, this.runner);
+    await reconcile(this.o, this.managed, this.runner);
     await this.self.claimAlive();
     await this.self.reportHypervisor();
     this.intake.start();
