@@ -138,7 +138,7 @@ function cpuSeconds(pid: number): number {
  */
 function zkThreadCpu(pid: number): Map<string, number> {
   const out = new Map<string, number>();
-  let tids: string[] = [];
+  let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {

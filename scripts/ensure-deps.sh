@@ -71,6 +71,12 @@ if ! command -v cargo >/dev/null 2>&1; then
   die "cargo is missing: install Rust with rustup (https://rustup.rs): curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; then: source \"\$HOME/.cargo/env\""
 fi
 
+# CI lints with clippy; rustup's minimal profile leaves it out.
+if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+  say "rustup component add clippy"
+  rustup component add clippy
+fi
+
 # --- node_modules ---------------------------------------------------------------------------
 # npm writes node_modules/.package-lock.json on every install; an older one means the lockfile moved.
 if [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] \

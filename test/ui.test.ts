@@ -74,7 +74,6 @@ async function closePage(page: Page | undefined): Promise<void> {
   await page?.context().close().catch(() => {});
 }
 
-const current = (page: Page) => page.getAttribute('[data-state-node][data-current="true"]', 'data-state-node');
 const nodeAttr = (page: Page, node: string, attr: string) => page.getAttribute(`[data-state-node="${node}"]`, attr);
 const nodeDetail = (page: Page, node: string) => page.textContent(`[data-state-node="${node}"] .node-detail`);
 

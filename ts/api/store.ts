@@ -1,12 +1,13 @@
 // What the API reads and writes in ZooKeeper. Every accepted request is one transaction that
-// writes the work unit, its shard inbox entry and the server change together.
+// writes the work unit, its shard inbox entry and the server change together; the records come
+// from the lifecycle (ts/lifecycle), which also decides whether an action is accepted.
 import { createHash } from 'node:crypto';
 import { isZkError, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import { newServerId, newWorkUnitId, type ComputeId, type ServerId, type WorkUnitId } from '../common/ids.js';
 import {
   shardOf,
-  TERMINAL,
+  type BuildRequest,
   type ClusterConfig,
   type ComputeCapacity,
   type Consumes,
@@ -14,8 +15,8 @@ import {
   type ServerRecord,
   type WorkUnitRecord,
 } from '../common/model.js';
-import { stepsOf, type ServerAction, type WorkKind } from '../actors/kinds.js';
-import { acceptsAction } from '../actors/vm.js';
+import type { ServerAction, WorkKind } from '../common/vocabulary.js';
+import { acceptedServer, acceptedUnit, serverOn } from '../lifecycle/index.js';
 import { ApiError, notFound } from './errors.js';
 import { lockQueue, type OrcMember } from '../orc/shards.js';
 
@@ -46,25 +47,9 @@ export class ApiStore {
     private readonly config: ClusterConfig,
   ) {}
 
-  private newWorkUnit(kind: WorkKind, server: ServerId, extra: Partial<WorkUnitRecord> = {}): WorkUnitRecord {
+  private newWorkUnit(kind: WorkKind, server: ServerId, request?: BuildRequest): WorkUnitRecord {
     const id = newWorkUnitId();
-    const now = Date.now();
-    return {
-      id,
-      kind,
-      state: 'PENDING',
-      server_id: server,
-      shard: shardOf(id, this.config.shards),
-      compute_id: null,
-      attempts: 0,
-      tried: [],
-      steps_completed: [],
-      steps_left: [...stepsOf(kind)],
-      created_at: now,
-      updated_at: now,
-      finished_at: null,
-      ...extra,
-    };
+    return acceptedUnit({ id, kind, server_id: server, shard: shardOf(id, this.config.shards), at: Date.now(), request });
   }
 
   async createServer(req: CreateServer, idempotencyKey?: string): Promise<Accepted> {
@@ -78,25 +63,21 @@ export class ApiStore {
     }
     const serverId = newServerId();
     const wu = this.newWorkUnit('build', serverId, {
-      request: {
-        name: req.name,
-        flavor: req.flavor,
-        bandwidth_mbps: req.bandwidth_mbps ?? 0,
-        zone: req.zone,
-        labels: req.labels,
-      },
+      name: req.name,
+      flavor: req.flavor,
+      bandwidth_mbps: req.bandwidth_mbps ?? 0,
+      zone: req.zone,
+      labels: req.labels,
     });
-    const server: ServerRecord = {
+    const server = acceptedServer({
       id: serverId,
       name: req.name,
-      status: 'BUILDING',
-      compute_id: null,
       flavor: req.flavor,
       labels: req.labels ?? [],
       zone: req.zone ?? null,
-      created_at: wu.created_at,
-      task: wu.id,
-    };
+      at: wu.created_at,
+      unit: wu.id,
+    });
     const answer: Accepted = { work_unit_id: wu.id, server_id: serverId };
     const txn = this.zk
       .txn()
@@ -132,22 +113,16 @@ export class ApiStore {
       const cur = await this.zk.get<ServerRecord>(this.paths.server(serverId));
       if (!cur?.value) throw notFound('server', serverId);
       const s = cur.value;
-      if (s.task) {
-        const busy = await this.zk.get<WorkUnitRecord>(this.paths.workUnit(s.task));
-        if (busy?.value && !TERMINAL.has(busy.value.state)) {
-          throw new ApiError('SERVER_BUSY', `server ${serverId} is busy with ${busy.value.kind} work unit ${s.task}; retry when it finishes`);
-        }
-      }
-      if (!acceptsAction(s.status, action)) {
-        throw new ApiError('ACTION_NOT_ALLOWED', `cannot ${action} a server that is ${s.status}`);
-      }
-      const wu = this.newWorkUnit(action, serverId, { compute_id: null });
+      const busyWith = s.task ? ((await this.zk.get<WorkUnitRecord>(this.paths.workUnit(s.task)))?.value ?? null) : null;
+      const wu = this.newWorkUnit(action, serverId);
+      const next = serverOn(s, { type: 'action_accepted', action, unit: wu.id, busyWith });
+      if (!next.ok) throw new ApiError(next.code === 'SERVER_BUSY' ? 'SERVER_BUSY' : 'ACTION_NOT_ALLOWED', next.message);
       try {
         await this.zk
           .txn()
           .create(this.paths.workUnit(wu.id), wu)
           .create(this.paths.inboxEntry(wu.shard, wu.id))
-          .set(this.paths.server(serverId), { ...s, task: wu.id, ...(action === 'delete' ? { status: 'DELETING' } : {}) }, cur.stat.version)
+          .set(this.paths.server(serverId), next.next, cur.stat.version)
           .commit();
         return { work_unit_id: wu.id, server_id: serverId };
       } catch (e) {

@@ -35,7 +35,7 @@ async function quark(...args: string[]): Promise<{ code: number; stdout: string;
   }
 }
 
-const stored = async (): Promise<ClusterConfig> => (await admin.get<ClusterConfig>(paths.config))!.value;
+const stored = async (): Promise<ClusterConfig> => (await admin.get<ClusterConfig>(paths.config))!.value!;
 
 describe('quark config', () => {
   it('gets the defaults, sets the cluster policy and a zone override, and drops it again', async () => {

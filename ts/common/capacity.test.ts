@@ -31,7 +31,7 @@ describe('capacity rule', () => {
   it('a need fits exactly when need*1000 <= free*1000 + capacity*(pm-1000) on every resource', () => {
     fc.assert(
       fc.property(resources(0, 2 ** 30), resources(-(2 ** 31), I32_MAX), resources(0, I32_MAX), pmArb, (need, free, cap, pm) => {
-        const exact = RES_KEYS.every((k, r) => BigInt(need[k]) * 1000n <= BigInt(free[k]) * 1000n + BigInt(cap[k]) * BigInt(pm[r] - 1000));
+        const exact = RES_KEYS.every((k, r) => BigInt(need[k]) * 1000n <= BigInt(free[k]) * 1000n + BigInt(cap[k]) * BigInt(pm[r]! - 1000));
         expect(fits(need, free, cap, pm)).toBe(exact);
       }),
     );

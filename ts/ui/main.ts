@@ -31,7 +31,7 @@ async function start(): Promise<void> {
     return;
   }
   const [re, page] = route;
-  let param = '';
+  let param: string;
   try {
     param = decodeURIComponent(re.exec(path)?.[1] ?? '');
   } catch {
