@@ -1,6 +1,5 @@
 // What the API reads and writes in ZooKeeper. Every accepted request is one transaction that
 // writes the work unit, its shard inbox entry and the server change together.
-import { createHash } from 'node:crypto';
 import { isZkError, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import { newServerId, newWorkUnitId, type ComputeId, type ServerId, type WorkUnitId } from '../common/ids.js';
@@ -18,6 +17,15 @@ import { stepsOf, type ServerAction, type WorkKind } from '../actors/kinds.js';
 import { acceptsAction } from '../actors/vm.js';
 import { ApiError, notFound } from './errors.js';
 import { lockQueue, type OrcMember } from '../orc/shards.js';
+import type { Logger } from '../common/log.js';
+import { AuthPaths } from '../auth/layout.js';
+import { canSee, type ProjectId, type Scope } from '../auth/policy.js';
+import { chargeOf } from '../auth/quota.js';
+import { Admission, commitSettled, outcomeUnknown } from './admission.js';
+import { fingerprintOf, keyPath } from './idempotency.js';
+
+/** Records the API writes carry the project they belong to (servers, and the units acting on them). */
+type InProject<T> = T & { project?: ProjectId };
 
 export interface CreateServer {
   name: string;
@@ -32,19 +40,19 @@ export interface Accepted {
   server_id: ServerId;
 }
 
-interface IdempotencyRecord {
-  fingerprint: string;
-  answer: Accepted;
-}
-
 const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
 
 export class ApiStore {
+  private readonly admission: Admission<Accepted>;
+
   constructor(
     private readonly zk: Zk,
     private readonly paths: Paths,
     private readonly config: ClusterConfig,
-  ) {}
+    private readonly log?: Logger,
+  ) {
+    this.admission = new Admission(zk, new AuthPaths(paths), { log });
+  }
 
   private newWorkUnit(kind: WorkKind, server: ServerId, extra: Partial<WorkUnitRecord> = {}): WorkUnitRecord {
     const id = newWorkUnitId();
@@ -67,26 +75,25 @@ export class ApiStore {
     };
   }
 
-  async createServer(req: CreateServer, idempotencyKey?: string): Promise<Accepted> {
-    const fingerprint = createHash('sha256').update(JSON.stringify(req)).digest('hex');
-    const keyPath = idempotencyKey
-      ? this.paths.idempotencyKey(createHash('sha256').update(`POST /v1/servers\n${idempotencyKey}`).digest('hex'))
-      : undefined;
-    if (keyPath) {
-      const seen = await this.replay(keyPath, fingerprint);
-      if (seen) return seen;
-    }
+  /**
+   * A boot for `project`. The quota check, the Idempotency-Key and the commit are the admission's
+   * (one transaction with the project's usage); this builds the records.
+   */
+  async createServer(req: CreateServer, project: ProjectId, idempotencyKey?: string): Promise<Accepted> {
     const serverId = newServerId();
-    const wu = this.newWorkUnit('build', serverId, {
-      request: {
-        name: req.name,
-        flavor: req.flavor,
-        bandwidth_mbps: req.bandwidth_mbps ?? 0,
-        zone: req.zone,
-        labels: req.labels,
-      },
-    });
-    const server: ServerRecord = {
+    const wu: InProject<WorkUnitRecord> = {
+      ...this.newWorkUnit('build', serverId, {
+        request: {
+          name: req.name,
+          flavor: req.flavor,
+          bandwidth_mbps: req.bandwidth_mbps ?? 0,
+          zone: req.zone,
+          labels: req.labels,
+        },
+      }),
+      project,
+    };
+    const server: InProject<ServerRecord> = {
       id: serverId,
       name: req.name,
       status: 'BUILDING',
@@ -96,41 +103,31 @@ export class ApiStore {
       zone: req.zone ?? null,
       created_at: wu.created_at,
       task: wu.id,
+      project,
     };
-    const answer: Accepted = { work_unit_id: wu.id, server_id: serverId };
-    const txn = this.zk
-      .txn()
-      .create(this.paths.workUnit(wu.id), wu)
-      .create(this.paths.server(serverId), server)
-      .create(this.paths.inboxEntry(wu.shard, wu.id));
-    if (keyPath) txn.create(keyPath, { fingerprint, answer } satisfies IdempotencyRecord);
-    try {
-      await txn.commit();
-    } catch (e) {
-      // A concurrent request with the same key won the race: answer what it answered.
-      if (keyPath && isZkError(e, 'NODE_EXISTS') && e.path === keyPath) {
-        const seen = await this.replay(keyPath, fingerprint);
-        if (seen) return seen;
-      }
-      throw e;
-    }
-    return answer;
-  }
-
-  private async replay(keyPath: string, fingerprint: string): Promise<Accepted | null> {
-    const prior = await this.zk.get<IdempotencyRecord>(keyPath);
-    if (!prior?.value) return null;
-    if (prior.value.fingerprint !== fingerprint) {
-      throw new ApiError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request body');
-    }
-    return prior.value.answer;
+    return this.admission.admit({
+      project,
+      serverId,
+      charge: chargeOf(req.flavor),
+      unitPath: this.paths.workUnit(wu.id),
+      write: (txn) => {
+        txn
+          .create(this.paths.workUnit(wu.id), wu)
+          .create(this.paths.server(serverId), server)
+          .create(this.paths.inboxEntry(wu.shard, wu.id));
+      },
+      answer: { work_unit_id: wu.id, server_id: serverId },
+      ...(idempotencyKey !== undefined
+        ? { idempotency: { path: keyPath(this.paths, project, 'POST /v1/servers', idempotencyKey), fingerprint: fingerprintOf(req) } }
+        : {}),
+    });
   }
 
   /** start / stop / reboot / delete: one unit at a time per server, and only what its state allows. */
-  async act(serverId: ServerId, action: ServerAction | 'delete'): Promise<Accepted> {
+  async act(serverId: ServerId, action: ServerAction | 'delete', scope: Scope): Promise<Accepted> {
     for (;;) {
-      const cur = await this.zk.get<ServerRecord>(this.paths.server(serverId));
-      if (!cur?.value) throw notFound('server', serverId);
+      const cur = await this.zk.get<InProject<ServerRecord>>(this.paths.server(serverId));
+      if (!cur?.value || !canSee(scope, cur.value.project)) throw notFound('server', serverId);
       const s = cur.value;
       if (s.task) {
         const busy = await this.zk.get<WorkUnitRecord>(this.paths.workUnit(s.task));
@@ -141,42 +138,42 @@ export class ApiStore {
       if (!acceptsAction(s.status, action)) {
         throw new ApiError('ACTION_NOT_ALLOWED', `cannot ${action} a server that is ${s.status}`);
       }
-      const wu = this.newWorkUnit(action, serverId, { compute_id: null });
-      try {
-        await this.zk
-          .txn()
-          .create(this.paths.workUnit(wu.id), wu)
-          .create(this.paths.inboxEntry(wu.shard, wu.id))
-          .set(this.paths.server(serverId), { ...s, task: wu.id, ...(action === 'delete' ? { status: 'DELETING' } : {}) }, cur.stat.version)
-          .commit();
-        return { work_unit_id: wu.id, server_id: serverId };
-      } catch (e) {
-        if (isZkError(e, 'BAD_VERSION')) continue; // the server changed under us: judge again
-        if (isZkError(e, 'NO_NODE')) throw notFound('server', serverId);
-        throw e;
-      }
+      const wu: InProject<WorkUnitRecord> = { ...this.newWorkUnit(action, serverId, { compute_id: null }), ...(s.project ? { project: s.project } : {}) };
+      const txn = this.zk
+        .txn()
+        .create(this.paths.workUnit(wu.id), wu)
+        .create(this.paths.inboxEntry(wu.shard, wu.id))
+        .set(this.paths.server(serverId), { ...s, task: wu.id, ...(action === 'delete' ? { status: 'DELETING' } : {}) }, cur.stat.version);
+      const answer = { work_unit_id: wu.id, server_id: serverId };
+      const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log });
+      if (outcome.kind === 'applied') return answer;
+      if (outcome.kind === 'unknown') throw outcomeUnknown(answer);
+      const e = outcome.error;
+      if (isZkError(e, 'BAD_VERSION')) continue; // the server changed under us: judge again
+      if (isZkError(e, 'NO_NODE')) throw notFound('server', serverId);
+      throw e;
     }
   }
 
-  async getServer(id: ServerId) {
-    const s = await this.zk.get<ServerRecord>(this.paths.server(id));
-    if (!s?.value) throw notFound('server', id);
+  async getServer(id: ServerId, scope: Scope) {
+    const s = await this.zk.get<InProject<ServerRecord>>(this.paths.server(id));
+    if (!s?.value || !canSee(scope, s.value.project)) throw notFound('server', id);
     return presentServer(s.value);
   }
 
-  async listServers(status?: string) {
+  async listServers(status: string | undefined, scope: Scope) {
     const ids = (await this.zk.children(this.paths.servers)) ?? [];
-    const recs = await Promise.all(ids.map((id) => this.zk.get<ServerRecord>(this.paths.server(id as ServerId))));
+    const recs = await Promise.all(ids.map((id) => this.zk.get<InProject<ServerRecord>>(this.paths.server(id as ServerId))));
     return recs
       .map((r) => r?.value)
-      .filter((r): r is ServerRecord => !!r && (!status || r.status === status))
+      .filter((r): r is InProject<ServerRecord> => !!r && canSee(scope, r.project) && (!status || r.status === status))
       .sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id))
       .map(presentServer);
   }
 
-  async getWorkUnit(id: WorkUnitId) {
-    const w = await this.zk.get<WorkUnitRecord>(this.paths.workUnit(id));
-    if (!w?.value) throw notFound('work unit', id);
+  async getWorkUnit(id: WorkUnitId, scope: Scope) {
+    const w = await this.zk.get<InProject<WorkUnitRecord>>(this.paths.workUnit(id));
+    if (!w?.value || !canSee(scope, w.value.project)) throw notFound('work unit', id);
     return presentWorkUnit(w.value);
   }
 
@@ -230,9 +227,10 @@ export class ApiStore {
   }
 }
 
-export function presentServer(s: ServerRecord) {
+export function presentServer(s: InProject<ServerRecord>) {
   return {
     id: s.id,
+    project: s.project ?? null,
     name: s.name,
     status: s.status,
     compute_id: s.compute_id,
@@ -245,9 +243,10 @@ export function presentServer(s: ServerRecord) {
   };
 }
 
-export function presentWorkUnit(w: WorkUnitRecord) {
+export function presentWorkUnit(w: InProject<WorkUnitRecord>) {
   return {
     id: w.id,
+    project: w.project ?? null,
     kind: w.kind,
     state: w.state,
     server_id: w.server_id,

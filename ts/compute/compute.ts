@@ -25,6 +25,7 @@ import { StepError, stepsLeft, workUnitMachine, type CompletedStep, type StepInp
 import { nextStatus, type VmEvent, type VmStatus } from '../actors/vm.js';
 import { domainName, ensureDefined, ensureRunning, ensureUndefined, runStepEffect, vmIdOfDomain } from './steps.js';
 import { readConfig } from '../zk/config.js';
+import { releaseServerUsage } from '../auth/quota.js';
 
 export interface ComputeOptions {
   id: ComputeId;
@@ -535,6 +536,7 @@ export class Compute {
         if (!free?.value) throw new Error('self/free is missing');
         if (m) txn.set(paths.selfFree(id), addConsumes(free.value, m.consumes), free.stat.version);
         if (server) txn.remove(paths.server(vm));
+        await releaseServerUsage(zk, paths, txn, vm); // the project's quota usage (ts/auth/quota.ts)
       } else {
         const prev = this.managed.get(vm);
         const status = nextStatus(prev?.status ?? 'BUILDING', ACTION_DONE[task.kind]!);
@@ -591,6 +593,7 @@ export class Compute {
         const free = await zk.get<Consumes>(paths.selfFree(id));
         if (!free?.value) throw new Error('self/free is missing');
         txn.set(paths.selfFree(id), addConsumes(free.value, task.consumes), free.stat.version);
+        await releaseServerUsage(zk, paths, txn, vm); // the project's quota usage (ts/auth/quota.ts)
       }
       const server = await zk.get<ServerRecord>(paths.server(vm));
       if (server?.value) {

@@ -24,6 +24,7 @@ import { ClusterWatch } from './cluster.js';
 import { claimCapacity } from './claim.js';
 import { ShardOwnership } from './shards.js';
 import type { ClusterView, PlacementRequest } from './placement/types.js';
+import { releaseServerUsage } from '../auth/quota.js';
 
 export interface OrcOptions {
   zk: Zk;
@@ -345,8 +346,8 @@ export class Orc {
   private async deleteWithoutCompute(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, serverVersion: number): Promise<void> {
     const { zk, paths } = this.o;
     const now = Date.now();
-    await zk
-      .txn()
+    // The project's quota usage is released first (ts/auth/quota.ts); a server whose build failed holds none.
+    await (await releaseServerUsage(zk, paths, zk.txn(), wu.server_id))
       .remove(paths.server(wu.server_id), serverVersion)
       .set(
         paths.workUnit(wuId),
@@ -368,6 +369,7 @@ export class Orc {
     for (;;) {
       const txn = zk.txn();
       txn.set(paths.workUnit(wuId), { ...wu, state: 'FAILED', error, updated_at: now, finished_at: now }, version);
+      if (wu.kind === 'build') await releaseServerUsage(zk, paths, txn, wu.server_id); // quota usage (ts/auth/quota.ts)
       const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
       if (server?.value && server.value.task === wuId) {
         const status = wu.kind === 'build' || wu.kind === 'delete' ? 'ERROR' : server.value.status;
