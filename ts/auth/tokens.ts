@@ -155,6 +155,8 @@ export const TICKET_TTL_MS = 5 * 60_000;
  */
 export class TokenStore {
   private readonly cache = new Map<string, TokenRecord>();
+  /** Reads in flight, so concurrent requests with one new token register one watch, not one each. */
+  private readonly loading = new Map<string, Promise<TokenRecord | null>>();
   private readonly listeners = new Set<(id: string) => void>();
 
   constructor(
@@ -169,16 +171,29 @@ export class TokenStore {
     return () => this.listeners.delete(fn);
   }
 
-  private async record(id: string): Promise<TokenRecord | null> {
+  private record(id: string): Promise<TokenRecord | null> {
     const hit = this.cache.get(id);
-    if (hit) return hit;
+    if (hit) return Promise.resolve(hit);
+    let p = this.loading.get(id);
+    if (!p) {
+      p = this.load(id).finally(() => this.loading.delete(id));
+      this.loading.set(id, p);
+    }
+    return p;
+  }
+
+  private async load(id: string): Promise<TokenRecord | null> {
+    // A change can arrive with the reply and fire the watch before this resumes: then the record
+    // read is already stale and is not cached.
+    let fired = false;
     const v = await this.zk.get(this.ap.token(id), () => {
+      fired = true;
       this.cache.delete(id);
       for (const fn of this.listeners) fn(id);
     });
     const rec = wellFormed(v?.value, id);
     // Only records that exist are cached: their watch tells when they change. A missing one has no watch.
-    if (rec) {
+    if (rec && !fired) {
       if (this.cache.size >= (this.o.maxEntries ?? 10_000)) this.cache.delete(this.cache.keys().next().value!);
       this.cache.set(id, rec);
     }
