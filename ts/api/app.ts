@@ -31,7 +31,7 @@ export interface AppOptions {
   rateLimit?: GuardOptions['rateLimit'];
   /** Load shedding; null: off. Default: 503 once the event loop lags by a second. */
   pressure?: GuardOptions['pressure'];
-  /** Longest a request may take to arrive, headers and body (ms). */
+  /** Longest a request may take to arrive, headers and body (ms; default 30 s). */
   requestTimeoutMs?: number;
   maxStreamsPerToken?: number;
   /** Audit entries kept (the oldest pruned past it). */
@@ -42,12 +42,21 @@ export const DEFAULT_RATE_LIMIT = { max: 6000, windowMs: 60_000 } as const;
 export const DEFAULT_PRESSURE = { maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 0, maxEventLoopUtilization: 0, retryAfterS: 5 } as const;
 
 export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
+  const requestTimeout = o.requestTimeoutMs ?? 30_000;
+  const server = {
+    // Headers must arrive within 10 s, the whole request within requestTimeout; checked this often
+    // (Node's default check runs every 30 s, which would let a slow client hold a socket that long).
+    headersTimeout: Math.min(10_000, requestTimeout),
+    connectionsCheckingInterval: Math.max(100, Math.min(5_000, Math.floor(requestTimeout / 4))),
+  };
   const app = Fastify({
     logger: false,
     bodyLimit: o.bodyLimitBytes ?? 16 * 1024,
-    // Headers and body must arrive within this (0 = forever, which lets a slow client hold a socket).
-    requestTimeout: o.requestTimeoutMs ?? 30_000,
-    ...(o.tls ? { https: { key: o.tls.key, cert: o.tls.cert } } : {}),
+    // 0 (fastify's default) = forever, which lets a slow client hold a socket.
+    requestTimeout,
+    // A socket silent this long is closed (event streams send a heartbeat every 15 s).
+    connectionTimeout: 60_000,
+    ...(o.tls ? { https: { key: o.tls.key, cert: o.tls.cert, ...server } } : { http: server }),
     ajv: {
       // Unknown fields and wrong types are errors, not silently dropped or coerced.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },

@@ -34,7 +34,7 @@ export interface GuardOptions {
   /** Requests per token (or per address, before a token is known) per window; null: no limit. */
   rateLimit: { max: number; windowMs: number } | null;
   /** Shed load with 503 past these; null: never. */
-  pressure: { maxEventLoopDelayMs: number; maxHeapUsedBytes: number; maxEventLoopUtilization: number; retryAfterS: number } | null;
+  pressure: { maxEventLoopDelayMs: number; maxHeapUsedBytes: number; maxEventLoopUtilization: number; retryAfterS: number; sampleIntervalMs?: number } | null;
   audit: AuditLog | null;
   log?: Logger;
 }
@@ -90,6 +90,7 @@ export async function installGuard(app: FastifyInstance, o: GuardOptions): Promi
       maxHeapUsedBytes: p.maxHeapUsedBytes,
       maxEventLoopUtilization: p.maxEventLoopUtilization,
       retryAfter: p.retryAfterS,
+      ...(p.sampleIntervalMs ? { sampleInterval: p.sampleIntervalMs } : {}),
       pressureHandler: (req, reply, type, value) => {
         o.log?.warn('shedding load', { type, value, method: req.method, url: req.url });
         reply.errorCode = 'OVERLOADED';
