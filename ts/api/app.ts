@@ -36,6 +36,8 @@ export interface AppOptions {
   maxStreamsPerToken?: number;
   /** Audit entries kept (the oldest pruned past it). */
   auditMaxEntries?: number;
+  /** How long a commit whose outcome a dropped connection hid may wait to settle it (default 10 s). */
+  commitSettleMs?: number;
 }
 
 export const DEFAULT_RATE_LIMIT = { max: 6000, windowMs: 60_000 } as const;
@@ -66,7 +68,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   for (const p of ap.skeleton) await o.zk.mkdirp(p);
   const tokens = new TokenStore(o.zk, ap);
   const audit = new AuditLog(o.zk, ap, { maxEntries: o.auditMaxEntries, log: o.log });
-  const store = new ApiStore(o.zk, o.paths, o.config, o.log);
+  const store = new ApiStore(o.zk, o.paths, o.config, o.log, o.commitSettleMs);
   // JSON only: anything else is 415, not a string that fails validation later.
   app.removeContentTypeParser('text/plain');
 

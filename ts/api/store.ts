@@ -50,8 +50,9 @@ export class ApiStore {
     private readonly paths: Paths,
     private readonly config: ClusterConfig,
     private readonly log?: Logger,
+    private readonly settleMs?: number,
   ) {
-    this.admission = new Admission(zk, new AuthPaths(paths), { log });
+    this.admission = new Admission(zk, new AuthPaths(paths), { log, settleMs });
   }
 
   private newWorkUnit(kind: WorkKind, server: ServerId, extra: Partial<WorkUnitRecord> = {}): WorkUnitRecord {
@@ -145,7 +146,7 @@ export class ApiStore {
         .create(this.paths.inboxEntry(wu.shard, wu.id))
         .set(this.paths.server(serverId), { ...s, task: wu.id, ...(action === 'delete' ? { status: 'DELETING' } : {}) }, cur.stat.version);
       const answer = { work_unit_id: wu.id, server_id: serverId };
-      const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log });
+      const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log, settleMs: this.settleMs });
       if (outcome.kind === 'applied') return answer;
       if (outcome.kind === 'unknown') throw outcomeUnknown(answer);
       const e = outcome.error;
