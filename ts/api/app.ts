@@ -87,6 +87,15 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     done();
   });
 
+  // Every route and what it needs, for the fuzz test and the docs (HEAD mirrors GET).
+  const routeTable: RouteEntry[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) {
+      if (method !== 'HEAD') routeTable.push({ method, url: r.url, access: r.config?.access ?? 'admin', stream: !!r.config?.stream });
+    }
+  });
+  app.decorate('routeTable', routeTable);
+
   await installGuard(app, {
     tokens,
     allowedHosts: o.allowedHosts ?? null,
@@ -116,9 +125,18 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   return app;
 }
 
+export interface RouteEntry {
+  method: string;
+  url: string;
+  /** What the route declared; a route that declares nothing is admin-only. */
+  access: string;
+  stream: boolean;
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     /** The audit trail (tests flush it before reading). */
     audit: AuditLog;
+    routeTable: readonly RouteEntry[];
   }
 }
