@@ -32,7 +32,7 @@ describe('release markers', () => {
         (flavors) => {
           const names = flavors.map((f, i) => markerName(`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, chargeOf(f)));
           for (let i = 0; i < names.length; i++) expect(parseMarker(names[i]!)).toEqual(chargeOf(flavors[i]!));
-          expect(releasedSum(names)).toEqual(flavors.reduce((u, f) => addUsage(u, chargeOf(f)), NO_USAGE));
+          expect(releasedSum(names)).toEqual(flavors.reduce<Usage>((u, f) => addUsage(u, chargeOf(f)), NO_USAGE));
         },
       ),
     );
