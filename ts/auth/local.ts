@@ -55,3 +55,13 @@ export async function ensureLocalAdminToken(o: { zk: string; root: string; home?
     await zk.close();
   }
 }
+
+/** An admin token made straight in ZooKeeper, for tools that start their own cluster (benchmarks). */
+export async function mintAdminToken(zkConnect: string, root: string, project = 'admin'): Promise<string> {
+  const zk = await Zk.connect(zkConnect, { connectTimeoutMs: 15_000 });
+  try {
+    return (await mintToken(zk, new AuthPaths({ root }), { project: asProjectId(project), role: 'admin', name: 'bench' })).secret;
+  } finally {
+    await zk.close();
+  }
+}
