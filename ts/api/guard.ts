@@ -59,6 +59,8 @@ function fail(reply: FastifyReply, err: ApiError): FastifyReply {
   return reply.status(status).send(body);
 }
 
+const bearerOf = (h: string | string[] | undefined): string | undefined => (typeof h === 'string' ? /^Bearer +(\S+) *$/i.exec(h)?.[1] : undefined);
+
 /** The principal the request carries, or an AuthFailure. Stream routes also take `?ticket=`. */
 async function principalOf(req: FastifyRequest, tokens: TokenStore): Promise<Principal> {
   const header = req.headers.authorization;
@@ -66,6 +68,37 @@ async function principalOf(req: FastifyRequest, tokens: TokenStore): Promise<Pri
   if (req.routeOptions.config.stream && header === undefined && typeof ticket === 'string') return tokens.verifyTicket(ticket);
   if (Array.isArray(header)) throw new AuthFailure('TOKEN_MALFORMED', 'one Authorization header, please');
   return tokens.verifyHeader(header);
+}
+
+/** Counts events per key in fixed windows; `max` 0 never blocks. Bounded: the oldest keys go first. */
+export class FailureWindow {
+  private readonly seen = new Map<string, { count: number; until: number }>();
+  constructor(
+    private readonly max: number,
+    private readonly windowMs: number,
+    private readonly maxKeys = 10_000,
+  ) {}
+
+  /** Seconds to wait, or 0. */
+  blocked(key: string, now = Date.now()): number {
+    const e = this.seen.get(key);
+    if (!e || this.max === 0) return 0;
+    if (e.until <= now) {
+      this.seen.delete(key);
+      return 0;
+    }
+    return e.count >= this.max ? Math.ceil((e.until - now) / 1000) : 0;
+  }
+
+  note(key: string, now = Date.now()): void {
+    if (this.max === 0) return;
+    const e = this.seen.get(key);
+    if (e && e.until > now) e.count++;
+    else {
+      if (this.seen.size >= this.maxKeys) this.seen.delete(this.seen.keys().next().value!);
+      this.seen.set(key, { count: 1, until: now + this.windowMs });
+    }
+  }
 }
 
 export async function installGuard(app: FastifyInstance, o: GuardOptions): Promise<void> {
@@ -102,14 +135,27 @@ export async function installGuard(app: FastifyInstance, o: GuardOptions): Promi
     });
   }
 
+  // Refused credentials per address: each costs a ZooKeeper read, so a flood of made-up tokens is
+  // cut off before it reaches ZooKeeper (the per-token limit below cannot see it: there is no token).
+  const refusals = new FailureWindow(o.rateLimit ? Math.max(60, Math.floor(o.rateLimit.max / 10)) : 0, o.rateLimit?.windowMs ?? 60_000);
+
   app.addHook('onRequest', async (req, reply) => {
     const access: Access = req.is404 ? 'public' : (req.routeOptions.config.access ?? 'admin');
     if (access === 'public') return;
+    const wait = refusals.blocked(req.ip);
+    // A token this API already holds checked costs nothing: it passes even from a blocked address.
+    if (wait > 0 && !o.tokens.holds(bearerOf(req.headers.authorization))) {
+      void reply.header('retry-after', String(wait));
+      return fail(reply, new ApiError('RATE_LIMITED', `too many refused credentials from this address; retry in ${wait} s`));
+    }
     let principal: Principal;
     try {
       principal = await principalOf(req, o.tokens);
     } catch (e) {
-      if (e instanceof AuthFailure) return fail(reply, new ApiError(e.code, e.message));
+      if (e instanceof AuthFailure) {
+        refusals.note(req.ip);
+        return fail(reply, new ApiError(e.code, e.message));
+      }
       throw e;
     }
     req.principal = principal;

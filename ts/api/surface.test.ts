@@ -156,6 +156,25 @@ describe('over a socket', () => {
     expect((await call(port, '/v1/servers', { authorization: `Bearer ${b}` })).status).toBe(200);
   });
 
+  it('cuts off a flood of made-up tokens from one address before it reaches ZooKeeper; known tokens still pass', async () => {
+    const { port } = await listening({ rateLimit: { max: 600, windowMs: 60_000 } }); // 60 refusals a minute per address
+    const good = await token('reader', 'p1');
+    expect((await call(port, '/v1/servers', { authorization: `Bearer ${good}` })).status).toBe(200);
+    const reads = zk.counters.reads;
+    const statuses: number[] = [];
+    for (let i = 0; i < 70; i++) {
+      const fake = `quark.${i.toString(16).padStart(24, '0')}.${'x'.repeat(43)}`;
+      statuses.push((await call(port, '/v1/servers', { authorization: `Bearer ${fake}` })).status);
+    }
+    expect(statuses.slice(0, 60).every((s) => s === 401)).toBe(true);
+    expect(statuses.slice(60).every((s) => s === 429)).toBe(true);
+    expect(zk.counters.reads - reads).toBe(60); // one token read per refusal, none once blocked
+    const blocked = await call(port, '/v1/servers', { authorization: `Bearer quark.${'f'.repeat(24)}.${'y'.repeat(43)}` });
+    expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0);
+    expect(JSON.parse(blocked.body).error.code).toBe('RATE_LIMITED');
+    expect((await call(port, '/v1/servers', { authorization: `Bearer ${good}` })).status).toBe(200);
+  });
+
   it('caps open event streams per token, ends a revoked token\'s streams, and opens them with a ticket', async () => {
     const { port } = await listening({ maxStreamsPerToken: 2 });
     const m = await token('member', 'p1');

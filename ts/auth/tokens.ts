@@ -207,6 +207,12 @@ export class TokenStore {
     return rec;
   }
 
+  /** Is this token's record cached here (so checking it needs no ZooKeeper read)? */
+  holds(raw: string | undefined): boolean {
+    const t = raw ? parseToken(raw) : null;
+    return !!t && this.cache.has(t.id);
+  }
+
   /** The principal an `Authorization` header value names, or an AuthFailure saying why not. */
   async verifyHeader(header: string | undefined, now = Date.now()): Promise<Principal> {
     if (header === undefined || header === '') throw new AuthFailure('TOKEN_MISSING', 'this call needs Authorization: Bearer <token>');
