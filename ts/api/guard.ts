@@ -108,10 +108,11 @@ export async function installGuard(app: FastifyInstance, o: GuardOptions): Promi
   // Before anything else: a page on another origin that rebound its name to 127.0.0.1 sends its own Host.
   if (o.allowedHosts) {
     const allowed = o.allowedHosts;
+    const names = () => [...new Set([...allowed].map((h) => h.replace(/:[0-9]+$/, '')))];
     app.addHook('onRequest', async (req, reply) => {
       const host = (req.headers.host ?? '').toLowerCase();
       if (!allowed.has(host)) {
-        return fail(reply, new ApiError('MISDIRECTED_REQUEST', `this API answers for ${[...allowed].filter((h) => !h.includes(':') || h.startsWith('[')).join(', ')} only; got Host ${JSON.stringify(host)}`));
+        return fail(reply, new ApiError('MISDIRECTED_REQUEST', `this API answers for ${names().join(', ')} only; got Host ${JSON.stringify(host.slice(0, 200))}`));
       }
     });
   }
