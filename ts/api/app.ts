@@ -68,7 +68,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   for (const p of ap.skeleton) await o.zk.mkdirp(p);
   const tokens = new TokenStore(o.zk, ap);
   const audit = new AuditLog(o.zk, ap, { maxEntries: o.auditMaxEntries, log: o.log });
-  const store = new ApiStore(o.zk, o.paths, o.config, o.log, o.commitSettleMs);
+  const store = new ApiStore(o.zk, o.paths, o.config, o.log, { settleMs: o.commitSettleMs });
   // JSON only: anything else is 415, not a string that fails validation later.
   app.removeContentTypeParser('text/plain');
 

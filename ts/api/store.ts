@@ -21,7 +21,7 @@ import type { Logger } from '../common/log.js';
 import { AuthPaths } from '../auth/layout.js';
 import { canSee, type ProjectId, type Scope } from '../auth/policy.js';
 import { chargeOf } from '../auth/quota.js';
-import { Admission, commitSettled, outcomeUnknown } from './admission.js';
+import { Admission, commitSettled, outcomeUnknown, type AdmissionOptions } from './admission.js';
 import { fingerprintOf, keyPath } from './idempotency.js';
 
 /** Records the API writes carry the project they belong to (servers, and the units acting on them). */
@@ -50,9 +50,10 @@ export class ApiStore {
     private readonly paths: Paths,
     private readonly config: ClusterConfig,
     private readonly log?: Logger,
-    private readonly settleMs?: number,
+    /** How boots are committed (group size, settle time); the defaults serve. */
+    private readonly admit: AdmissionOptions = {},
   ) {
-    this.admission = new Admission(zk, new AuthPaths(paths), { log, settleMs });
+    this.admission = new Admission(zk, new AuthPaths(paths), { log, ...admit });
   }
 
   private newWorkUnit(kind: WorkKind, server: ServerId, extra: Partial<WorkUnitRecord> = {}): WorkUnitRecord {
@@ -146,7 +147,7 @@ export class ApiStore {
         .create(this.paths.inboxEntry(wu.shard, wu.id))
         .set(this.paths.server(serverId), { ...s, task: wu.id, ...(action === 'delete' ? { status: 'DELETING' } : {}) }, cur.stat.version);
       const answer = { work_unit_id: wu.id, server_id: serverId };
-      const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log, settleMs: this.settleMs });
+      const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log, settleMs: this.admit.settleMs });
       if (outcome.kind === 'applied') return answer;
       if (outcome.kind === 'unknown') throw outcomeUnknown(answer);
       const e = outcome.error;
