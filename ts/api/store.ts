@@ -1,11 +1,13 @@
 // What the API reads and writes in ZooKeeper. Every accepted request is one transaction that
-// writes the work unit, its shard inbox entry and the server change together.
+// writes the work unit, its shard inbox entry and the server change together; the records come
+// from the lifecycle (ts/lifecycle), which also decides whether an action is accepted. A boot's
+// transaction also carries the project's quota usage (./admission.ts).
 import { isZkError, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import { newServerId, newWorkUnitId, type ComputeId, type ServerId, type WorkUnitId } from '../common/ids.js';
 import {
   shardOf,
-  TERMINAL,
+  type BuildRequest,
   type ClusterConfig,
   type ComputeCapacity,
   type Consumes,
@@ -13,8 +15,8 @@ import {
   type ServerRecord,
   type WorkUnitRecord,
 } from '../common/model.js';
-import { stepsOf, type ServerAction, type WorkKind } from '../actors/kinds.js';
-import { acceptsAction } from '../actors/vm.js';
+import type { ServerAction, WorkKind } from '../common/vocabulary.js';
+import { acceptedServer, acceptedUnit, serverOn } from '../lifecycle/index.js';
 import { ApiError, notFound } from './errors.js';
 import { lockQueue, type OrcMember } from '../orc/shards.js';
 import type { Logger } from '../common/log.js';
@@ -56,25 +58,9 @@ export class ApiStore {
     this.admission = new Admission(zk, new AuthPaths(paths), { log, ...admit });
   }
 
-  private newWorkUnit(kind: WorkKind, server: ServerId, extra: Partial<WorkUnitRecord> = {}): WorkUnitRecord {
+  private newWorkUnit(kind: WorkKind, server: ServerId, request?: BuildRequest): WorkUnitRecord {
     const id = newWorkUnitId();
-    const now = Date.now();
-    return {
-      id,
-      kind,
-      state: 'PENDING',
-      server_id: server,
-      shard: shardOf(id, this.config.shards),
-      compute_id: null,
-      attempts: 0,
-      tried: [],
-      steps_completed: [],
-      steps_left: [...stepsOf(kind)],
-      created_at: now,
-      updated_at: now,
-      finished_at: null,
-      ...extra,
-    };
+    return acceptedUnit({ id, kind, server_id: server, shard: shardOf(id, this.config.shards), at: Date.now(), request });
   }
 
   /**
@@ -85,26 +71,24 @@ export class ApiStore {
     const serverId = newServerId();
     const wu: InProject<WorkUnitRecord> = {
       ...this.newWorkUnit('build', serverId, {
-        request: {
-          name: req.name,
-          flavor: req.flavor,
-          bandwidth_mbps: req.bandwidth_mbps ?? 0,
-          zone: req.zone,
-          labels: req.labels,
-        },
+        name: req.name,
+        flavor: req.flavor,
+        bandwidth_mbps: req.bandwidth_mbps ?? 0,
+        zone: req.zone,
+        labels: req.labels,
       }),
       project,
     };
     const server: InProject<ServerRecord> = {
-      id: serverId,
-      name: req.name,
-      status: 'BUILDING',
-      compute_id: null,
-      flavor: req.flavor,
-      labels: req.labels ?? [],
-      zone: req.zone ?? null,
-      created_at: wu.created_at,
-      task: wu.id,
+      ...acceptedServer({
+        id: serverId,
+        name: req.name,
+        flavor: req.flavor,
+        labels: req.labels ?? [],
+        zone: req.zone ?? null,
+        at: wu.created_at,
+        unit: wu.id,
+      }),
       project,
     };
     return this.admission.admit({
@@ -131,21 +115,16 @@ export class ApiStore {
       const cur = await this.zk.get<InProject<ServerRecord>>(this.paths.server(serverId));
       if (!cur?.value || !canSee(scope, cur.value.project)) throw notFound('server', serverId);
       const s = cur.value;
-      if (s.task) {
-        const busy = await this.zk.get<WorkUnitRecord>(this.paths.workUnit(s.task));
-        if (busy?.value && !TERMINAL.has(busy.value.state)) {
-          throw new ApiError('SERVER_BUSY', `server ${serverId} is busy with ${busy.value.kind} work unit ${s.task}; retry when it finishes`);
-        }
-      }
-      if (!acceptsAction(s.status, action)) {
-        throw new ApiError('ACTION_NOT_ALLOWED', `cannot ${action} a server that is ${s.status}`);
-      }
-      const wu: InProject<WorkUnitRecord> = { ...this.newWorkUnit(action, serverId, { compute_id: null }), ...(s.project ? { project: s.project } : {}) };
+      const busyWith = s.task ? ((await this.zk.get<WorkUnitRecord>(this.paths.workUnit(s.task)))?.value ?? null) : null;
+      // The unit acting on a server is its project's.
+      const wu: InProject<WorkUnitRecord> = { ...this.newWorkUnit(action, serverId), ...(s.project ? { project: s.project } : {}) };
+      const next = serverOn(s, { type: 'action_accepted', action, unit: wu.id, busyWith });
+      if (!next.ok) throw new ApiError(next.code === 'SERVER_BUSY' ? 'SERVER_BUSY' : 'ACTION_NOT_ALLOWED', next.message);
       const txn = this.zk
         .txn()
         .create(this.paths.workUnit(wu.id), wu)
         .create(this.paths.inboxEntry(wu.shard, wu.id))
-        .set(this.paths.server(serverId), { ...s, task: wu.id, ...(action === 'delete' ? { status: 'DELETING' } : {}) }, cur.stat.version);
+        .set(this.paths.server(serverId), next.next, cur.stat.version);
       const answer = { work_unit_id: wu.id, server_id: serverId };
       const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log, settleMs: this.admit.settleMs });
       if (outcome.kind === 'applied') return answer;

@@ -7,6 +7,7 @@
 // transaction), and every reader counts the markers not folded yet. The charge makes a release
 // happen once: a server with none (released already, or older than quotas) releases nothing.
 import type { Txn, Zk } from '../zk/client.js';
+import { applyOps, type Op, type Read } from '../lifecycle/ops.js';
 import type { Paths } from '../zk/paths.js';
 import type { Flavor } from '../common/model.js';
 import { AuthPaths } from './layout.js';
@@ -79,17 +80,6 @@ function chargeFrom(v: unknown): Charge | null {
   return { project: c.project, ...usageOf(c) };
 }
 
-/** One operation of a transaction, as data (the same shape the record lifecycle's op lists use). */
-export type Op =
-  | { type: 'create'; path: string; value?: unknown }
-  | { type: 'set'; path: string; value: unknown; version: number }
-  | { type: 'remove'; path: string; version: number };
-
-export interface Read<T> {
-  value: T;
-  version: number;
-}
-
 /** A release marker's name: the server and what it gave back, so a list of names is a sum. */
 export const markerName = (serverId: string, c: Usage): string => `${serverId}_${c.vcpus}_${c.ram_mb}_${c.disk_gb}`;
 
@@ -125,21 +115,21 @@ export function releaseOps(ap: AuthPaths, serverId: string, charge: Read<unknown
   return ops;
 }
 
-export function applyOps(txn: Txn, ops: readonly Op[]): Txn {
-  for (const op of ops) {
-    if (op.type === 'create') txn.create(op.path, op.value);
-    else if (op.type === 'set') txn.set(op.path, op.value, op.version);
-    else txn.remove(op.path, op.version);
-  }
-  return txn;
+/**
+ * The ops that release server `serverId`'s quota usage (none if it holds no charge), for a
+ * transaction built as a list of ops: one read. Appended where a delete's finish or a failed
+ * build's finish is committed.
+ */
+export async function usageRelease(zk: Zk, paths: Paths | AuthPaths, serverId: string): Promise<Op[]> {
+  const ap = paths instanceof AuthPaths ? paths : new AuthPaths(paths);
+  const charge = await zk.get(ap.charge(serverId));
+  return releaseOps(ap, serverId, charge ? { value: charge.value, version: charge.stat.version } : null);
 }
 
 /**
  * Adds to `txn` what releases server `serverId`'s quota usage (nothing if it holds no charge), and
- * returns the txn. Called where a delete's finish or a failed build's finish is committed. One read.
+ * returns the txn: the same as usageRelease, for a transaction built on a Txn. One read.
  */
 export async function releaseServerUsage(zk: Zk, paths: Paths | AuthPaths, txn: Txn, serverId: string): Promise<Txn> {
-  const ap = paths instanceof AuthPaths ? paths : new AuthPaths(paths);
-  const charge = await zk.get(ap.charge(serverId));
-  return applyOps(txn, releaseOps(ap, serverId, charge ? { value: charge.value, version: charge.stat.version } : null));
+  return applyOps(txn, await usageRelease(zk, paths, serverId));
 }

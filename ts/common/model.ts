@@ -1,7 +1,8 @@
 // The records Quark keeps in ZooKeeper. One definition, used by api, orc and compute.
 import type { ComputeId, ServerId, WorkUnitId } from './ids.js';
-import type { StepName, WorkKind } from '../actors/kinds.js';
-import type { VmStatus } from '../actors/vm.js';
+import type { StepName, VmStatus, WorkKind, WorkUnitState } from './vocabulary.js';
+
+export { TERMINAL, type WorkUnitState } from './vocabulary.js';
 
 export interface Flavor {
   vcpus: number;
@@ -17,10 +18,8 @@ export interface Consumes {
   bandwidth_mbps: number;
 }
 
-export type WorkUnitState = 'PENDING' | 'SCHEDULED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
-export const TERMINAL: ReadonlySet<WorkUnitState> = new Set(['SUCCEEDED', 'FAILED']);
-
 export interface ErrorInfo {
+  /** One of UNIT_ERROR_CODES (vocabulary.ts), or the code of what a step failed on (libvirt's, ZooKeeper's). */
   code: string;
   message: string;
   /** NO_VALID_HOST: how many computes each filter removed. */

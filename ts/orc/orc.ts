@@ -1,5 +1,6 @@
 // quark-orc: owns shards, keeps the cluster view, places each work unit of its shards and drives
-// it to a terminal state; supervises computes (a lost compute's work is retried elsewhere).
+// it to a terminal state; supervises computes (a lost compute's work is retried elsewhere). Every
+// record it writes is the lifecycle's answer (ts/lifecycle); server statuses come from the VM machine.
 import { randomUUID } from 'node:crypto';
 import { isZkError, watchChildrenPersistent, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
@@ -19,7 +20,8 @@ import {
   type TaskRecord,
   type WorkUnitRecord,
 } from '../common/model.js';
-import { stepsOf } from '../actors/kinds.js';
+import type { UnitErrorCode } from '../common/vocabulary.js';
+import { serverOn, unitOn } from '../lifecycle/index.js';
 import { ClusterWatch } from './cluster.js';
 import { claimCapacity } from './claim.js';
 import { ShardOwnership } from './shards.js';
@@ -272,6 +274,9 @@ export class Orc {
     const { zk, paths } = this.o;
     const st = this.cluster.computes.get(target);
     if (!st) return 'conflict';
+    const claimed = unitOn(wu, { type: 'claimed', compute: target, at: Date.now() });
+    if (!claimed.ok) return 'unit-moved';
+    const scheduled = claimed.next;
     const task: TaskRecord = {
       work_unit_id: wuId,
       kind: 'build',
@@ -282,26 +287,12 @@ export class Orc {
       attempt: wu.attempts + 1,
       birthed_on: Date.now(),
     };
-    const scheduled = this.scheduled(wu, target);
     task.unit = { record: scheduled, version: version + 1 };
     const outcome = await claimCapacity(zk, paths, this.cluster, target, need, (txn) => {
       createEntries(txn, paths.nextTask(target, wuId), nextTaskEntries(task));
       txn.set(paths.workUnit(wuId), scheduled, version);
     });
     return outcome === 'other-version' ? 'unit-moved' : outcome;
-  }
-
-  private scheduled(wu: WorkUnitRecord, target: ComputeId): WorkUnitRecord {
-    return {
-      ...wu,
-      state: 'SCHEDULED',
-      compute_id: target,
-      attempts: wu.attempts + 1,
-      tried: wu.tried.includes(target) ? wu.tried : [...wu.tried, target],
-      steps_left: [...stepsOf(wu.kind)],
-      steps_completed: [],
-      updated_at: Date.now(),
-    };
   }
 
   // ---- delete / start / stop / reboot: route to the VM's compute --------------------------------
@@ -312,9 +303,12 @@ export class Orc {
     if (!server?.value) return this.fail(wuId, version, wu, { code: 'SERVER_NOT_FOUND', message: `server ${wu.server_id} no longer exists` });
     const s = server.value;
     if (!s.compute_id || s.status === 'LOST' || (s.status === 'ERROR' && !s.compute_id)) {
-      if (wu.kind === 'delete') return this.deleteWithoutCompute(wuId, version, wu, server.stat.version);
+      if (wu.kind === 'delete') return this.deleteWithoutCompute(wuId, version, wu, { value: s, version: server.stat.version });
       return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `server ${s.id} is ${s.status} and has no compute to act on` });
     }
+    const routed = unitOn(wu, { type: 'claimed', compute: s.compute_id, at: Date.now() });
+    if (!routed.ok) return;
+    const scheduled = routed.next;
     const task: TaskRecord = {
       work_unit_id: wuId,
       kind: wu.kind,
@@ -325,7 +319,6 @@ export class Orc {
       attempt: wu.attempts + 1,
       birthed_on: Date.now(),
     };
-    const scheduled = this.scheduled(wu, s.compute_id);
     task.unit = { record: scheduled, version: version + 1 };
     const txn = zk.txn();
     createEntries(txn, paths.nextTask(s.compute_id, wuId), nextTaskEntries(task));
@@ -343,17 +336,16 @@ export class Orc {
   }
 
   /** A server with no compute (failed build, or LOST) is deleted by removing its records. */
-  private async deleteWithoutCompute(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, serverVersion: number): Promise<void> {
+  private async deleteWithoutCompute(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, server: { value: ServerRecord; version: number }): Promise<void> {
     const { zk, paths } = this.o;
-    const now = Date.now();
+    const done = unitOn(wu, { type: 'deleted_without_compute', at: Date.now() });
+    // Nothing ran, nothing to undo: the delete succeeded, and its server record goes.
+    const gone = serverOn(server.value, { type: 'unit_succeeded', unit: wuId, kind: 'delete', compute: server.value.compute_id, from: server.value.status });
+    if (!done.ok || !gone.ok) return;
     // The project's quota usage is released first (ts/auth/quota.ts); a server whose build failed holds none.
     await (await releaseServerUsage(zk, paths, zk.txn(), wu.server_id))
-      .remove(paths.server(wu.server_id), serverVersion)
-      .set(
-        paths.workUnit(wuId),
-        { ...wu, state: 'SUCCEEDED', steps_left: [], steps_completed: [], updated_at: now, finished_at: now },
-        version,
-      )
+      .remove(paths.server(wu.server_id), server.version)
+      .set(paths.workUnit(wuId), done.next, version)
       .remove(paths.inboxEntry(wu.shard, wuId))
       .commit()
       .catch((e) => {
@@ -362,26 +354,30 @@ export class Orc {
   }
 
   /** Terminal failure decided by the orc: the unit FAILS, the server shows why, the inbox forgets it. */
-  private async fail(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, error: ErrorInfo): Promise<void> {
+  private async fail(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, error: ErrorInfo & { code: UnitErrorCode }): Promise<void> {
+    const failed = unitOn(wu, { type: 'failed', error, at: Date.now() });
+    if (failed.ok) await this.commitFailure(version, failed.next);
+  }
+
+  /** Writes a unit the lifecycle failed, with its server (while the unit is its task) and its inbox entry. */
+  private async commitFailure(version: number, failed: WorkUnitRecord): Promise<void> {
     const { zk, paths, log } = this.o;
-    log.warn('work unit failed', { wu: wuId, code: error.code, message: error.message });
-    const now = Date.now();
+    const { id: wuId, kind, error } = failed;
+    log.warn('work unit failed', { wu: wuId, code: error?.code, message: error?.message });
     for (;;) {
       const txn = zk.txn();
-      txn.set(paths.workUnit(wuId), { ...wu, state: 'FAILED', error, updated_at: now, finished_at: now }, version);
-      if (wu.kind === 'build') await releaseServerUsage(zk, paths, txn, wu.server_id); // quota usage (ts/auth/quota.ts)
-      const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
-      if (server?.value && server.value.task === wuId) {
-        const status = wu.kind === 'build' || wu.kind === 'delete' ? 'ERROR' : server.value.status;
-        txn.set(paths.server(wu.server_id), { ...server.value, status, task: null, last_error: error }, server.stat.version);
-      }
-      txn.remove(paths.inboxEntry(wu.shard, wuId));
+      txn.set(paths.workUnit(wuId), failed, version);
+      if (kind === 'build') await releaseServerUsage(zk, paths, txn, failed.server_id); // quota usage (ts/auth/quota.ts)
+      const server = await zk.get<ServerRecord>(paths.server(failed.server_id));
+      const shown = server?.value && error ? serverOn(server.value, { type: 'unit_failed', unit: wuId, kind, error }) : null;
+      if (server && shown?.ok) txn.set(paths.server(failed.server_id), shown.next, server.stat.version);
+      txn.remove(paths.inboxEntry(failed.shard, wuId));
       try {
         await txn.commit();
         this.driving.delete(wuId);
         return;
       } catch (e) {
-        if (isZkError(e, 'BAD_VERSION') && e.path === paths.server(wu.server_id)) continue;
+        if (isZkError(e, 'BAD_VERSION') && e.path === paths.server(failed.server_id)) continue;
         if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NO_NODE')) return;
         throw e;
       }
@@ -407,20 +403,19 @@ export class Orc {
   private async retryAfterLoss(wuId: WorkUnitId, lost: ComputeId): Promise<void> {
     const { zk, paths, log } = this.o;
     const cur = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
-    if (!cur?.value || cur.value.compute_id !== lost || (cur.value.state !== 'SCHEDULED' && cur.value.state !== 'RUNNING')) return;
+    if (!cur?.value) return;
     const wu = cur.value;
-    if (wu.kind !== 'build' || wu.attempts >= this.config.max_attempts) {
-      return this.fail(wuId, cur.stat.version, wu, {
-        code: 'COMPUTE_LOST',
-        message: `compute ${lost} was lost while running this ${wu.kind} (attempt ${wu.attempts} of ${this.config.max_attempts})`,
-      });
-    }
+    // Retried while a build has attempts left, failed with COMPUTE_LOST otherwise; refused if the unit is no longer there.
+    const t = unitOn(wu, { type: 'compute_lost', compute: lost, maxAttempts: this.config.max_attempts, at: Date.now() });
+    if (!t.ok) return;
+    if (t.next.state === 'FAILED') return this.commitFailure(cur.stat.version, t.next);
     this.stats.retried++;
     log.info('retrying a build from a lost compute', { wu: wuId, lost, attempt: wu.attempts + 1 });
-    const back: WorkUnitRecord = { ...wu, state: 'PENDING', compute_id: null, updated_at: Date.now() };
+    const back = t.next;
     const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
     const txn = zk.txn().set(paths.workUnit(wuId), back, cur.stat.version);
-    if (server?.value) txn.set(paths.server(wu.server_id), { ...server.value, status: 'BUILDING', compute_id: null }, server.stat.version);
+    const retried = server?.value ? serverOn(server.value, { type: 'build_retried', unit: wuId }) : null;
+    if (server && retried?.ok) txn.set(paths.server(wu.server_id), retried.next, server.stat.version);
     try {
       const res = await txn.commit();
       await this.schedule(wuId, res[0]!.stat!.version, back);
@@ -436,9 +431,11 @@ export class Orc {
     for (const vm of (await zk.children(paths.managing(id))) ?? []) {
       const m = await zk.get<ManagedRecord>(paths.managed(id, vm as ServerId));
       const s = await zk.get<ServerRecord>(paths.server(vm as ServerId));
-      if (!m?.value || !s?.value || s.value.compute_id !== id || s.value.status === 'LOST') continue;
-      if (s.value.task) continue; // the unit in flight decides its fate
-      await zk.set(paths.server(vm as ServerId), { ...s.value, status: 'LOST' }, s.stat.version).catch(() => {});
+      if (!m?.value || !s?.value) continue;
+      // Refused for a VM elsewhere, already LOST, or with a unit in flight (its outcome decides).
+      const lost = serverOn(s.value, { type: 'compute_lost', compute: id });
+      if (!lost.ok) continue;
+      await zk.set(paths.server(vm as ServerId), lost.next, s.stat.version).catch(() => {});
       log.warn('VM lost with its compute', { vm, compute: id });
     }
   }

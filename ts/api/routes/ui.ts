@@ -11,7 +11,7 @@ import type { Paths } from '../../zk/paths.js';
 import type { Logger } from '../../common/log.js';
 import type { ServerId, WorkUnitId } from '../../common/ids.js';
 import type { WorkUnitRecord, ServerRecord } from '../../common/model.js';
-import { WORK_KINDS } from '../../actors/kinds.js';
+import { WORK_KINDS, WORK_UNIT_STATES } from '../../common/vocabulary.js';
 import * as S from '../schemas/index.js';
 import { ApiError, notFound } from '../errors.js';
 import { openEventStream, streamServer, streamWorkUnit, WatchHub, WorkUnitScanner, type EventStream } from '../ui-feed.js';
@@ -86,7 +86,7 @@ const listQuery = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    state: { type: 'string', enum: ['PENDING', 'SCHEDULED', 'RUNNING', 'SUCCEEDED', 'FAILED'] },
+    state: { type: 'string', enum: WORK_UNIT_STATES },
     kind: { type: 'string', enum: WORK_KINDS },
     server_id: S.idParams.properties.id,
     // Query strings are strings and the API does not coerce types: a number in digits.

@@ -1,4 +1,7 @@
 // JSON schemas: they validate every body, param and query, and document the API (GET /openapi.json).
+// Every enum is Quark's vocabulary (ts/common/vocabulary.ts), never a list written again here.
+import { ACTIONS, SERVER_STATUSES, STEP_NAMES, WORK_KINDS, WORK_UNIT_STATES } from '../../common/vocabulary.js';
+
 const uuid = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' } as const;
 const name = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' } as const;
 const label = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._:/=-]*$' } as const;
@@ -40,7 +43,7 @@ export const actionBody = {
   type: 'object',
   additionalProperties: false,
   required: ['action'],
-  properties: { action: { type: 'string', enum: ['start', 'stop', 'reboot'] } },
+  properties: { action: { type: 'string', enum: ACTIONS } },
 } as const;
 
 export const idParams = {
@@ -53,7 +56,7 @@ export const idParams = {
 export const listServersQuery = {
   type: 'object',
   additionalProperties: false,
-  properties: { status: { type: 'string', enum: ['BUILDING', 'ACTIVE', 'STOPPED', 'DELETING', 'ERROR', 'LOST'] } },
+  properties: { status: { type: 'string', enum: SERVER_STATUSES } },
 } as const;
 
 export const workUnitAccepted = {
@@ -67,7 +70,7 @@ export const server = {
     id: uuid,
     project: { type: ['string', 'null'], description: 'the project the server counts against' },
     name: { type: 'string' },
-    status: { type: 'string' },
+    status: { type: 'string', enum: SERVER_STATUSES },
     compute_id: { type: ['string', 'null'] },
     flavor: { type: 'object', properties: flavor.properties },
     labels: { type: 'array', items: { type: 'string' } },
@@ -83,16 +86,16 @@ export const workUnit = {
   properties: {
     id: uuid,
     project: { type: ['string', 'null'] },
-    kind: { type: 'string', enum: ['build', 'delete', 'start', 'stop', 'reboot'] },
-    state: { type: 'string', enum: ['PENDING', 'SCHEDULED', 'RUNNING', 'SUCCEEDED', 'FAILED'] },
+    kind: { type: 'string', enum: WORK_KINDS },
+    state: { type: 'string', enum: WORK_UNIT_STATES },
     server_id: uuid,
     compute_id: { type: ['string', 'null'] },
     attempts: { type: 'integer' },
     steps_completed: {
       type: 'array',
-      items: { type: 'object', properties: { name: { type: 'string' }, time_to_completion_ms: { type: 'number' }, completed_at: timestamp } },
+      items: { type: 'object', properties: { name: { type: 'string', enum: STEP_NAMES }, time_to_completion_ms: { type: 'number' }, completed_at: timestamp } },
     },
-    steps_left: { type: 'array', items: { type: 'string' } },
+    steps_left: { type: 'array', items: { type: 'string', enum: STEP_NAMES } },
     error: errorInfo,
     created_at: timestamp,
     finished_at: timestamp,
