@@ -9,8 +9,9 @@ cd "$ROOT"
 
 # zookeeper: the real server tests and `quark up` run (QuorumPeerMain from /usr/share/java).
 # libvirt-dev, pkg-config: the native addon links libvirt (its test:///default driver included).
+# openssl: the API's HTTPS test makes a throwaway certificate with it.
 
-DEBIAN_PACKAGES="zookeeper libvirt-dev pkg-config"
+DEBIAN_PACKAGES="zookeeper libvirt-dev pkg-config openssl"
 BROWSER_PACKAGES="chromium"
 
 say() { printf '[ensure-deps] %s\n' "$*"; }

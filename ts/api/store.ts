@@ -1,7 +1,7 @@
 // What the API reads and writes in ZooKeeper. Every accepted request is one transaction that
 // writes the work unit, its shard inbox entry and the server change together; the records come
-// from the lifecycle (ts/lifecycle), which also decides whether an action is accepted.
-import { createHash } from 'node:crypto';
+// from the lifecycle (ts/lifecycle), which also decides whether an action is accepted. A boot's
+// transaction also carries the project's quota usage (./admission.ts).
 import { isZkError, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import { newServerId, newWorkUnitId, type ComputeId, type ServerId, type WorkUnitId } from '../common/ids.js';
@@ -19,6 +19,15 @@ import type { ServerAction, WorkKind } from '../common/vocabulary.js';
 import { acceptedServer, acceptedUnit, serverOn } from '../lifecycle/index.js';
 import { ApiError, notFound } from './errors.js';
 import { lockQueue, type OrcMember } from '../orc/shards.js';
+import type { Logger } from '../common/log.js';
+import { AuthPaths } from '../auth/layout.js';
+import { canSee, type ProjectId, type Scope } from '../auth/policy.js';
+import { chargeOf } from '../auth/quota.js';
+import { Admission, commitSettled, outcomeUnknown, type AdmissionOptions } from './admission.js';
+import { fingerprintOf, keyPath } from './idempotency.js';
+
+/** Records the API writes carry the project they belong to (servers, and the units acting on them). */
+type InProject<T> = T & { project?: ProjectId };
 
 export interface CreateServer {
   name: string;
@@ -33,125 +42,119 @@ export interface Accepted {
   server_id: ServerId;
 }
 
-interface IdempotencyRecord {
-  fingerprint: string;
-  answer: Accepted;
-}
-
 const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
 
 export class ApiStore {
+  private readonly admission: Admission<Accepted>;
+
   constructor(
     private readonly zk: Zk,
     private readonly paths: Paths,
     private readonly config: ClusterConfig,
-  ) {}
+    private readonly log?: Logger,
+    /** How boots are committed (group size, settle time); the defaults serve. */
+    private readonly admit: AdmissionOptions = {},
+  ) {
+    this.admission = new Admission(zk, new AuthPaths(paths), { log, ...admit });
+  }
 
   private newWorkUnit(kind: WorkKind, server: ServerId, request?: BuildRequest): WorkUnitRecord {
     const id = newWorkUnitId();
     return acceptedUnit({ id, kind, server_id: server, shard: shardOf(id, this.config.shards), at: Date.now(), request });
   }
 
-  async createServer(req: CreateServer, idempotencyKey?: string): Promise<Accepted> {
-    const fingerprint = createHash('sha256').update(JSON.stringify(req)).digest('hex');
-    const keyPath = idempotencyKey
-      ? this.paths.idempotencyKey(createHash('sha256').update(`POST /v1/servers\n${idempotencyKey}`).digest('hex'))
-      : undefined;
-    if (keyPath) {
-      const seen = await this.replay(keyPath, fingerprint);
-      if (seen) return seen;
-    }
+  /**
+   * A boot for `project`. The quota check, the Idempotency-Key and the commit are the admission's
+   * (one transaction with the project's usage); this builds the records.
+   */
+  async createServer(req: CreateServer, project: ProjectId, idempotencyKey?: string): Promise<Accepted> {
     const serverId = newServerId();
-    const wu = this.newWorkUnit('build', serverId, {
-      name: req.name,
-      flavor: req.flavor,
-      bandwidth_mbps: req.bandwidth_mbps ?? 0,
-      zone: req.zone,
-      labels: req.labels,
+    const wu: InProject<WorkUnitRecord> = {
+      ...this.newWorkUnit('build', serverId, {
+        name: req.name,
+        flavor: req.flavor,
+        bandwidth_mbps: req.bandwidth_mbps ?? 0,
+        zone: req.zone,
+        labels: req.labels,
+      }),
+      project,
+    };
+    const server: InProject<ServerRecord> = {
+      ...acceptedServer({
+        id: serverId,
+        name: req.name,
+        flavor: req.flavor,
+        labels: req.labels ?? [],
+        zone: req.zone ?? null,
+        at: wu.created_at,
+        unit: wu.id,
+      }),
+      project,
+    };
+    return this.admission.admit({
+      project,
+      serverId,
+      charge: chargeOf(req.flavor),
+      unitPath: this.paths.workUnit(wu.id),
+      write: (txn) => {
+        txn
+          .create(this.paths.workUnit(wu.id), wu)
+          .create(this.paths.server(serverId), server)
+          .create(this.paths.inboxEntry(wu.shard, wu.id));
+      },
+      answer: { work_unit_id: wu.id, server_id: serverId },
+      ...(idempotencyKey !== undefined
+        ? { idempotency: { path: keyPath(this.paths, project, 'POST /v1/servers', idempotencyKey), fingerprint: fingerprintOf(req) } }
+        : {}),
     });
-    const server = acceptedServer({
-      id: serverId,
-      name: req.name,
-      flavor: req.flavor,
-      labels: req.labels ?? [],
-      zone: req.zone ?? null,
-      at: wu.created_at,
-      unit: wu.id,
-    });
-    const answer: Accepted = { work_unit_id: wu.id, server_id: serverId };
-    const txn = this.zk
-      .txn()
-      .create(this.paths.workUnit(wu.id), wu)
-      .create(this.paths.server(serverId), server)
-      .create(this.paths.inboxEntry(wu.shard, wu.id));
-    if (keyPath) txn.create(keyPath, { fingerprint, answer } satisfies IdempotencyRecord);
-    try {
-      await txn.commit();
-    } catch (e) {
-      // A concurrent request with the same key won the race: answer what it answered.
-      if (keyPath && isZkError(e, 'NODE_EXISTS') && e.path === keyPath) {
-        const seen = await this.replay(keyPath, fingerprint);
-        if (seen) return seen;
-      }
-      throw e;
-    }
-    return answer;
-  }
-
-  private async replay(keyPath: string, fingerprint: string): Promise<Accepted | null> {
-    const prior = await this.zk.get<IdempotencyRecord>(keyPath);
-    if (!prior?.value) return null;
-    if (prior.value.fingerprint !== fingerprint) {
-      throw new ApiError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request body');
-    }
-    return prior.value.answer;
   }
 
   /** start / stop / reboot / delete: one unit at a time per server, and only what its state allows. */
-  async act(serverId: ServerId, action: ServerAction | 'delete'): Promise<Accepted> {
+  async act(serverId: ServerId, action: ServerAction | 'delete', scope: Scope): Promise<Accepted> {
     for (;;) {
-      const cur = await this.zk.get<ServerRecord>(this.paths.server(serverId));
-      if (!cur?.value) throw notFound('server', serverId);
+      const cur = await this.zk.get<InProject<ServerRecord>>(this.paths.server(serverId));
+      if (!cur?.value || !canSee(scope, cur.value.project)) throw notFound('server', serverId);
       const s = cur.value;
       const busyWith = s.task ? ((await this.zk.get<WorkUnitRecord>(this.paths.workUnit(s.task)))?.value ?? null) : null;
-      const wu = this.newWorkUnit(action, serverId);
+      // The unit acting on a server is its project's.
+      const wu: InProject<WorkUnitRecord> = { ...this.newWorkUnit(action, serverId), ...(s.project ? { project: s.project } : {}) };
       const next = serverOn(s, { type: 'action_accepted', action, unit: wu.id, busyWith });
       if (!next.ok) throw new ApiError(next.code === 'SERVER_BUSY' ? 'SERVER_BUSY' : 'ACTION_NOT_ALLOWED', next.message);
-      try {
-        await this.zk
-          .txn()
-          .create(this.paths.workUnit(wu.id), wu)
-          .create(this.paths.inboxEntry(wu.shard, wu.id))
-          .set(this.paths.server(serverId), next.next, cur.stat.version)
-          .commit();
-        return { work_unit_id: wu.id, server_id: serverId };
-      } catch (e) {
-        if (isZkError(e, 'BAD_VERSION')) continue; // the server changed under us: judge again
-        if (isZkError(e, 'NO_NODE')) throw notFound('server', serverId);
-        throw e;
-      }
+      const txn = this.zk
+        .txn()
+        .create(this.paths.workUnit(wu.id), wu)
+        .create(this.paths.inboxEntry(wu.shard, wu.id))
+        .set(this.paths.server(serverId), next.next, cur.stat.version);
+      const answer = { work_unit_id: wu.id, server_id: serverId };
+      const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log, settleMs: this.admit.settleMs });
+      if (outcome.kind === 'applied') return answer;
+      if (outcome.kind === 'unknown') throw outcomeUnknown(answer);
+      const e = outcome.error;
+      if (isZkError(e, 'BAD_VERSION')) continue; // the server changed under us: judge again
+      if (isZkError(e, 'NO_NODE')) throw notFound('server', serverId);
+      throw e;
     }
   }
 
-  async getServer(id: ServerId) {
-    const s = await this.zk.get<ServerRecord>(this.paths.server(id));
-    if (!s?.value) throw notFound('server', id);
+  async getServer(id: ServerId, scope: Scope) {
+    const s = await this.zk.get<InProject<ServerRecord>>(this.paths.server(id));
+    if (!s?.value || !canSee(scope, s.value.project)) throw notFound('server', id);
     return presentServer(s.value);
   }
 
-  async listServers(status?: string) {
+  async listServers(status: string | undefined, scope: Scope) {
     const ids = (await this.zk.children(this.paths.servers)) ?? [];
-    const recs = await Promise.all(ids.map((id) => this.zk.get<ServerRecord>(this.paths.server(id as ServerId))));
+    const recs = await Promise.all(ids.map((id) => this.zk.get<InProject<ServerRecord>>(this.paths.server(id as ServerId))));
     return recs
       .map((r) => r?.value)
-      .filter((r): r is ServerRecord => !!r && (!status || r.status === status))
+      .filter((r): r is InProject<ServerRecord> => !!r && canSee(scope, r.project) && (!status || r.status === status))
       .sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id))
       .map(presentServer);
   }
 
-  async getWorkUnit(id: WorkUnitId) {
-    const w = await this.zk.get<WorkUnitRecord>(this.paths.workUnit(id));
-    if (!w?.value) throw notFound('work unit', id);
+  async getWorkUnit(id: WorkUnitId, scope: Scope) {
+    const w = await this.zk.get<InProject<WorkUnitRecord>>(this.paths.workUnit(id));
+    if (!w?.value || !canSee(scope, w.value.project)) throw notFound('work unit', id);
     return presentWorkUnit(w.value);
   }
 
@@ -205,9 +208,10 @@ export class ApiStore {
   }
 }
 
-export function presentServer(s: ServerRecord) {
+export function presentServer(s: InProject<ServerRecord>) {
   return {
     id: s.id,
+    project: s.project ?? null,
     name: s.name,
     status: s.status,
     compute_id: s.compute_id,
@@ -220,9 +224,10 @@ export function presentServer(s: ServerRecord) {
   };
 }
 
-export function presentWorkUnit(w: WorkUnitRecord) {
+export function presentWorkUnit(w: InProject<WorkUnitRecord>) {
   return {
     id: w.id,
+    project: w.project ?? null,
     kind: w.kind,
     state: w.state,
     server_id: w.server_id,

@@ -22,6 +22,18 @@ Commands:
   up        start ZooKeeper, one api, orcs and computes locally, then boot a demo VM
             --orcs N (2) --computes M (3) --port P (8080) --zk-port Z (2181) --no-demo
   api       the REST API           --port (8080) --host (127.0.0.1)
+                                   --tls-cert FILE --tls-key FILE   serve HTTPS
+                                   --insecure   allow plain HTTP on a non-loopback --host (warned at start)
+                                   --allowed-host NAME,…   more Host values to answer (loopback names always)
+                                   --rate-limit (6000: requests per minute per token; 0 = off)
+                                   --max-streams-per-token (32)   --request-timeout-ms (30000)
+                                   --max-event-loop-delay-ms (1000: past it, 503 + Retry-After; 0 = off)
+  token     bearer tokens          token create --project P --role admin|member|reader [--ttl 24h] [--name N]
+                                   token list | token revoke <id>
+                                   (through the API with $QUARK_TOKEN or .quark/token; --api URL.
+                                   token create --bootstrap writes straight into ZooKeeper: the first admin token)
+  project   quotas and usage       project quota set <P> [--instances N] [--vcpus N] [--ram-mb N] [--disk-gb N]
+                                   (a number, or none = unlimited) | project quota show <P> | project usage <P>
   orc       an orchestrator        --id ID (random)
                                    --sweep-ms (2000: how often owned inboxes are re-read for units that could not move)
                                    --stale-free-ms (5000: how long another writer's change to a compute's
@@ -99,17 +111,105 @@ async function main(argv: string[]): Promise<void> {
 
   switch (cmd) {
     case 'api': {
-      const a = parse({ port: { type: 'string', default: '8080' }, host: { type: 'string', default: '127.0.0.1' } });
+      const a = parse({
+        port: { type: 'string', default: '8080' },
+        host: { type: 'string', default: '127.0.0.1' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        insecure: { type: 'boolean', default: false },
+        'allowed-host': { type: 'string', default: '' },
+        'rate-limit': { type: 'string', default: '6000' },
+        'max-streams-per-token': { type: 'string', default: '32' },
+        'request-timeout-ms': { type: 'string', default: '30000' },
+        'max-event-loop-delay-ms': { type: 'string', default: '1000' },
+      });
       const log = createLogger({ proc: 'api', pid: process.pid });
-      const { buildApp } = await import('../api/app.js');
+      const { buildApp, DEFAULT_PRESSURE } = await import('../api/app.js');
+      const { planSurface, SurfaceRefused } = await import('../api/server.js');
       const port = int(a.v.port, 'port');
+      const host = a.v.host as string;
+      let surface;
+      try {
+        surface = planSurface({
+          host,
+          port,
+          tlsCert: a.v['tls-cert'] as string | undefined,
+          tlsKey: a.v['tls-key'] as string | undefined,
+          insecure: a.v.insecure as boolean,
+          extraHosts: (a.v['allowed-host'] as string).split(',').filter(Boolean),
+        });
+      } catch (e) {
+        if (e instanceof SurfaceRefused) throw new UsageError(e.message);
+        throw e;
+      }
+      for (const w of surface.warnings) {
+        log.warn(w);
+        process.stderr.write(`\n*** ${w} ***\n\n`);
+      }
+      const rate = int(a.v['rate-limit'], 'rate-limit');
+      const lag = int(a.v['max-event-loop-delay-ms'], 'max-event-loop-delay-ms');
+      const opts = {
+        tls: surface.tls,
+        allowedHosts: surface.allowedHosts,
+        rateLimit: rate === 0 ? null : { max: rate, windowMs: 60_000 },
+        pressure: lag === 0 ? null : { ...DEFAULT_PRESSURE, maxEventLoopDelayMs: lag },
+        maxStreamsPerToken: int(a.v['max-streams-per-token'], 'max-streams-per-token', 1),
+        requestTimeoutMs: int(a.v['request-timeout-ms'], 'request-timeout-ms', 1),
+      };
       await runWithSession({ ...a, log }, async (zk, paths) => {
         const config = await readConfig(zk, paths);
-        const app = await buildApp({ zk, paths, config, log });
-        await app.listen({ port, host: a.v.host as string });
-        log.info('api listening', { url: `http://${a.v.host as string}:${port}` });
+        const app = await buildApp({ zk, paths, config, log, ...opts });
+        await app.listen({ port, host });
+        log.info('api listening', { url: `${surface.scheme}://${host.includes(':') ? `[${host}]` : host}:${port}` });
         return { stop: () => app.close() };
       });
+      return;
+    }
+    case 'token':
+    case 'project': {
+      const a = parse(
+        {
+          api: { type: 'string' },
+          project: { type: 'string' },
+          role: { type: 'string' },
+          ttl: { type: 'string' },
+          name: { type: 'string' },
+          bootstrap: { type: 'boolean', default: false },
+          instances: { type: 'string' },
+          vcpus: { type: 'string' },
+          'ram-mb': { type: 'string' },
+          'disk-gb': { type: 'string' },
+        },
+        true,
+      );
+      const cli = await import('../auth/cli.js');
+      const api = (a.v.api as string | undefined) ?? cli.defaultApi();
+      const [sub, arg, arg2] = a.pos;
+      let out: string;
+      try {
+        if (cmd === 'token' && sub === 'create') {
+          if (!a.v.project || !a.v.role) throw new UsageError('token create needs --project and --role');
+          out = await cli.tokenCreate(api, {
+            project: a.v.project as string,
+            role: a.v.role as string,
+            ttl: a.v.ttl as string | undefined,
+            name: a.v.name as string | undefined,
+            ...(a.v.bootstrap ? { bootstrap: { zk: a.zk, root: a.root } } : {}),
+          });
+        } else if (cmd === 'token' && sub === 'list') out = await cli.tokenList(api);
+        else if (cmd === 'token' && sub === 'revoke' && arg) out = await cli.tokenRevoke(api, arg);
+        else if (cmd === 'project' && sub === 'quota' && arg === 'set' && arg2) {
+          out = await cli.projectQuotaSet(api, arg2, cli.quotaFromFlags(a.v as Record<string, string | undefined>));
+        } else if (cmd === 'project' && sub === 'quota' && arg === 'show' && arg2) out = await cli.projectQuotaShow(api, arg2);
+        else if (cmd === 'project' && sub === 'usage' && arg) out = await cli.projectUsage(api, arg);
+        else throw new UsageError(cmd === 'token' ? 'usage: quark token create|list|revoke' : 'usage: quark project quota set|show <P> | project usage <P>');
+      } catch (e) {
+        if (e instanceof Error && /^invalid (project|TTL)|TTL/.test(e.message)) throw new UsageError(e.message);
+        if (!(e instanceof cli.CliError)) throw e;
+        process.stderr.write(`quark: ${e.message}\n`);
+        process.exit(1);
+      }
+      process.stdout.write(out);
       return;
     }
     case 'orc': {

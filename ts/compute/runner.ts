@@ -12,6 +12,7 @@ import { applyOps, removeWalked, type Op, type Read } from '../lifecycle/ops.js'
 import { ensureUndefined, runStepEffect } from './steps.js';
 import { dropCommit, failureCommit, finishCommit, stepCommit, stepFailure, type UnitOnCompute } from './commits.js';
 import type { ComputeContext, ManagedVms } from './context.js';
+import { usageRelease } from '../auth/quota.js';
 
 export interface RunnerOptions {
   /** Added before every step's effect: makes work visibly in flight (demos, visualizer, fault tests). */
@@ -201,6 +202,7 @@ export class Runner implements StepRunner {
       const free = task.kind === 'delete' ? read(await zk.get<Consumes>(paths.selfFree(id))) : null;
       if (task.kind === 'delete' && !free) throw new Error('self/free is missing');
       const c = finishCommit(paths, this.at(entry), completed, now, { server, managed: this.managed.get(vm), free });
+      if (task.kind === 'delete') c.ops.push(...(await usageRelease(zk, paths, vm))); // the project's quota usage (ts/auth/quota.ts)
       try {
         await this.commitTxn(entry, c.ops, taskGone(this.c, task.work_unit_id));
       } catch (e) {
@@ -230,6 +232,7 @@ export class Runner implements StepRunner {
       if (task.kind === 'build' && !free) throw new Error('self/free is missing');
       const server = read(await zk.get<ServerRecord>(paths.server(vm)));
       const c = failureCommit(paths, this.at(entry), completed, error, now, { ...present, server, free, managedStatus: this.managed.get(vm)?.status });
+      if (task.kind === 'build') c.ops.push(...(await usageRelease(zk, paths, vm))); // the project's quota usage (ts/auth/quota.ts)
       try {
         await this.commitTxn(entry, c.ops, taskGone(this.c, task.work_unit_id));
         entry.wu = c.unit;

@@ -26,6 +26,7 @@ import { ClusterWatch } from './cluster.js';
 import { claimCapacity } from './claim.js';
 import { ShardOwnership } from './shards.js';
 import type { ClusterView, PlacementRequest } from './placement/types.js';
+import { releaseServerUsage } from '../auth/quota.js';
 
 export interface OrcOptions {
   zk: Zk;
@@ -341,8 +342,8 @@ export class Orc {
     // Nothing ran, nothing to undo: the delete succeeded, and its server record goes.
     const gone = serverOn(server.value, { type: 'unit_succeeded', unit: wuId, kind: 'delete', compute: server.value.compute_id, from: server.value.status });
     if (!done.ok || !gone.ok) return;
-    await zk
-      .txn()
+    // The project's quota usage is released first (ts/auth/quota.ts); a server whose build failed holds none.
+    await (await releaseServerUsage(zk, paths, zk.txn(), wu.server_id))
       .remove(paths.server(wu.server_id), server.version)
       .set(paths.workUnit(wuId), done.next, version)
       .remove(paths.inboxEntry(wu.shard, wuId))
@@ -366,6 +367,7 @@ export class Orc {
     for (;;) {
       const txn = zk.txn();
       txn.set(paths.workUnit(wuId), failed, version);
+      if (kind === 'build') await releaseServerUsage(zk, paths, txn, failed.server_id); // quota usage (ts/auth/quota.ts)
       const server = await zk.get<ServerRecord>(paths.server(failed.server_id));
       const shown = server?.value && error ? serverOn(server.value, { type: 'unit_failed', unit: wuId, kind, error }) : null;
       if (server && shown?.ok) txn.set(paths.server(failed.server_id), shown.next, server.stat.version);

@@ -1,51 +1,53 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ServerId } from '../../common/ids.js';
 import type { ServerAction } from '../../actors/kinds.js';
+import { scopeOf } from '../../auth/policy.js';
 import * as S from '../schemas/index.js';
 import type { ApiStore, CreateServer } from '../store.js';
 import { ApiError } from '../errors.js';
 
-const accepted = { 202: S.workUnitAccepted, '4xx': S.errorBody };
+const accepted = { 202: S.workUnitAccepted, '4xx': S.errorBody, '5xx': S.errorBody };
 
 export const serverRoutes: FastifyPluginAsync<{ store: ApiStore }> = async (app, { store }) => {
   app.post<{ Body: CreateServer }>(
     '/servers',
-    { schema: { body: S.createServerBody, response: accepted } },
+    { schema: { body: S.createServerBody, response: accepted }, config: { access: 'write' } },
     async (req, reply) => {
       const key = req.headers['idempotency-key'];
       if (Array.isArray(key) || (key !== undefined && (key.length < 1 || key.length > 255))) {
         throw new ApiError('BAD_REQUEST', 'Idempotency-Key must be one header of 1 to 255 characters');
       }
-      return reply.status(202).send(await store.createServer(req.body, key));
+      // A boot counts against the caller's own project, an admin's included.
+      return reply.status(202).send(await store.createServer(req.body, req.principal!.project, key));
     },
   );
 
   app.get<{ Querystring: { status?: string } }>(
     '/servers',
-    { schema: { querystring: S.listServersQuery, response: { 200: { type: 'array', items: S.server } } } },
-    async (req) => store.listServers(req.query.status),
+    { schema: { querystring: S.listServersQuery, response: { 200: { type: 'array', items: S.server } } }, config: { access: 'read' } },
+    async (req) => store.listServers(req.query.status, scopeOf(req.principal!)),
   );
 
   app.get<{ Params: { id: ServerId } }>(
     '/servers/:id',
-    { schema: { params: S.idParams, response: { 200: S.server, '4xx': S.errorBody } } },
-    async (req) => store.getServer(req.params.id),
+    { schema: { params: S.idParams, response: { 200: S.server, '4xx': S.errorBody } }, config: { access: 'read' } },
+    async (req) => store.getServer(req.params.id, scopeOf(req.principal!)),
   );
 
   app.post<{ Params: { id: ServerId }; Body: { action: ServerAction } }>(
     '/servers/:id/actions',
-    { schema: { params: S.idParams, body: S.actionBody, response: accepted } },
+    { schema: { params: S.idParams, body: S.actionBody, response: accepted }, config: { access: 'write' } },
     async (req, reply) => {
-      const { work_unit_id } = await store.act(req.params.id, req.body.action);
+      const { work_unit_id } = await store.act(req.params.id, req.body.action, scopeOf(req.principal!));
       return reply.status(202).send({ work_unit_id });
     },
   );
 
   app.delete<{ Params: { id: ServerId } }>(
     '/servers/:id',
-    { schema: { params: S.idParams, response: accepted } },
+    { schema: { params: S.idParams, response: accepted }, config: { access: 'write' } },
     async (req, reply) => {
-      const { work_unit_id } = await store.act(req.params.id, 'delete');
+      const { work_unit_id } = await store.act(req.params.id, 'delete', scopeOf(req.principal!));
       return reply.status(202).send({ work_unit_id });
     },
   );

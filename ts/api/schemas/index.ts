@@ -68,6 +68,7 @@ export const server = {
   type: 'object',
   properties: {
     id: uuid,
+    project: { type: ['string', 'null'], description: 'the project the server counts against' },
     name: { type: 'string' },
     status: { type: 'string', enum: SERVER_STATUSES },
     compute_id: { type: ['string', 'null'] },
@@ -84,6 +85,7 @@ export const workUnit = {
   type: 'object',
   properties: {
     id: uuid,
+    project: { type: ['string', 'null'] },
     kind: { type: 'string', enum: WORK_KINDS },
     state: { type: 'string', enum: WORK_UNIT_STATES },
     server_id: uuid,
@@ -118,5 +120,101 @@ export const compute = {
 
 export const errorBody = {
   type: 'object',
-  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
+  properties: {
+    error: {
+      type: 'object',
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+      // Details some errors carry: the numbers of a QUOTA_EXCEEDED, the ids of an OUTCOME_UNKNOWN.
+      additionalProperties: true,
+    },
+  },
+} as const;
+
+// ---- tokens, projects, audit ----------------------------------------------------------------------
+
+export const projectId = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' } as const;
+export const projectParams = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: projectId },
+} as const;
+export const tokenParams = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: { type: 'string', pattern: '^[0-9a-f]{24}$' } },
+} as const;
+
+export const createTokenBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['project', 'role'],
+  properties: {
+    project: projectId,
+    role: { type: 'string', enum: ['admin', 'member', 'reader'] },
+    ttl_seconds: { type: 'integer', minimum: 1, maximum: 10 * 365 * 86_400, description: 'absent: the token never expires' },
+    name: { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9 ._-]*$' },
+  },
+} as const;
+
+export const tokenView = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    project: { type: 'string' },
+    role: { type: 'string' },
+    name: { type: ['string', 'null'] },
+    status: { type: 'string', enum: ['active', 'expired', 'revoked'] },
+    created_at: timestamp,
+    expires_at: timestamp,
+    revoked_at: timestamp,
+    created_by: { type: ['string', 'null'] },
+  },
+} as const;
+
+const limit = { type: ['integer', 'null'], minimum: 0, maximum: 1_000_000_000 } as const;
+export const quotaBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { instances: limit, vcpus: limit, ram_mb: limit, disk_gb: limit },
+  description: 'a resource left out or null is unlimited',
+} as const;
+const counts = {
+  type: 'object',
+  properties: { instances: { type: 'integer' }, vcpus: { type: 'integer' }, ram_mb: { type: 'integer' }, disk_gb: { type: 'integer' } },
+} as const;
+export const quotaView = {
+  type: 'object',
+  properties: { project: { type: 'string' }, quota: quotaBody },
+} as const;
+export const usageView = {
+  type: 'object',
+  properties: { project: { type: 'string' }, usage: counts, quota: quotaBody },
+} as const;
+
+export const auditQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    since: { type: 'string', maxLength: 40, description: 'ISO 8601 time or milliseconds since the epoch' },
+    limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
+  },
+} as const;
+
+export const auditEntry = {
+  type: 'object',
+  properties: {
+    seq: { type: 'integer' },
+    at: timestamp,
+    token_id: { type: ['string', 'null'] },
+    project: { type: ['string', 'null'] },
+    role: { type: ['string', 'null'] },
+    method: { type: 'string' },
+    route: { type: ['string', 'null'] },
+    path: { type: 'string' },
+    target: { type: ['string', 'null'] },
+    status: { type: 'integer' },
+    code: { type: ['string', 'null'] },
+  },
 } as const;
