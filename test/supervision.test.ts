@@ -126,3 +126,47 @@ describe('a down compute is supervised from the state, not from a notification',
     }
   });
 });
+
+describe('work for a down compute', () => {
+  // Invariant: a delete always ends, and a server whose compute is down can be deleted: its
+  // records go without the compute, which forgets the VM if it ever returns.
+  it('deleting servers of a compute that died while no orc ran: both deletes SUCCEED (one asked before the VM was LOST, one after), and the returning compute forgets them', async () => {
+    const c = await startCluster(group, { computes: 2, orcs: 1, sessionTimeoutMs: SESSION_MS, computeArgs: big });
+    try {
+      const settled = await Promise.all((await boot(c, 8, 'vm')).map((u) => waitForUnit(c.api, u.work_unit_id)));
+      const onVictim = settled.filter((u) => u.compute_id === 'compute-1').map((u) => u.server_id);
+      expect(onVictim.length).toBeGreaterThanOrEqual(2);
+      const [early, late] = onVictim as [string, string];
+      await group.stop([c.orcs.get('orc-1')!]);
+      await group.kill9(c.computes.get('compute-1')!.pid);
+      await waitFor(async () => !(await computes(c)).find((x) => x.id === 'compute-1')!.alive, { what: 'compute-1 down', timeoutMs: SESSION_MS + 5000 });
+
+      // Asked while the VM still shows ACTIVE (no orc has seen the compute go): DELETING at once.
+      const first = await http(`${c.api}/v1/servers/${early}`, { method: 'DELETE' });
+      expect(first.status).toBe(202);
+      c.startOrc('orc-2');
+      const firstDone = await waitForUnit(c.api, first.body.work_unit_id, 15_000);
+      expect(firstDone.state, JSON.stringify(firstDone.error)).toBe('SUCCEEDED');
+      expect((await http(`${c.api}/v1/servers/${early}`)).status).toBe(404);
+
+      // Asked of a LOST VM: the API shows it DELETING, and it is still not routed to the dead compute.
+      await waitFor(async () => (await statusOf(c, late)) === 'LOST', { what: `${late} LOST`, timeoutMs: 10_000 });
+      const second = await http(`${c.api}/v1/servers/${late}`, { method: 'DELETE' });
+      expect(second.status).toBe(202);
+      const secondDone = await waitForUnit(c.api, second.body.work_unit_id, 15_000);
+      expect(secondDone.state, JSON.stringify(secondDone.error)).toBe('SUCCEEDED');
+      expect((await http(`${c.api}/v1/servers/${late}`)).status).toBe(404);
+      expect((await c.zk.children(c.paths.nextTasks('compute-1' as ComputeId))) ?? []).toEqual([]);
+
+      // The compute comes back: what it managed for the deleted servers goes, the rest is found again.
+      c.startCompute('compute-1');
+      const back = await waitFor(async () => (await computes(c)).find((x) => x.id === 'compute-1' && x.alive), { what: 'compute-1 back', timeoutMs: 30_000 });
+      const managed = (await c.zk.children(c.paths.managing('compute-1' as ComputeId))) ?? [];
+      expect(managed.sort()).toEqual(onVictim.filter((id) => id !== early && id !== late).sort());
+      expect(back.alive).toBe(true);
+      for (const id of managed) await waitFor(async () => (await statusOf(c, id)) === 'ACTIVE', { what: `${id} found again`, timeoutMs: 10_000 });
+    } finally {
+      await c.close();
+    }
+  });
+});

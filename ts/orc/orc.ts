@@ -331,8 +331,15 @@ export class Orc {
     const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
     if (!server?.value) return this.fail(wuId, version, wu, { code: 'SERVER_NOT_FOUND', message: `server ${wu.server_id} no longer exists` });
     const s = server.value;
-    if (!s.compute_id || s.status === 'LOST' || (s.status === 'ERROR' && !s.compute_id)) {
+    // Routed by the compute's liveness, not the server's status: a LOST server's delete shows
+    // DELETING, and a VM whose compute went unseen still shows ACTIVE. A compute that is down
+    // would never take the task.
+    const down = s.compute_id !== null && this.cluster.liveness(s.compute_id) === 'down';
+    if (!s.compute_id || down) {
+      // The records go without the compute; if it returns, its reconcile finds the server gone
+      // and destroys the domain before it takes any work.
       if (wu.kind === 'delete') return this.deleteWithoutCompute(wuId, version, wu, { value: s, version: server.stat.version });
+      if (down) return this.fail(wuId, version, wu, { code: 'COMPUTE_LOST', message: `compute ${s.compute_id} of server ${s.id} is down` });
       return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `server ${s.id} is ${s.status} and has no compute to act on` });
     }
     const routed = unitOn(wu, { type: 'claimed', compute: s.compute_id, at: Date.now() });
@@ -364,7 +371,7 @@ export class Orc {
     }
   }
 
-  /** A server with no compute (failed build, or LOST) is deleted by removing its records. */
+  /** A server with no compute (a failed build) or whose compute is down is deleted by removing its records. */
   private async deleteWithoutCompute(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, server: { value: ServerRecord; version: number }): Promise<void> {
     const { zk, paths } = this.o;
     const done = unitOn(wu, { type: 'deleted_without_compute', at: Date.now() });
