@@ -21,7 +21,7 @@ import {
 } from '../common/model.js';
 import { TERMINAL, type UnitErrorCode } from '../common/vocabulary.js';
 import { serverOn, unitOn } from '../lifecycle/index.js';
-import { applyOps, removeWalked } from '../lifecycle/ops.js';
+import { applyOps, removeWalked, type Op } from '../lifecycle/ops.js';
 import { ClusterWatch } from './cluster.js';
 import { claimCapacity } from './claim.js';
 import { ShardOwnership } from './shards.js';
@@ -395,13 +395,23 @@ export class Orc {
     if (failed.ok) await this.commitFailure(version, failed.next);
   }
 
-  /** Writes a unit the lifecycle failed, with its server (while the unit is its task) and its inbox entry. */
+  /**
+   * The unit's task still waiting in its compute's next_tasks, removed in the transaction that
+   * ends or moves the unit: a compute that comes back must not find it and run its first step
+   * (a stop would stop a VM whose record says ACTIVE). A task already taken in (active_tasks)
+   * needs no such care: the compute reads the unit before resuming it.
+   */
+  private async queuedTask(wuId: WorkUnitId, compute: ComputeId | null): Promise<Op[]> {
+    return compute ? removeWalked(await this.o.zk.walk(this.o.paths.nextTask(compute, wuId))) : [];
+  }
+
+  /** Writes a unit the lifecycle failed, with its server (while the unit is its task), its inbox entry and its queued task. */
   private async commitFailure(version: number, failed: WorkUnitRecord): Promise<void> {
     const { zk, paths, log } = this.o;
     const { id: wuId, kind, error } = failed;
     log.warn('work unit failed', { wu: wuId, code: error?.code, message: error?.message });
     for (;;) {
-      const txn = zk.txn();
+      const txn = applyOps(zk.txn(), await this.queuedTask(wuId, failed.compute_id));
       txn.set(paths.workUnit(wuId), failed, version);
       const server = await zk.get<ServerRecord>(paths.server(failed.server_id));
       const shown = server?.value && error ? serverOn(server.value, { type: 'unit_failed', unit: wuId, kind, error }) : null;
@@ -413,6 +423,8 @@ export class Orc {
         return;
       } catch (e) {
         if (isZkError(e, 'BAD_VERSION') && e.path === paths.server(failed.server_id)) continue;
+        // The queued task changed under us (removed as an orphan): walk it again.
+        if (isZkError(e, 'NO_NODE') && failed.compute_id && e.path?.startsWith(paths.nextTask(failed.compute_id, wuId))) continue;
         if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NO_NODE')) return;
         throw e;
       }
@@ -448,14 +460,17 @@ export class Orc {
     log.info('retrying a build from a lost compute', { wu: wuId, lost, attempt: wu.attempts + 1 });
     const back = t.next;
     const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
-    const txn = zk.txn().set(paths.workUnit(wuId), back, cur.stat.version);
+    // The task it leaves on the lost compute goes with it (what its claim took there is
+    // recounted by that compute if it returns).
+    const queued = await this.queuedTask(wuId, lost);
+    const txn = applyOps(zk.txn(), queued).set(paths.workUnit(wuId), back, cur.stat.version);
     const retried = server?.value ? serverOn(server.value, { type: 'build_retried', unit: wuId }) : null;
     if (server && retried?.ok) txn.set(paths.server(wu.server_id), retried.next, server.stat.version);
     try {
       const res = await txn.commit();
-      await this.schedule(wuId, res[0]!.stat!.version, back);
+      await this.schedule(wuId, res[queued.length]!.stat!.version, back);
     } catch (e) {
-      if (!isZkError(e, 'BAD_VERSION')) throw e;
+      if (!isZkError(e, 'BAD_VERSION') && !isZkError(e, 'NO_NODE')) throw e;
     }
   }
 
