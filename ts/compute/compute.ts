@@ -10,6 +10,7 @@ import { SelfPublisher } from './self.js';
 import { reconcile } from './reconcile.js';
 import { Runner } from './runner.js';
 import { Intake } from './intake.js';
+import { Fence } from './fence.js';
 
 /** Who the compute is and what it works with (ComputeContext), and how it runs its units. */
 export interface ComputeOptions extends ComputeContext {
@@ -27,11 +28,14 @@ export class Compute {
   private readonly self: SelfPublisher;
   private readonly runner: Runner;
   private readonly intake: Intake;
+  private readonly fence: Fence;
   private config: ClusterConfig | undefined;
 
   constructor(private readonly o: ComputeOptions) {
     this.self = new SelfPublisher(o, o.hypervisorReportMs);
+    this.fence = new Fence(o.zk);
     this.runner = new Runner(o, this.managed, {
+      fence: this.fence,
       stepDelayMs: o.stepDelayMs,
       shutdownTimeoutMs: o.shutdownTimeoutMs,
       overcommit: () => this.config?.overcommit,
@@ -55,10 +59,16 @@ export class Compute {
     this.o.log.info('compute ready', { managing: this.managed.size, resumed: this.runner.size });
   }
 
+  /**
+   * Takes no new task and drops the units in flight (their fate is the cluster's once this
+   * session is gone), once the libvirt effects under way have ended: a compute started again on
+   * a new session (runWithSession) then reconciles against a libvirt nobody else is changing.
+   */
   async stop(): Promise<void> {
     this.intake.close();
     this.self.stop();
-    this.runner.stop();
+    this.fence.close();
+    await this.runner.stop();
   }
 
   /**

@@ -5,7 +5,6 @@
 import { watchChildrenOwned } from '../zk/client.js';
 import type { WorkUnitId } from '../common/ids.js';
 import type { TaskRecord, WorkUnitRecord } from '../common/model.js';
-import { TERMINAL } from '../common/vocabulary.js';
 import { nextTaskRemovals } from './commits.js';
 import { dropTask, type Runner } from './runner.js';
 import type { ComputeContext } from './context.js';
@@ -13,6 +12,8 @@ import type { ComputeContext } from './context.js';
 export class Intake {
   private watcher: ReturnType<typeof watchChildrenOwned> | undefined;
   private readonly queue = new Set<WorkUnitId>();
+  /** The first listing is what waited for this compute while it was away. */
+  private firstListing = true;
   /** Takes no new task: stopped, or draining before a planned stop. */
   private closed = false;
 
@@ -30,7 +31,9 @@ export class Intake {
       this.c.zk,
       this.c.paths.nextTasks(this.c.id),
       (kids) => {
-        for (const wu of kids ?? []) this.enqueue(wu as WorkUnitId);
+        const atStart = this.firstListing;
+        this.firstListing = false;
+        for (const wu of kids ?? []) this.enqueue(wu as WorkUnitId, atStart);
       },
       (err) => this.c.log.error('next_tasks watch failed', { err }),
     );
@@ -47,23 +50,28 @@ export class Intake {
     return this.watcher ? this.watcher.own(commit) : commit;
   }
 
-  private enqueue(wu: WorkUnitId): void {
+  private enqueue(wu: WorkUnitId, foundAtStart: boolean): void {
     if (this.closed || this.runner.has(wu) || this.queue.has(wu)) return;
     this.queue.add(wu);
-    this.take(wu)
+    this.take(wu, foundAtStart)
       .catch((err) => this.c.log.error('intake failed', { wu, err }))
       .finally(() => this.queue.delete(wu));
   }
 
-  private async take(wuId: WorkUnitId): Promise<void> {
+  private async take(wuId: WorkUnitId, foundAtStart: boolean): Promise<void> {
     const { zk, paths, id, log } = this.c;
     const next = await zk.get<TaskRecord>(paths.nextTask(id, wuId));
     if (!next?.value) return;
     const { unit, ...task } = next.value;
     // The claim carries the unit as it wrote it; an older task (or a route without it) is read.
-    const wu = unit ? { value: unit.record, stat: { version: unit.version } } : await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
-    if (!wu?.value || wu.value.compute_id !== id || TERMINAL.has(wu.value.state)) {
-      log.warn('discarding a task that is no longer ours', { wu: wuId, state: wu?.value?.state });
+    // So is the unit of a task that waited while this compute was away: the cluster may have
+    // ended it without this compute, and an action's first effect comes before any commit that
+    // would find that out. It runs only if the unit is still the one its claim wrote.
+    const read = !unit || foundAtStart ? await zk.get<WorkUnitRecord>(paths.workUnit(wuId)) : null;
+    const wu = read ?? (unit ? { value: unit.record, stat: { version: unit.version } } : null);
+    const moved = read !== null && unit !== undefined && read.stat.version !== unit.version;
+    if (!wu?.value || moved || wu.value.compute_id !== id || wu.value.state !== 'SCHEDULED') {
+      log.warn('discarding a task that is no longer ours', { wu: wuId, state: wu?.value?.state, moved });
       // Never taken in: removed as the claim made it, and what its claim took comes back.
       await dropTask(this.c, task, () => nextTaskRemovals(paths, id, task));
       return;

@@ -13,6 +13,7 @@ import { ensureUndefined, runStepEffect } from './steps.js';
 import { dropCommit, failureCommit, finishCommit, stepCommit, stepFailure, type UnitOnCompute } from './commits.js';
 import type { ComputeContext, ManagedVms } from './context.js';
 import { usageRelease } from '../auth/quota.js';
+import type { Fence } from './fence.js';
 
 export interface RunnerOptions {
   /** Added before every step's effect: makes work visibly in flight (demos, visualizer, fault tests). */
@@ -24,6 +25,8 @@ export interface RunnerOptions {
   ownIntake<T>(commit: Promise<T>): Promise<T>;
   /** A unit ended (libvirt's picture may have changed). */
   unitEnded(): void;
+  /** Lets a step's effect begin only while the session can be trusted (fence.ts). */
+  fence: Fence;
 }
 
 interface InFlight {
@@ -75,6 +78,9 @@ async function presentTaskNodes(c: ComputeContext, wu: WorkUnitId): Promise<{ ac
 
 export class Runner implements StepRunner {
   private readonly inflight = new Map<WorkUnitId, InFlight>();
+  /** libvirt effects under way: a stopped runner's are awaited before a new session reconciles. */
+  private readonly effects = new Set<Promise<unknown>>();
+  private stopped = false;
 
   constructor(
     private readonly c: ComputeContext,
@@ -95,8 +101,37 @@ export class Runner implements StepRunner {
     return [...this.inflight.values()].map((f) => ({ wu: f.task.work_unit_id, done: f.done }));
   }
 
-  stop(): void {
+  /**
+   * Drops the units in flight: their actors stop, no step of theirs begins again (the fence is
+   * closed by the caller), and what they record is left to the cluster (an orc retries or fails
+   * them once this compute's session is gone). Resolves once the libvirt effects already under
+   * way have ended (at most `boundMs`), so a new session's reconcile never races one of them.
+   */
+  async stop(boundMs = (this.o.shutdownTimeoutMs ?? 30_000) + 5000): Promise<void> {
+    this.stopped = true;
     for (const f of this.inflight.values()) f.actor.stop();
+    if (this.effects.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.effects]), new Promise((r) => (timer = setTimeout(r, boundMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** Whether units here may still act: not once stopped or fenced. */
+  private get dropped(): boolean {
+    return this.stopped || this.o.fence.fenced;
+  }
+
+  /** Runs a libvirt effect once the fence lets it begin, and keeps it known until it ends. */
+  private async effect<T>(fn: () => Promise<T>): Promise<T> {
+    await this.o.fence.pass();
+    if (this.stopped) throw new StepError('NOT_IN_FLIGHT', 'the compute stopped');
+    const p = fn();
+    this.effects.add(p);
+    try {
+      return await p;
+    } finally {
+      this.effects.delete(p);
+    }
   }
 
   /** Starts a unit's actor from the steps already durable (`completed`); it runs to its end. */
@@ -111,6 +146,8 @@ export class Runner implements StepRunner {
       next: (snap) => {
         if (snap.status !== 'done') return;
         const end = async () => {
+          // A dropped unit's outcome is the cluster's to decide: nothing is recorded or undone here.
+          if (this.dropped) return;
           if (snap.value === 'FAILED' && snap.context.failure) {
             log.warn('work unit failed', { failure: snap.context.failure });
             await this.commitFailure(entry, snap.context.completed, snap.context.failure);
@@ -136,13 +173,16 @@ export class Runner implements StepRunner {
     const { task } = entry;
     const started = performance.now();
     if (this.o.stepDelayMs) await new Promise((r) => setTimeout(r, this.o.stepDelayMs));
-    await runStepEffect(input.step, {
-      hv: this.c.hv,
-      vm: task.server_id,
-      consumes: task.consumes,
-      admit: (what) => this.admit(task, what),
-      shutdownTimeoutMs: this.o.shutdownTimeoutMs ?? 30_000,
-    });
+    // No step begins while the session is in doubt (SUSPENDED) and none once it is lost.
+    await this.effect(() =>
+      runStepEffect(input.step, {
+        hv: this.c.hv,
+        vm: task.server_id,
+        consumes: task.consumes,
+        admit: (what) => this.admit(task, what),
+        shutdownTimeoutMs: this.o.shutdownTimeoutMs ?? 30_000,
+      }),
+    );
     const step: CompletedStep = { name: input.step, time_to_completion_ms: stepDuration(started, performance.now()), completed_at: Date.now() };
     if (input.last) await this.commitSuccess(entry, [...input.completed, step]);
     else await this.commitSteps(entry, [...input.completed, step]);
@@ -224,7 +264,7 @@ export class Runner implements StepRunner {
     const vm = task.server_id;
     const now = Date.now();
     const error = stepFailure(failure);
-    if (task.kind === 'build') await ensureUndefined(hv, vm).catch(() => {});
+    if (task.kind === 'build') await this.effect(() => ensureUndefined(hv, vm)).catch(() => {});
     for (;;) {
       // Walk what is there: a step whose commit landed just before the failure is not in `completed`.
       const present = await presentTaskNodes(this.c, task.work_unit_id);
@@ -252,7 +292,7 @@ export class Runner implements StepRunner {
   private async abandon(entry: InFlight): Promise<void> {
     const { task } = entry;
     this.c.log.warn('work unit was reassigned while it ran here; abandoning our copy', { wu: task.work_unit_id });
-    if (task.kind === 'build' && !this.managed.has(task.server_id)) await ensureUndefined(this.c.hv, task.server_id).catch(() => {});
+    if (task.kind === 'build' && !this.managed.has(task.server_id)) await this.effect(() => ensureUndefined(this.c.hv, task.server_id)).catch(() => {});
     await dropTask(this.c, task, async () => {
       const { active, next } = await presentTaskNodes(this.c, task.work_unit_id);
       return [...removeWalked(active), ...removeWalked(next)];

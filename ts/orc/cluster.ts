@@ -142,6 +142,21 @@ export class ClusterWatch extends EventEmitter {
     this.perCompute.clear();
   }
 
+  /**
+   * What this orc knows of a compute's session: 'alive' or 'down' as its liveness node last
+   * read, 'unknown' for a compute not tracked (yet) or whose node was not read yet. Read from
+   * the liveness watch alone, so a compute whose capacity records cannot be used still counts.
+   */
+  liveness(id: ComputeId): 'alive' | 'down' | 'unknown' {
+    const alive = this.aliveNow.get(id);
+    return alive === undefined ? 'unknown' : alive ? 'alive' : 'down';
+  }
+
+  /** The computes whose liveness node is absent now. */
+  down(): ComputeId[] {
+    return [...this.aliveNow].filter(([, alive]) => !alive).map(([id]) => id);
+  }
+
   private async onComputes(ids: ComputeId[]): Promise<void> {
     const seen = new Set(ids);
     for (const [id, watches] of this.perCompute) {
@@ -152,23 +167,39 @@ export class ClusterWatch extends EventEmitter {
       this.aliveNow.delete(id);
       this.view.remove(id);
     }
+    // Ready once each compute's liveness has been read: an orc that acquires a shard at start
+    // then knows which of its computes are down (and marks their VMs LOST) without a sweep.
     await Promise.all(ids.filter((id) => !this.perCompute.has(id)).map((id) => this.track(id)));
   }
 
-  private async track(id: ComputeId): Promise<void> {
+  /** Follows one compute; resolves once its liveness node has been read the first time. */
+  private track(id: ComputeId): Promise<void> {
     const watches: Array<{ stop(): void }> = [];
     this.perCompute.set(id, watches);
+    let firstRead!: () => void;
+    const read = new Promise<void>((r) => (firstRead = r));
     watches.push(
-      watchData<AliveRecord>(this.zk, this.paths.alive(id), (v) => {
-        const alive = v !== null;
-        this.aliveNow.set(id, alive);
-        const st = this.computes.get(id);
-        if (st && st.alive !== alive) {
-          st.alive = alive;
-          this.view.setAlive(id, alive);
-          this.emit(alive ? 'alive' : 'lost', id);
-        }
-      }),
+      watchData<AliveRecord>(
+        this.zk,
+        this.paths.alive(id),
+        (v) => {
+          const alive = v !== null;
+          const was = this.aliveNow.get(id);
+          this.aliveNow.set(id, alive);
+          firstRead();
+          const st = this.computes.get(id);
+          if (st && st.alive !== alive) {
+            st.alive = alive;
+            this.view.setAlive(id, alive);
+          }
+          // Told on every change of the node itself, also for a compute not in the view.
+          if (was !== undefined && was !== alive) this.emit(alive ? 'alive' : 'lost', id);
+        },
+        (err) => {
+          firstRead();
+          this.log.warn('liveness watch failed', { compute: id, err });
+        },
+      ),
     );
     const fw: FreeWatch = {
       claims: new OwnWrites(),
@@ -192,6 +223,7 @@ export class ClusterWatch extends EventEmitter {
       },
     });
     void this.armFree(id, fw);
+    return read;
   }
 
   /**
