@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
 import { shardOf } from '../ts/common/model.js';
-import { fourLetter, freePort, startZooKeeper, type RunningZooKeeper } from '../ts/zk/server.js';
+import { fourLetter, freePort, startZooKeeper, type RunningZooKeeper } from '../ts/dev/zookeeper.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const MAIN = fileURLToPath(new URL('../dist/ts/cli/main.js', import.meta.url));

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort, startZooKeeper } from '../ts/zk/server.js';
+import { freePort, startZooKeeper } from '../ts/dev/zookeeper.js';
 import { shardOf } from '../ts/common/model.js';
 
 const { values } = parseArgs({

@@ -2,7 +2,7 @@
 // against the suite's ZooKeeper, under a root of their own.
 import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
-import { freePort } from '../ts/zk/server.js';
+import { freePort } from '../ts/dev/zookeeper.js';
 import { uniqueRoot, waitFor, zkConnect, type Child, type ProcessGroup } from './support/index.js';
 
 export interface TestCluster {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { http, startCluster, waitForUnit, type TestCluster } from './cluster.js';
 import { uniqueRoot, useProcessGroup, waitFor, zkConnect } from './support/index.js';
-import { startEnsemble, type Ensemble } from '../ts/zk/server.js';
+import { startEnsemble, type Ensemble } from '../ts/dev/zookeeper.js';
 import type { ComputeId } from '../ts/common/ids.js';
 import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';

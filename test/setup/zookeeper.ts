@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startZooKeeper, type RunningZooKeeper } from '../../ts/zk/server.js';
+import { startZooKeeper, type RunningZooKeeper } from '../../ts/dev/zookeeper.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const external = process.env.QUARK_TEST_ZK;

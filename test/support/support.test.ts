@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fourLetter } from '../../ts/zk/server.js';
+import { fourLetter } from '../../ts/dev/zookeeper.js';
 import { ProcessGroup, uniqueRoot, useProcessGroup, waitFor, zkConnect } from './index.js';
 
 function alive(pid: number): boolean {

@@ -1,7 +1,8 @@
 // What the API reads and writes in ZooKeeper. Every accepted request is one transaction that
 // writes the work unit, its shard inbox entry and the server change together.
 import { createHash } from 'node:crypto';
-import { isZkError, type Zk } from '../zk/client.js';
+import type { Zk } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
 import type { Paths } from '../zk/paths.js';
 import { newServerId, newWorkUnitId, type ComputeId, type ServerId, type WorkUnitId } from '../common/ids.js';
 import {

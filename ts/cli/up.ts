@@ -6,7 +6,7 @@ import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, startZooKeeper, type RunningZooKeeper } from '../zk/server.js';
+import { freePort, startZooKeeper, type RunningZooKeeper } from '../dev/zookeeper.js';
 
 export interface UpOptions {
   orcs: number;

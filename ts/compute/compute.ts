@@ -3,7 +3,10 @@
 import os from 'node:os';
 import { createActor, fromPromise, type Actor } from 'xstate';
 import type { Hypervisor } from '../native/libvirt.js';
-import { commitSurely, isZkError, watchChildrenOwned, type Txn, type Zk } from '../zk/client.js';
+import type { Zk } from '../zk/client.js';
+import { commitSurely, isZkError } from '../zk/errors.js';
+import type { Txn } from '../zk/txn.js';
+import { watchChildrenOwned } from '../zk/recipes/watch.js';
 import type { Paths } from '../zk/paths.js';
 import { activeTaskEntries, createEntries, managedEntries, nextTaskEntries, removeEntries } from '../zk/layout.js';
 import type { Logger } from '../common/log.js';

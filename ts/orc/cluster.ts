@@ -1,7 +1,10 @@
 // The orc's view of every compute, kept current from ZooKeeper watches: capacity once, self/free
 // and liveness on every change. The placement view is updated incrementally, never rebuilt.
 import { EventEmitter } from 'node:events';
-import { Coalescer, OwnWrites, watchChildren, watchData, type ConnectionState, type Zk } from '../zk/client.js';
+import type { ConnectionState, Zk } from '../zk/client.js';
+import { Coalescer } from '../zk/recipes/coalescer.js';
+import { OwnWrites } from '../zk/recipes/own-writes.js';
+import { watchChildren, watchData } from '../zk/recipes/watch.js';
 import type { Paths } from '../zk/paths.js';
 import type { ComputeId } from '../common/ids.js';
 import { addConsumes, ZERO, type AliveRecord, type ComputeCapacity, type Consumes } from '../common/model.js';

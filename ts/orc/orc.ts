@@ -1,7 +1,9 @@
 // quark-orc: owns shards, keeps the cluster view, places each work unit of its shards and drives
 // it to a terminal state; supervises computes (a lost compute's work is retried elsewhere).
 import { randomUUID } from 'node:crypto';
-import { isZkError, watchChildrenPersistent, type Zk } from '../zk/client.js';
+import type { Zk } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
+import { watchChildrenPersistent } from '../zk/recipes/watch.js';
 import type { Paths } from '../zk/paths.js';
 import { createEntries, nextTaskEntries } from '../zk/layout.js';
 import { readConfig } from '../zk/config.js';

@@ -5,7 +5,9 @@
 // the orc that wants it is queued behind it (ready), so a shard is never left without an owner.
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { isZkError, watchChildren, type Zk } from '../zk/client.js';
+import type { Zk } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
+import { watchChildren } from '../zk/recipes/watch.js';
 import type { Paths } from '../zk/paths.js';
 import type { Logger } from '../common/log.js';
 

@@ -4,8 +4,8 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../test/support/index.js';
-import { fourLetter, freePort, freePorts, startEnsemble, startZooKeeper, type Ensemble } from './server.js';
-import { Zk } from './client.js';
+import { fourLetter, freePort, freePorts, startEnsemble, startZooKeeper, type Ensemble } from './zookeeper.js';
+import { Zk } from '../zk/client.js';
 
 function alive(pid: number): boolean {
   try {
