@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { Zk } from '../zk/client.js';
 import { isZkError } from '../zk/errors.js';
+import { ConflictRetries } from '../zk/recipes/retry.js';
 import type { Paths } from '../zk/paths.js';
 import { newServerId, newWorkUnitId, type ComputeId, type ServerId, type WorkUnitId } from '../common/ids.js';
 import {
@@ -12,13 +13,14 @@ import {
   type ComputeCapacity,
   type Consumes,
   type Flavor,
+  type OrcMember,
   type ServerRecord,
   type WorkUnitRecord,
 } from '../common/model.js';
 import { stepsOf, type ServerAction, type WorkKind } from '../actors/kinds.js';
 import { acceptsAction } from '../actors/vm.js';
 import { ApiError, notFound } from './errors.js';
-import { lockQueue, type OrcMember } from '../orc/shards.js';
+import { lockQueue } from '../zk/recipes/lock.js';
 
 export interface CreateServer {
   name: string;
@@ -129,7 +131,7 @@ export class ApiStore {
 
   /** start / stop / reboot / delete: one unit at a time per server, and only what its state allows. */
   async act(serverId: ServerId, action: ServerAction | 'delete'): Promise<Accepted> {
-    for (;;) {
+    for (const conflicts = new ConflictRetries(`${action} server ${serverId}`); ; conflicts.again()) {
       const cur = await this.zk.get<ServerRecord>(this.paths.server(serverId));
       if (!cur?.value) throw notFound('server', serverId);
       const s = cur.value;
@@ -224,7 +226,7 @@ export class ApiStore {
     await Promise.all(
       Array.from({ length: this.config.shards }, async (_, n) => {
         const q = lockQueue((await this.zk.children(this.paths.shardLock(n))) ?? []);
-        out[String(n)] = q[0]?.orc ?? null;
+        out[String(n)] = q[0]?.owner ?? null;
       }),
     );
     return out;

@@ -5,6 +5,7 @@ import { createActor, fromPromise, type Actor } from 'xstate';
 import type { Hypervisor } from '../native/libvirt.js';
 import type { Zk } from '../zk/client.js';
 import { commitSurely, isZkError } from '../zk/errors.js';
+import { ConflictRetries } from '../zk/recipes/retry.js';
 import type { Txn } from '../zk/txn.js';
 import { watchChildrenOwned } from '../zk/recipes/watch.js';
 import type { Paths } from '../zk/paths.js';
@@ -190,7 +191,7 @@ export class Compute {
   private async claimAlive(): Promise<void> {
     const { zk, paths, id, log } = this.o;
     const me: AliveRecord = { pid: process.pid, host: os.hostname(), started_at: Date.now() };
-    for (;;) {
+    for (const conflicts = new ConflictRetries(`claim ${paths.alive(id)}`); ; conflicts.again()) {
       const st = await zk.exists(paths.alive(id));
       try {
         if (!st) await zk.create(paths.alive(id), me, 'ephemeral');
@@ -262,7 +263,7 @@ export class Compute {
   /** free = capacity − what next_tasks, active_tasks and managing hold; versioned against claims. */
   async recomputeFree(): Promise<Consumes> {
     const { zk, paths, id } = this.o;
-    for (;;) {
+    for (const conflicts = new ConflictRetries(`recompute ${paths.selfFree(id)}`); ; conflicts.again()) {
       const cur = await zk.get<Consumes>(paths.selfFree(id));
       if (!cur) throw new Error('self/free is missing');
       let used = ZERO;
@@ -331,7 +332,7 @@ export class Compute {
    */
   private async dropTask(task: TaskRecord, remove: (txn: Txn) => void | Promise<void>): Promise<void> {
     const { zk, paths, id } = this.o;
-    for (;;) {
+    for (const conflicts = new ConflictRetries(`drop task ${task.work_unit_id}`); ; conflicts.again()) {
       const txn = zk.txn();
       await remove(txn);
       if (task.kind === 'build') {
@@ -527,7 +528,7 @@ export class Compute {
     const { task } = entry;
     const vm = task.server_id;
     const now = Date.now();
-    for (;;) {
+    for (const conflicts = new ConflictRetries(`finish work unit ${task.work_unit_id}`); ; conflicts.again()) {
       const txn = zk.txn();
       this.removeTask(txn, entry);
       const server = await zk.get<ServerRecord>(paths.server(vm));
@@ -585,7 +586,7 @@ export class Compute {
     const now = Date.now();
     const error = { code: failure.code, message: `step ${failure.step} failed: ${failure.message}` };
     if (task.kind === 'build') await ensureUndefined(hv, vm).catch(() => {});
-    for (;;) {
+    for (const conflicts = new ConflictRetries(`fail work unit ${task.work_unit_id}`); ; conflicts.again()) {
       const txn = zk.txn();
       // Walk what is there: a step whose commit landed just before the failure is not in `completed`.
       for (const p of (await zk.walk(paths.activeTask(id, task.work_unit_id))).reverse()) txn.remove(p);

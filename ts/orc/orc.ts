@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Zk } from '../zk/client.js';
 import { isZkError } from '../zk/errors.js';
+import { ConflictRetries } from '../zk/recipes/retry.js';
 import { watchChildrenPersistent } from '../zk/recipes/watch.js';
 import type { Paths } from '../zk/paths.js';
 import { createEntries, nextTaskEntries } from '../zk/layout.js';
@@ -367,7 +368,7 @@ export class Orc {
     const { zk, paths, log } = this.o;
     log.warn('work unit failed', { wu: wuId, code: error.code, message: error.message });
     const now = Date.now();
-    for (;;) {
+    for (const conflicts = new ConflictRetries(`fail work unit ${wuId}`); ; conflicts.again()) {
       const txn = zk.txn();
       txn.set(paths.workUnit(wuId), { ...wu, state: 'FAILED', error, updated_at: now, finished_at: now }, version);
       const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
