@@ -1,8 +1,10 @@
 // A real local cluster for integration tests: the api, orcs and computes as separate processes
-// against the suite's ZooKeeper, under a root of their own.
+// (the cluster launcher's QuarkCluster, through the test's ProcessGroup) against the suite's
+// ZooKeeper, under a root of their own.
 import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
 import { freePort } from '../ts/dev/zookeeper.js';
+import { QuarkCluster } from '../ts/dev/cluster.js';
 import { uniqueRoot, waitFor, zkConnect, type Child, type ProcessGroup } from './support/index.js';
 
 export interface TestCluster {
@@ -42,44 +44,30 @@ export async function http<T = any>(url: string, init?: { method?: string; body?
 export async function startCluster(group: ProcessGroup, spec: ClusterSpec): Promise<TestCluster> {
   const root = uniqueRoot('e2e');
   const zkConn = spec.zk ?? zkConnect();
-  const port = await freePort();
-  const common = ['--zk', zkConn, '--root', root, '--session-timeout-ms', String(spec.sessionTimeoutMs ?? 2000)];
   const zk = await Zk.connect(zkConn);
   const paths = new Paths(root);
-  const computes = new Map<string, Child>();
-  const orcs = new Map<string, Child>();
-  const startCompute = (id: string, extra: string[] = []): Child => {
-    const c = group.spawnQuark(['compute', '--id', id, ...(spec.computeArgs ?? []), ...extra, ...common], { label: id });
-    computes.set(id, c);
-    return c;
-  };
-  const startOrc = (id: string): Child => {
-    const c = group.spawnQuark(['orc', '--id', id, ...(spec.orcArgs ?? []), ...common], { label: id });
-    orcs.set(id, c);
-    return c;
-  };
-  const apiProc = group.spawnQuark(['api', '--port', String(port), ...common], { label: 'api' });
-  const api = `http://127.0.0.1:${port}`;
-  for (let i = 1; i <= spec.computes; i++) startCompute(`compute-${i}`);
-  for (let i = 1; i <= spec.orcs; i++) startOrc(`orc-${i}`);
-  await waitFor(
-    async () => {
-      const cs = await http<Array<{ alive: boolean }>>(`${api}/v1/computes`);
-      const shards = await http<Record<string, string | null>>(`${api}/v1/shards`);
-      return cs.body.filter((c) => c.alive).length === spec.computes && Object.values(shards.body).every((o) => o !== null);
-    },
-    { what: 'every compute alive and every shard owned', timeoutMs: 60_000, intervalMs: 200 },
-  );
+  const cluster = new QuarkCluster(group, {
+    zk: zkConn,
+    root,
+    sessionTimeoutMs: spec.sessionTimeoutMs ?? 2000,
+    apiPort: await freePort(),
+    computeArgs: spec.computeArgs,
+    orcArgs: spec.orcArgs,
+  });
+  const apiProc = cluster.startApi();
+  for (let i = 1; i <= spec.computes; i++) cluster.startCompute(`compute-${i}`);
+  for (let i = 1; i <= spec.orcs; i++) cluster.startOrc(`orc-${i}`);
+  await cluster.ready({ computes: spec.computes, timeoutMs: 60_000 });
   return {
-    api,
+    api: cluster.api,
     root,
     zk,
     paths,
-    computes,
-    orcs,
+    computes: cluster.computes,
+    orcs: cluster.orcs,
     apiProc,
-    startCompute,
-    startOrc,
+    startCompute: (id, extra) => cluster.startCompute(id, extra),
+    startOrc: (id) => cluster.startOrc(id),
     close: async () => {
       await group.stopAll();
       await zk.removeTree(root).catch(() => {});
