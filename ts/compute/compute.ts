@@ -6,6 +6,7 @@ import type { Hypervisor } from '../native/libvirt.js';
 import type { Zk } from '../zk/client.js';
 import { commitSurely, isZkError } from '../zk/errors.js';
 import { ConflictRetries } from '../zk/recipes/retry.js';
+import { claimEphemeral } from '../zk/recipes/ephemeral.js';
 import type { Txn } from '../zk/txn.js';
 import { watchChildrenOwned } from '../zk/recipes/watch.js';
 import type { Paths } from '../zk/paths.js';
@@ -109,9 +110,9 @@ export class Compute {
   async start(): Promise<void> {
     const { zk, paths, id } = this.o;
     this.config = await readConfig(zk, paths);
+    await this.claimAlive();
     await this.publishSelf();
     await this.reconcile();
-    await this.claimAlive();
     await this.publishHypervisor();
     // A persistent watch: a new task costs one listing, and the compute's own intake (the first
     // step's commit removes next_tasks/<wu>) costs none, since it is announced through own().
@@ -185,25 +186,17 @@ export class Compute {
   }
 
   /**
-   * The ephemeral liveness node. One left by our previous (dead) session is replaced in the same
-   * transaction, so watchers never see the compute vanish (which would mark its VMs LOST).
+   * The ephemeral liveness node, claimed before anything of this compute's is touched. One left
+   * by a previous session (this compute killed, or a power cut) is waited out until that session
+   * expires, never deleted: if it outlives the longest session timeout, another process runs
+   * with this id, and this one refuses to start (IdentityInUse) rather than run twice.
    */
   private async claimAlive(): Promise<void> {
     const { zk, paths, id, log } = this.o;
     const me: AliveRecord = { pid: process.pid, host: os.hostname(), started_at: Date.now() };
-    for (const conflicts = new ConflictRetries(`claim ${paths.alive(id)}`); ; conflicts.again()) {
-      const st = await zk.exists(paths.alive(id));
-      try {
-        if (!st) await zk.create(paths.alive(id), me, 'ephemeral');
-        else {
-          log.warn('replacing a liveness node left by an earlier session', { owner: st.ephemeralOwner });
-          await zk.txn().remove(paths.alive(id), st.version).create(paths.alive(id), me, 'ephemeral').commit();
-        }
-        return;
-      } catch (e) {
-        if (!isZkError(e, 'NODE_EXISTS') && !isZkError(e, 'NO_NODE') && !isZkError(e, 'BAD_VERSION')) throw e;
-      }
-    }
+    // Bumping the compute directory's version with it makes each claim a new incarnation: an orc
+    // marks VMs LOST only against the incarnation it saw gone (see Orc.markVmsLost).
+    await claimEphemeral(zk, paths.alive(id), me, { what: `compute id ${id}`, log, alongWith: (txn) => txn.set(paths.compute(id), undefined, -1) });
   }
 
   // ---- reconcile -------------------------------------------------------------------------------

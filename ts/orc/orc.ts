@@ -434,12 +434,17 @@ export class Orc {
   private async markVmsLost(id: ComputeId): Promise<void> {
     const { zk, paths, log } = this.o;
     if (!this.owns(shardOf(id, this.config.shards))) return;
+    // Only while it is still gone: a returning compute bumps its directory's version as it claims
+    // `alive`, so a mark checked against the version read before `alive` was found absent cannot
+    // land after the compute came back (its reconcile reads the servers after that, and restores).
+    const incarnation = await zk.exists(paths.compute(id));
+    if (!incarnation || (await zk.exists(paths.alive(id)))) return;
     for (const vm of (await zk.children(paths.managing(id))) ?? []) {
       const m = await zk.get<ManagedRecord>(paths.managed(id, vm as ServerId));
       const s = await zk.get<ServerRecord>(paths.server(vm as ServerId));
       if (!m?.value || !s?.value || s.value.compute_id !== id || s.value.status === 'LOST') continue;
       if (s.value.task) continue; // the unit in flight decides its fate
-      await zk.set(paths.server(vm as ServerId), { ...s.value, status: 'LOST' }, s.stat.version).catch(() => {});
+      await zk.txn().set(paths.server(vm as ServerId), { ...s.value, status: 'LOST' }, s.stat.version).check(paths.compute(id), incarnation.version).commit().catch(() => {});
       log.warn('VM lost with its compute', { vm, compute: id });
     }
   }

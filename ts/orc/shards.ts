@@ -7,6 +7,7 @@ import os from 'node:os';
 import type { Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import { Coalescer } from '../zk/recipes/coalescer.js';
+import { claimEphemeral } from '../zk/recipes/ephemeral.js';
 import { LockSet } from '../zk/recipes/lock.js';
 import { watchChildren } from '../zk/recipes/watch.js';
 import type { OrcMember } from '../common/model.js';
@@ -76,7 +77,8 @@ export class ShardOwnership extends EventEmitter {
 
   async start(): Promise<void> {
     for (let n = 0; n < this.shards; n++) await this.zk.mkdirp(this.paths.shardLock(n));
-    await this.zk.create(this.paths.orc(this.orcId), this.member(), 'ephemeral');
+    // A predecessor's membership (killed, or cut off by a power loss) is waited out, never taken.
+    await claimEphemeral(this.zk, this.paths.orc(this.orcId), this.member(), { what: `orc id ${this.orcId}`, log: this.log });
     this.membersWatch = watchChildren(
       this.zk,
       this.paths.orcs,
