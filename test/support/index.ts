@@ -104,6 +104,16 @@ export async function waitFor<T>(
   }
 }
 
+/** Whether a process with this pid exists (signal 0 probes without signalling). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Child processes: the cluster launcher (ts/dev/cluster.ts), unsupervised (tests kill on purpose)
 

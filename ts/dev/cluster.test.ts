@@ -6,16 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { afterExit, DEFAULT_SUPERVISION, isFailure, Launcher, type Supervision } from './cluster.js';
 import { fourLetter } from './zookeeper.js';
-import { waitFor } from '../../test/support/index.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { isAlive as alive, waitFor } from '../../test/support/index.js';
 
 describe('Restart=on-failure decisions', () => {
   const s: Supervision = { maxFailures: 5, baseDelayMs: 500, maxDelayMs: 3000, stableMs: 10_000 };

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { reapedOnExit, WATCHDOG } from './reap.js';
 import { startZooKeeper, type RunningZooKeeper, type ZooKeeperServerOptions } from './zookeeper.js';
 
 export interface ExitInfo {
@@ -78,24 +79,8 @@ interface Line {
   text: string;
 }
 
-// Execs into the real command (same pid) after starting a watcher that SIGKILLs it if the
-// launching process vanishes without running its exit hook (SIGKILL, a crash), so nothing lingers.
-const WATCHDOG =
-  'parent=$1; shift; ' +
-  '( while kill -0 $$ 2>/dev/null; do ' +
-  'if ! kill -0 "$parent" 2>/dev/null; then kill -9 $$ 2>/dev/null; break; fi; sleep 1; ' +
-  'done ) </dev/null >/dev/null 2>&1 & exec "$@"';
-
 /** Every process any launcher started and has not seen exit, so that they die with this one. */
-const live = new Set<LaunchedProcess>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const p of live) p.killGroup();
-  });
-}
+const live = reapedOnExit<LaunchedProcess>((p) => p.killGroup());
 
 /**
  * A launched process: the current run's pid and exit, every run's pid, and its output's tail
@@ -162,7 +147,6 @@ export class LaunchedProcess extends EventEmitter {
   }
 
   private launch(): void {
-    installExitHook();
     const cmd = this.o.watchdog ? '/bin/sh' : process.execPath;
     const args = this.o.watchdog ? ['-c', WATCHDOG, `quark-${this.name}`, String(process.pid), process.execPath, ...this.argv] : this.argv;
     const child = spawn(cmd, args, {

@@ -5,45 +5,21 @@ import { Coalescer } from './coalescer.js';
 import { OwnWrites } from './own-writes.js';
 
 /**
- * Keeps a callback fed with a node's children, re-arming the one-shot watch each time.
- * Stops when stop() is called. A missing node reports null and is watched for creation.
+ * Keeps a callback fed with what `read` returns (null: the node is missing), re-arming the
+ * one-shot watch it is given at each read; a missing node is watched for creation.
  */
-export function watchChildren(
+function watchOneShot<T>(
   zk: Zk,
   path: string,
-  onChange: (children: string[] | null) => void,
-  onError: (err: unknown) => void = () => {},
+  read: (watch: Watcher) => Promise<T | null>,
+  onChange: (v: T | null) => void,
+  onError: (err: unknown) => void,
 ): { stop(): void } {
   let stopped = false;
   const arm = async (): Promise<void> => {
     if (stopped) return;
     try {
-      const kids = await zk.children(path, () => void arm());
-      if (kids === null) {
-        const st = await zk.exists(path, () => void arm());
-        if (st) return arm();
-      }
-      if (!stopped) onChange(kids);
-    } catch (e) {
-      if (!stopped) onError(e);
-    }
-  };
-  void arm();
-  return { stop: () => void (stopped = true) };
-}
-
-/** Keeps a callback fed with a node's value (null when absent), re-arming the watch each time. */
-export function watchData<T>(
-  zk: Zk,
-  path: string,
-  onChange: (v: Versioned<T> | null) => void,
-  onError: (err: unknown) => void = () => {},
-): { stop(): void } {
-  let stopped = false;
-  const arm = async (): Promise<void> => {
-    if (stopped) return;
-    try {
-      const v = await zk.get<T>(path, () => void arm());
+      const v = await read(() => void arm());
       if (v === null) {
         const st = await zk.exists(path, () => void arm());
         if (st) return arm();
@@ -55,6 +31,29 @@ export function watchData<T>(
   };
   void arm();
   return { stop: () => void (stopped = true) };
+}
+
+/**
+ * Keeps a callback fed with a node's children, re-arming the one-shot watch each time.
+ * Stops when stop() is called. A missing node reports null and is watched for creation.
+ */
+export function watchChildren(
+  zk: Zk,
+  path: string,
+  onChange: (children: string[] | null) => void,
+  onError: (err: unknown) => void = () => {},
+): { stop(): void } {
+  return watchOneShot(zk, path, (watch) => zk.children(path, watch), onChange, onError);
+}
+
+/** Keeps a callback fed with a node's value (null when absent), re-arming the watch each time. */
+export function watchData<T>(
+  zk: Zk,
+  path: string,
+  onChange: (v: Versioned<T> | null) => void,
+  onError: (err: unknown) => void = () => {},
+): { stop(): void } {
+  return watchOneShot(zk, path, (watch) => zk.get<T>(path, watch), onChange, onError);
 }
 
 /**
