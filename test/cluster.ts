@@ -43,6 +43,11 @@ const tokenFor = (url: string): Record<string, string> => {
   return {};
 };
 
+/** Makes http() send `token` to `api` (a cluster a test starts by itself, not through startCluster). */
+export function useAdminToken(api: string, token: string): void {
+  adminTokens.set(api, token);
+}
+
 export async function http<T = any>(url: string, init?: { method?: string; body?: unknown; headers?: Record<string, string> }) {
   const res = await fetch(url, {
     method: init?.method ?? 'GET',

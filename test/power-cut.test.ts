@@ -23,7 +23,8 @@ import { Orc } from '../ts/orc/orc.js';
 import { createClusterView } from '../ts/orc/placement/index.js';
 import { readConfig } from '../ts/zk/config.js';
 import { claimEphemeral } from '../ts/zk/recipes/ephemeral.js';
-import { http, waitForUnit } from './cluster.js';
+import { http, useAdminToken, waitForUnit } from './cluster.js';
+import { mintAdminToken } from '../ts/auth/local.js';
 import { uniqueRoot, waitFor, zkConnect } from './support/index.js';
 
 const SESSION_MS = 2000;
@@ -64,9 +65,12 @@ describe('power cut: every process and ZooKeeper killed at once, then all starte
     dirs.push(dir);
     const [zkPort, apiPort] = await freePorts(2);
     const root = '/quark';
+    let token: string | undefined; // minted once: it lives in ZooKeeper's data, across the cut
     const up = async (l: Launcher) => {
       const zk = await l.startZooKeeper({ dataDir: join(dir, 'zk'), clientPort: zkPort! });
-      const c = new QuarkCluster(l, { zk: zk.connectionString, root, sessionTimeoutMs: CUT_SESSION_MS, apiPort: apiPort!, computeArgs: [...big, '--step-delay-ms', '150'] });
+      token ??= await mintAdminToken(zk.connectionString, root);
+      const c = new QuarkCluster(l, { zk: zk.connectionString, root, sessionTimeoutMs: CUT_SESSION_MS, apiPort: apiPort!, computeArgs: [...big, '--step-delay-ms', '150'], token });
+      useAdminToken(c.api, token);
       c.startApi();
       for (const id of ['orc-1', 'orc-2']) c.startOrc(id);
       for (const id of ['compute-1', 'compute-2', 'compute-3']) c.startCompute(id);
@@ -131,7 +135,9 @@ describe('an id already held by a live process', () => {
     const server = await l.startZooKeeper({ dataDir: join(dir, 'zk'), clientPort: 0, maxSessionTimeout: 3000 });
     const [apiPort] = await freePorts(1);
     const root = '/quark';
-    const c = new QuarkCluster(l, { zk: server.connectionString, root, sessionTimeoutMs: SESSION_MS, apiPort: apiPort! });
+    const token = await mintAdminToken(server.connectionString, root);
+    const c = new QuarkCluster(l, { zk: server.connectionString, root, sessionTimeoutMs: SESSION_MS, apiPort: apiPort!, token });
+    useAdminToken(c.api, token);
     c.startApi();
     const orc = c.startOrc('orc-1');
     const compute = c.startCompute('compute-1', big);
