@@ -51,7 +51,9 @@ describe('a down compute is supervised from the state, not from a notification',
       expect(c.orcs.has(orc)).toBe(true);
 
       const burst = await boot(c, 10, 'inflight');
-      await waitFor(async () => (await computes(c)).find((x) => x.id === victim)!.active_tasks > 0, {
+      // Taken in (active_tasks) or still queued for it (next_tasks): either is work the kill interrupts.
+      const queued = async (dir: string) => ((await c.zk.children(dir)) ?? []).length;
+      await waitFor(async () => (await queued(c.paths.activeTasks(victim as ComputeId))) + (await queued(c.paths.nextTasks(victim as ComputeId))) > 0, {
         what: `work in flight on ${victim}`,
         timeoutMs: 10_000,
         intervalMs: 20,
