@@ -26,6 +26,8 @@ export interface Boot<A> {
   write: (txn: Txn) => void;
   answer: A;
   idempotency?: { path: string; fingerprint: string };
+  /** A node `write` creates under a parent that may go meanwhile (a server group's members/): NO_NODE there refuses this boot alone. */
+  requires?: { path: string; refusal: () => Error };
 }
 
 interface Pending<A> {
@@ -207,6 +209,12 @@ export class Admission<A> {
         // Another request with the same key (from another API) got there first: replay it after this group.
         requeue.push(keyOwner);
         group = group.filter((p) => p !== keyOwner && admitted.includes(p));
+        continue;
+      }
+      const orphan = admitted.find((p) => p.boot.requires?.path === e.path);
+      if (orphan && isZkError(e, 'NO_NODE')) {
+        orphan.reject(orphan.boot.requires!.refusal());
+        group = group.filter((p) => p !== orphan && admitted.includes(p));
         continue;
       }
       const folding = e.path?.startsWith(`${this.ap.released(project)}/`) && isZkError(e, 'NO_NODE');

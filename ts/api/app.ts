@@ -12,6 +12,7 @@ import { installGuard, type GuardOptions } from './guard.js';
 import { AuditLog } from './audit.js';
 import { startIdempotencyPruner } from './idempotency.js';
 import { serverRoutes } from './routes/servers.js';
+import { serverGroupRoutes } from './routes/server-groups.js';
 import { workUnitRoutes } from './routes/work-units.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { uiRoutes } from './routes/ui.js';
@@ -111,6 +112,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(serverRoutes, { prefix: '/v1', store });
+  await app.register(serverGroupRoutes, { prefix: '/v1', store });
   await app.register(workUnitRoutes, { prefix: '/v1', store });
   await app.register(clusterRoutes, { prefix: '/v1', store });
   await app.register(securityRoutes, { prefix: '/v1', zk: o.zk, ap, tokens, audit });

@@ -6,7 +6,7 @@ import type { Zk } from '../zk/client.js';
 import { isZkError } from '../zk/errors.js';
 import { ConflictRetries } from '../zk/recipes/retry.js';
 import type { Paths } from '../zk/paths.js';
-import { newServerId, newWorkUnitId, type ComputeId, type ServerId, type WorkUnitId } from '../common/ids.js';
+import { newServerId, newWorkUnitId, type ComputeId, type GroupId, type ServerId, type WorkUnitId } from '../common/ids.js';
 import {
   shardOf,
   type BuildRequest,
@@ -28,6 +28,7 @@ import { canSee, type ProjectId, type Scope } from '../auth/policy.js';
 import { chargeOf } from '../auth/quota.js';
 import { Admission, commitSettled, outcomeUnknown, type AdmissionOptions } from './admission.js';
 import { fingerprintOf, keyPath } from './idempotency.js';
+import { GroupStore } from './groups.js';
 
 /** Records the API writes carry the project they belong to (servers, and the units acting on them). */
 type InProject<T> = T & { project?: ProjectId };
@@ -38,6 +39,8 @@ export interface CreateServer {
   labels?: string[];
   zone?: string;
   bandwidth_mbps?: number;
+  /** A server group of the project: the server joins it, and placement follows its policy. */
+  group?: GroupId;
 }
 
 export interface Accepted {
@@ -49,6 +52,8 @@ const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms)
 
 export class ApiStore {
   private readonly admission: Admission<Accepted>;
+  /** Server groups (./groups.ts). */
+  readonly groups: GroupStore;
 
   constructor(
     private readonly zk: Zk,
@@ -59,6 +64,7 @@ export class ApiStore {
     private readonly admit: AdmissionOptions = {},
   ) {
     this.admission = new Admission(zk, new AuthPaths(paths), { log, ...admit });
+    this.groups = new GroupStore(zk, paths);
   }
 
   private newWorkUnit(kind: WorkKind, server: ServerId, request?: BuildRequest): WorkUnitRecord {
@@ -72,6 +78,8 @@ export class ApiStore {
    */
   async createServer(req: CreateServer, project: ProjectId, idempotencyKey?: string): Promise<Accepted> {
     const serverId = newServerId();
+    const group = req.group;
+    if (group) await this.groups.joinable(group, project);
     const wu: InProject<WorkUnitRecord> = {
       ...this.newWorkUnit('build', serverId, {
         name: req.name,
@@ -79,6 +87,7 @@ export class ApiStore {
         bandwidth_mbps: req.bandwidth_mbps ?? 0,
         zone: req.zone,
         labels: req.labels,
+        ...(group ? { group } : {}),
       }),
       project,
     };
@@ -92,6 +101,7 @@ export class ApiStore {
         at: wu.created_at,
         unit: wu.id,
       }),
+      ...(group ? { group } : {}),
       project,
     };
     return this.admission.admit({
@@ -104,7 +114,10 @@ export class ApiStore {
           .create(this.paths.workUnit(wu.id), wu)
           .create(this.paths.server(serverId), server)
           .create(this.paths.inboxEntry(wu.shard, wu.id));
+        // Joins the group in the same transaction; a group deleted meanwhile refuses this boot alone.
+        if (group) txn.create(this.paths.groupMember(group, serverId));
       },
+      ...(group ? { requires: { path: this.paths.groupMember(group, serverId), refusal: () => notFound('server group', group) } } : {}),
       answer: { work_unit_id: wu.id, server_id: serverId },
       ...(idempotencyKey !== undefined
         ? { idempotency: { path: keyPath(this.paths, project, 'POST /v1/servers', idempotencyKey), fingerprint: fingerprintOf(req) } }
@@ -222,6 +235,7 @@ export function presentServer(s: InProject<ServerRecord>) {
     labels: s.labels,
     zone: s.zone,
     task: s.task,
+    group: s.group ?? null,
     created_at: iso(s.created_at),
     ...(s.last_error ? { last_error: s.last_error } : {}),
   };

@@ -8,9 +8,11 @@ export type ComputeId = Brand<string, 'ComputeId'>;
 export type WorkUnitId = Brand<string, 'WorkUnitId'>;
 export type ServerId = Brand<string, 'ServerId'>;
 export type OrcId = Brand<string, 'OrcId'>;
+export type GroupId = Brand<string, 'GroupId'>;
 
 export const newWorkUnitId = (): WorkUnitId => randomUUID() as WorkUnitId;
 export const newServerId = (): ServerId => randomUUID() as ServerId;
+export const newGroupId = (): GroupId => randomUUID() as GroupId;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const isUuid = (s: string): boolean => UUID.test(s);

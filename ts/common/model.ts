@@ -1,6 +1,6 @@
 // The records Quark keeps in ZooKeeper. One definition, used by api, orc and compute.
-import type { ComputeId, ServerId, WorkUnitId } from './ids.js';
-import type { StepName, VmStatus, WorkKind, WorkUnitState } from './vocabulary.js';
+import type { ComputeId, GroupId, ServerId, WorkUnitId } from './ids.js';
+import type { GroupPolicy, StepName, VmStatus, WorkKind, WorkUnitState } from './vocabulary.js';
 import type { PlacementPolicy } from './placement-policy.js';
 
 export { TERMINAL, type WorkUnitState } from './vocabulary.js';
@@ -60,7 +60,8 @@ export interface BuildRequest {
   bandwidth_mbps: number;
   zone?: string;
   labels?: string[];
-  group?: string;
+  /** The server group the VM is a member of: placement follows its policy. */
+  group?: GroupId;
   anti_affinity_group?: string;
 }
 
@@ -77,6 +78,25 @@ export interface ServerRecord {
   /** The work unit currently acting on this server; one at a time. */
   task: WorkUnitId | null;
   last_error?: ErrorInfo;
+  /** Its server group, if it joined one at boot; it leaves when deleted or when its build fails. */
+  group?: GroupId;
+}
+
+/**
+ * /quark/server-groups/<id>: a server group (Nova's). Who is a member is the children of its
+ * members/ directory (joined by the boot's accept, left by the delete's or failed build's finish);
+ * where each member was placed is `placed`, written by the claims. Every claim of a member sets
+ * this record at the version its placement read, so the version is the group's placement
+ * generation: two claims placed on the same membership cannot both commit.
+ */
+export interface ServerGroupRecord {
+  id: GroupId;
+  project: string;
+  name: string;
+  policy: GroupPolicy;
+  created_at: number;
+  /** Member → the compute its claim placed it on. An entry whose member left is dropped by the next claim. */
+  placed: Record<ServerId, ComputeId>;
 }
 
 /** next_tasks/<wu> (and active_tasks/<wu>) node value: everything a compute needs to run it. */

@@ -57,3 +57,11 @@ export const UNIT_ERROR_CODES = [
   'NOT_PROVIDED',
 ] as const;
 export type UnitErrorCode = (typeof UNIT_ERROR_CODES)[number];
+
+/**
+ * Server group policies (Nova's): affinity keeps members on one compute, anti-affinity on
+ * distinct computes, soft-anti-affinity spreads them while it can and still places when it cannot.
+ */
+export const GROUP_POLICIES = ['affinity', 'anti-affinity', 'soft-anti-affinity'] as const;
+export type GroupPolicy = (typeof GROUP_POLICIES)[number];
+export const isGroupPolicy = (s: unknown): s is GroupPolicy => typeof s === 'string' && (GROUP_POLICIES as readonly string[]).includes(s);

@@ -13,6 +13,7 @@ import { ensureUndefined, runStepEffect } from './steps.js';
 import { dropCommit, failureCommit, finishCommit, stepCommit, stepFailure, type UnitOnCompute } from './commits.js';
 import type { ComputeContext, ManagedVms } from './context.js';
 import { usageRelease } from '../auth/quota.js';
+import { groupLeave } from '../lifecycle/groups.js';
 import type { Fence } from './fence.js';
 
 export interface RunnerOptions {
@@ -243,6 +244,7 @@ export class Runner implements StepRunner {
       if (task.kind === 'delete' && !free) throw new Error('self/free is missing');
       const c = finishCommit(paths, this.at(entry), completed, now, { server, managed: this.managed.get(vm), free });
       if (task.kind === 'delete') c.ops.push(...(await usageRelease(zk, paths, vm))); // the project's quota usage (ts/auth/quota.ts)
+      if (task.kind === 'delete') c.ops.push(...(await groupLeave(zk, paths, server?.value))); // and its server group (ts/lifecycle/groups.ts)
       try {
         await this.commitTxn(entry, c.ops, taskGone(this.c, task.work_unit_id));
       } catch (e) {
@@ -273,6 +275,7 @@ export class Runner implements StepRunner {
       const server = read(await zk.get<ServerRecord>(paths.server(vm)));
       const c = failureCommit(paths, this.at(entry), completed, error, now, { ...present, server, free, managedStatus: this.managed.get(vm)?.status });
       if (task.kind === 'build') c.ops.push(...(await usageRelease(zk, paths, vm))); // the project's quota usage (ts/auth/quota.ts)
+      if (task.kind === 'build') c.ops.push(...(await groupLeave(zk, paths, server?.value))); // and its server group (ts/lifecycle/groups.ts)
       try {
         await this.commitTxn(entry, c.ops, taskGone(this.c, task.work_unit_id));
         entry.wu = c.unit;

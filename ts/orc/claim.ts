@@ -1,7 +1,7 @@
 // The optimistic claim (Omega, Nova placement generations): self/free is written only if its
 // znode version is the one the placement was scored on, together with whatever else the caller
-// adds (the next_tasks entry, the work unit's new state), in one transaction. A lost race
-// refreshes the view and reports 'conflict' so the caller re-places.
+// adds (the next_tasks entry, the work unit's new state, a server group's placement), in one
+// transaction. A lost race refreshes the view and reports 'conflict' so the caller re-places.
 import type { Zk } from '../zk/client.js';
 import { isZkError } from '../zk/errors.js';
 import type { Txn } from '../zk/txn.js';
@@ -19,6 +19,8 @@ export async function claimCapacity(
   target: ComputeId,
   need: Consumes,
   addOps: (txn: Txn) => void,
+  /** Nodes whose version the placement read too (a server group's): a conflict there is a lost race as well. */
+  racesOn: readonly string[] = [],
 ): Promise<ClaimOutcome> {
   // Another writer changed it since we last read it: read it now (a claim on a stale version
   // would only fail).
@@ -42,6 +44,7 @@ export async function claimCapacity(
       await cluster.refresh(target);
       return 'conflict';
     }
+    if (isZkError(e, 'BAD_VERSION') && e.path !== undefined && racesOn.includes(e.path)) return 'conflict';
     // Another op's version or existence check failed: the caller's own record moved.
     if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NO_NODE') || isZkError(e, 'NODE_EXISTS')) return 'other-version';
     throw e;

@@ -30,6 +30,8 @@ import { claimCapacity } from './claim.js';
 import { ShardOwnership } from './shards.js';
 import type { ClusterView, PlacementRequest } from './placement/types.js';
 import { releaseServerUsage } from '../auth/quota.js';
+import { claimOps, groupLeave, type GroupRead } from '../lifecycle/groups.js';
+import { GroupPlacement, groupFilterOf } from './groups.js';
 
 export interface OrcOptions {
   zk: Zk;
@@ -55,6 +57,7 @@ export class Orc {
   private config!: ClusterConfig;
   private cluster!: ClusterWatch;
   private ownership!: ShardOwnership;
+  private groups!: GroupPlacement;
   private readonly inboxes = new Map<number, { stop(): void }>();
   /** Work units of owned shards this orc is driving or supervising. */
   private readonly driving = new Map<WorkUnitId, Driving>();
@@ -89,6 +92,7 @@ export class Orc {
     });
     this.cluster.start();
     await this.cluster.ready;
+    this.groups = new GroupPlacement(zk, paths, this.o.view);
     this.ownership = new ShardOwnership(zk, paths, this.id, this.config.shards, log);
     this.ownership.on('acquired', (n: number) => this.onAcquired(n));
     this.ownership.on('released', (n: number) => this.onReleased(n));
@@ -241,14 +245,19 @@ export class Orc {
     };
   }
 
-  private async schedule(wuId: WorkUnitId, version: number, wu: WorkUnitRecord): Promise<void> {
+  private async schedule(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, inTurn = false): Promise<void> {
     const { log } = this.o;
     if (!wu.request) return this.fail(wuId, version, wu, { code: 'MALFORMED_WORK_UNIT', message: 'build without a request' });
+    const groupId = wu.request.group;
+    if (groupId && !inTurn) return this.groups.turn(groupId, () => this.schedule(wuId, version, wu, true));
     const need = flavorConsumes(wu.request.flavor, wu.request.bandwidth_mbps);
     let refreshed = false;
     for (let attempt = 0; attempt <= (this.o.maxClaimRetries ?? 20); attempt++) {
       if (!this.owns(wu.shard)) return;
-      const placement = this.o.view.place(this.requestOf(wu));
+      // A member is placed on the group as read now, under its policy (ts/orc/groups.ts).
+      const group = groupId ? await this.groups.read(groupId) : null;
+      if (groupId && !group) return this.fail(wuId, version, wu, { code: 'MALFORMED_WORK_UNIT', message: `server group ${groupId} does not exist` });
+      const placement = group ? this.groups.place(this.requestOf(wu), group, wu.server_id) : this.o.view.place(this.requestOf(wu));
       // Before giving up for want of a host, read what other writers changed (a compute may have
       // given capacity back) and place again: once per unit, and only computes big enough to
       // hold it when empty (a flavor no compute could ever hold costs no reads).
@@ -262,14 +271,16 @@ export class Orc {
           .filter(([, n]) => n > 0)
           .map(([f, n]) => `${f} removed ${n}`)
           .join(', ');
+        const filter = group ? groupFilterOf(group.record.policy) : null;
+        const byGroup = group && filter && placement.rejected[filter] > 0 ? ` (the ${filter} filter is server group ${group.record.name} ${group.record.id}, policy ${group.record.policy})` : '';
         return this.fail(wuId, version, wu, {
           code: 'NO_VALID_HOST',
-          message: `no compute can hold ${need.vcpus} vcpus, ${need.ram_mb} MB RAM, ${need.disk_gb} GB disk: ${placement.considered} considered${removed ? `; ${removed}` : ''}`,
+          message: `no compute can hold ${need.vcpus} vcpus, ${need.ram_mb} MB RAM, ${need.disk_gb} GB disk: ${placement.considered} considered${removed ? `; ${removed}` : ''}${byGroup}`,
           rejected: placement.rejected,
         });
       }
       const target = placement.computeId as ComputeId;
-      const outcome = await this.withComputeLock(target, () => this.claim(wuId, version, wu, target, need));
+      const outcome = await this.withComputeLock(target, () => this.claim(wuId, version, wu, target, need, group));
       if (outcome === 'claimed') {
         this.stats.placed++;
         this.driving.set(wuId, { shard: wu.shard, computeId: target });
@@ -303,6 +314,7 @@ export class Orc {
     wu: WorkUnitRecord,
     target: ComputeId,
     need: Consumes,
+    group: GroupRead | null = null,
   ): Promise<'claimed' | 'conflict' | 'unit-moved'> {
     const { zk, paths } = this.o;
     const st = this.cluster.computes.get(target);
@@ -324,7 +336,9 @@ export class Orc {
     const outcome = await claimCapacity(zk, paths, this.cluster, target, need, (txn) => {
       createEntries(txn, paths.nextTask(target, wuId), nextTaskEntries(task));
       txn.set(paths.workUnit(wuId), scheduled, version);
-    });
+      // The member's placement, at the group's version: another claim of the group since is a lost race.
+      if (group) applyOps(txn, claimOps(paths, group, wu.server_id, target));
+    }, group ? [paths.serverGroup(group.record.id)] : []);
     return outcome === 'other-version' ? 'unit-moved' : outcome;
   }
 
@@ -382,8 +396,8 @@ export class Orc {
     // Nothing ran, nothing to undo: the delete succeeded, and its server record goes.
     const gone = serverOn(server.value, { type: 'unit_succeeded', unit: wuId, kind: 'delete', compute: server.value.compute_id, from: server.value.status });
     if (!done.ok || !gone.ok) return;
-    // The project's quota usage is released first (ts/auth/quota.ts); a server whose build failed holds none.
-    await (await releaseServerUsage(zk, paths, zk.txn(), wu.server_id))
+    // The project's quota usage is released first (ts/auth/quota.ts); a server whose build failed holds none. So is its group membership.
+    await applyOps(await releaseServerUsage(zk, paths, zk.txn(), wu.server_id), await groupLeave(zk, paths, server.value))
       .remove(paths.server(wu.server_id), server.version)
       .set(paths.workUnit(wuId), done.next, version)
       .remove(paths.inboxEntry(wu.shard, wuId))
@@ -419,6 +433,7 @@ export class Orc {
       txn.set(paths.workUnit(wuId), failed, version);
       if (kind === 'build') await releaseServerUsage(zk, paths, txn, failed.server_id); // quota usage (ts/auth/quota.ts)
       const server = await zk.get<ServerRecord>(paths.server(failed.server_id));
+      if (kind === 'build') applyOps(txn, await groupLeave(zk, paths, server?.value)); // a failed build leaves its server group
       const shown = server?.value && error ? serverOn(server.value, { type: 'unit_failed', unit: wuId, kind, error }) : null;
       if (server && shown?.ok) txn.set(paths.server(failed.server_id), shown.next, server.stat.version);
       txn.remove(paths.inboxEntry(failed.shard, wuId));

@@ -1,5 +1,5 @@
 // Every ZooKeeper path Quark uses, in one place. The compute directory keeps the seed's names.
-import type { ComputeId, ServerId, WorkUnitId } from '../common/ids.js';
+import type { ComputeId, GroupId, ServerId, WorkUnitId } from '../common/ids.js';
 
 export class Paths {
   constructor(readonly root = '/quark') {
@@ -24,6 +24,10 @@ export class Paths {
   workUnit(id: WorkUnitId): string { return `${this.workUnits}/${id}`; }
   get servers(): string { return `${this.root}/servers`; }
   server(id: ServerId): string { return `${this.servers}/${id}`; }
+  get serverGroups(): string { return `${this.root}/server-groups`; }
+  serverGroup(id: GroupId): string { return `${this.serverGroups}/${id}`; }
+  groupMembers(id: GroupId): string { return `${this.serverGroup(id)}/members`; }
+  groupMember(id: GroupId, server: ServerId): string { return `${this.groupMembers(id)}/${server}`; }
   get idempotency(): string { return `${this.root}/idempotency`; }
   idempotencyKey(hash: string): string { return `${this.idempotency}/${hash}`; }
 
@@ -37,6 +41,6 @@ export class Paths {
 
   /** The persistent directories every process may assume exist. */
   get skeleton(): string[] {
-    return [this.root, this.computes, this.workUnits, this.servers, this.idempotency, this.shards, this.orcs];
+    return [this.root, this.computes, this.workUnits, this.servers, this.serverGroups, this.idempotency, this.shards, this.orcs];
   }
 }

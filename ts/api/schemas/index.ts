@@ -1,6 +1,6 @@
 // JSON schemas: they validate every body, param and query, and document the API (GET /openapi.json).
 // Every enum is Quark's vocabulary (ts/common/vocabulary.ts), never a list written again here.
-import { ACTIONS, SERVER_STATUSES, STEP_NAMES, WORK_KINDS, WORK_UNIT_STATES } from '../../common/vocabulary.js';
+import { ACTIONS, GROUP_POLICIES, SERVER_STATUSES, STEP_NAMES, WORK_KINDS, WORK_UNIT_STATES } from '../../common/vocabulary.js';
 
 const uuid = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' } as const;
 const name = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' } as const;
@@ -36,6 +36,7 @@ export const createServerBody = {
     labels: { type: 'array', items: label, maxItems: 32, uniqueItems: true, description: 'the compute must carry every one of these labels' },
     zone: { ...name, description: 'the compute must be in this zone' },
     bandwidth_mbps: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+    group: { ...uuid, description: 'a server group of the project: the server joins it and is placed by its policy' },
   },
 } as const;
 
@@ -76,6 +77,7 @@ export const server = {
     labels: { type: 'array', items: { type: 'string' } },
     zone: { type: ['string', 'null'] },
     task: { type: ['string', 'null'], description: 'the work unit acting on the server now' },
+    group: { type: ['string', 'null'], description: 'the server group it was booted into' },
     created_at: timestamp,
     last_error: errorInfo,
   },
@@ -115,6 +117,28 @@ export const compute = {
     managing: { type: 'integer' },
     active_tasks: { type: 'integer' },
     next_tasks: { type: 'integer' },
+  },
+} as const;
+
+export const createGroupBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'policy'],
+  properties: { name, policy: { type: 'string', enum: GROUP_POLICIES } },
+} as const;
+
+export const serverGroup = {
+  type: 'object',
+  properties: {
+    id: uuid,
+    project: { type: 'string' },
+    name: { type: 'string' },
+    policy: { type: 'string', enum: GROUP_POLICIES },
+    created_at: timestamp,
+    members: {
+      type: 'array',
+      items: { type: 'object', properties: { server_id: uuid, compute_id: { type: ['string', 'null'], description: 'where its claim placed it; null until placed' } } },
+    },
   },
 } as const;
 
