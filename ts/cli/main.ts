@@ -34,6 +34,8 @@ Commands:
                                    token create --bootstrap writes straight into ZooKeeper: the first admin token)
   project   quotas and usage       project quota set <P> [--instances N] [--vcpus N] [--ram-mb N] [--disk-gb N]
                                    (a number, or none = unlimited) | project quota show <P> | project usage <P>
+  group     server groups          group create --name N --policy affinity|anti-affinity|soft-anti-affinity
+                                   group list | group show <id> | group delete <id>   (through the API, as token)
   orc       an orchestrator        --id ID (random)
                                    --sweep-ms (2000: how often owned inboxes are re-read for units that could not move)
                                    --stale-free-ms (5000: how long another writer's change to a compute's
@@ -205,6 +207,29 @@ async function main(argv: string[]): Promise<void> {
         else throw new UsageError(cmd === 'token' ? 'usage: quark token create|list|revoke' : 'usage: quark project quota set|show <P> | project usage <P>');
       } catch (e) {
         if (e instanceof Error && /^invalid (project|TTL)|TTL/.test(e.message)) throw new UsageError(e.message);
+        if (!(e instanceof cli.CliError)) throw e;
+        process.stderr.write(`quark: ${e.message}\n`);
+        process.exit(1);
+      }
+      process.stdout.write(out);
+      return;
+    }
+    case 'group': {
+      const a = parse({ api: { type: 'string' }, name: { type: 'string' }, policy: { type: 'string' } }, true);
+      const cli = await import('../auth/cli.js');
+      const groups = await import('./groups.js');
+      const api = (a.v.api as string | undefined) ?? cli.defaultApi();
+      const [sub, id] = a.pos;
+      let out: string;
+      try {
+        if (sub === 'create') {
+          if (!a.v.name || !a.v.policy) throw new UsageError('group create needs --name and --policy');
+          out = await groups.groupCreate(api, a.v.name as string, a.v.policy as string);
+        } else if (sub === 'list' && !id) out = await groups.groupList(api);
+        else if (sub === 'show' && id) out = await groups.groupShow(api, id);
+        else if (sub === 'delete' && id) out = await groups.groupDelete(api, id);
+        else throw new UsageError('usage: quark group create --name N --policy P | list | show <id> | delete <id>');
+      } catch (e) {
         if (!(e instanceof cli.CliError)) throw e;
         process.stderr.write(`quark: ${e.message}\n`);
         process.exit(1);
