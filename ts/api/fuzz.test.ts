@@ -34,9 +34,9 @@ const ROLE_OF: Partial<Record<Who, Role>> = { admin: 'admin', memberA: 'member',
 const tokens: Partial<Record<Who, string>> = {};
 
 /** Per project: what must never reach the other project. */
-const secrets: Record<'A' | 'B', { servers: string[]; units: string[]; tokenIds: string[]; names: string[] }> = {
-  A: { servers: [], units: [], tokenIds: [], names: [] },
-  B: { servers: [], units: [], tokenIds: [], names: [] },
+const secrets: Record<'A' | 'B', { servers: string[]; units: string[]; tokenIds: string[]; names: string[]; groups: string[] }> = {
+  A: { servers: [], units: [], tokenIds: [], names: [], groups: [] },
+  B: { servers: [], units: [], tokenIds: [], names: [], groups: [] },
 };
 const counts = new Map<string, number>();
 let cases = 0;
@@ -57,9 +57,16 @@ beforeAll(async () => {
   tokens.malformed = 'quark.nothex.short';
   // Each project holds servers and units, with names that appear nowhere else.
   for (const [p, who, quota] of [['A', 'memberA', 'alpha'], ['B', 'memberB', 'bravo']] as const) {
+    const groupName = `${p === 'A' ? 'alphagroup' : 'bravogroup'}x${Math.random().toString(36).slice(2, 8)}`;
+    const g = await app.inject({ method: 'POST', url: '/v1/server-groups', payload: { name: groupName, policy: 'anti-affinity' }, headers: auth(who) });
+    expect(g.statusCode).toBe(201);
+    secrets[p].groups.push(g.json().id);
+    secrets[p].names.push(groupName);
     for (let i = 0; i < 2; i++) {
       const name = `${p === 'A' ? 'alphasecret' : 'bravosecret'}${i}x${Math.random().toString(36).slice(2, 8)}`;
-      const r = await app.inject({ method: 'POST', url: '/v1/servers', payload: { name, flavor: { vcpus: 1, ram_mb: 64, disk_gb: 1 } }, headers: auth(who) });
+      // The first server is a member of the project's group.
+      const member = i === 0 ? { group: g.json().id } : {};
+      const r = await app.inject({ method: 'POST', url: '/v1/servers', payload: { name, flavor: { vcpus: 1, ram_mb: 64, disk_gb: 1 }, ...member }, headers: auth(who) });
       expect(r.statusCode).toBe(202);
       secrets[p].servers.push(r.json().server_id);
       secrets[p].units.push(r.json().work_unit_id);
@@ -109,7 +116,12 @@ function paramValue(url: string): fc.Arbitrary<string> {
   if (url.startsWith('/v1/tokens')) return fc.oneof(fc.constantFrom(...secrets.A.tokenIds, ...secrets.B.tokenIds), fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 24, maxLength: 24 }), fc.string());
   if (url.startsWith('/v1/projects')) return fc.oneof(fc.constantFrom('alpha', 'bravo', 'ops', 'nobody', '..', '.hidden'), fc.string({ maxLength: 70 }));
   if (url.startsWith('/ui/assets')) return fc.oneof(fc.constantFrom('ui.js', 'ui.css', '..%2Fpackage.json', 'x.map'), fc.string());
-  return fc.oneof(fc.constantFrom(...secrets.A.servers, ...secrets.B.servers, ...secrets.A.units, ...secrets.B.units), fc.uuid(), uuidish, fc.string({ maxLength: 40 }));
+  return fc.oneof(
+    fc.constantFrom(...secrets.A.servers, ...secrets.B.servers, ...secrets.A.units, ...secrets.B.units, ...secrets.A.groups, ...secrets.B.groups),
+    fc.uuid(),
+    uuidish,
+    fc.string({ maxLength: 40 }),
+  );
 }
 
 const queryKeys = fc.constantFrom('status', 'state', 'kind', 'server_id', 'limit', 'since', 'ticket', 'x', 'project');
@@ -128,7 +140,17 @@ const flavor = fc.record(
   { requiredKeys: [] },
 );
 const body = fc.oneof(
-  fc.record({ name: fc.oneof(fc.constantFrom('web', 'db-1', '../x', ''), fc.string({ maxLength: 70 })), flavor, labels: fc.array(fc.string({ maxLength: 10 }), { maxLength: 3 }) }, { requiredKeys: [] }),
+  fc.record(
+    {
+      name: fc.oneof(fc.constantFrom('web', 'db-1', '../x', ''), fc.string({ maxLength: 70 })),
+      flavor,
+      labels: fc.array(fc.string({ maxLength: 10 }), { maxLength: 3 }),
+      // Chained: the groups exist only once beforeAll has run.
+      group: fc.oneof(fc.constant(null).chain(() => fc.constantFrom(...secrets.A.groups, ...secrets.B.groups)), fc.uuid(), fc.string({ maxLength: 10 })),
+    },
+    { requiredKeys: [] },
+  ),
+  fc.record({ name: fc.constantFrom('grp', '../g', ''), policy: fc.constantFrom('affinity', 'anti-affinity', 'soft-anti-affinity', 'never') }, { requiredKeys: [] }),
   fc.record({ action: fc.oneof(fc.constantFrom('start', 'stop', 'reboot', 'explode'), fc.string()) }, { requiredKeys: [] }),
   fc.record({ project: fc.constantFrom('alpha', 'bravo', 'x/y'), role: fc.constantFrom('admin', 'member', 'reader', 'root'), ttl_seconds: fc.integer({ min: -5, max: 100 }) }, { requiredKeys: [] }),
   fc.record({ instances: fc.oneof(fc.integer({ min: -1, max: 100 }), fc.constant(null)), vcpus: fc.integer({ min: 0, max: 100 }) }, { requiredKeys: [] }),
@@ -193,7 +215,7 @@ function leaked(who: Who, question: string, answer: string): string[] {
   const out: string[] = [];
   for (const p of others as Array<'A' | 'B'>) {
     const s = secrets[p];
-    for (const v of [...s.servers, ...s.units, ...s.tokenIds, ...s.names]) if (answer.includes(v) && !question.includes(v)) out.push(v);
+    for (const v of [...s.servers, ...s.units, ...s.tokenIds, ...s.names, ...s.groups]) if (answer.includes(v) && !question.includes(v)) out.push(v);
   }
   return out;
 }
