@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, startCluster, waitForUnit, type TestCluster, type WorkUnitView } from './cluster.js';
 import { useProcessGroup } from './support/index.js';
-import type { WorkUnitId } from '../ts/common/ids.js';
+import type { ComputeId, WorkUnitId } from '../ts/common/ids.js';
 import type { WorkUnitRecord } from '../ts/common/model.js';
 
 const group = useProcessGroup();
@@ -156,6 +156,36 @@ describe('soft-anti-affinity', () => {
     expect(second.map((u) => u.state)).toEqual(Array(COMPUTES).fill('SUCCEEDED'));
     expect(perCompute(await membersOn(g)).sort()).toEqual(Array(COMPUTES).fill(2));
     for (const u of [...first, ...second]) await deleteServer(u.server_id);
+  });
+});
+
+describe('leaving on a failed build', () => {
+  it('a member the compute refuses (its own admission, past a forged self/free) leaves the group in the failure\'s transaction', async () => {
+    const g = await newGroup('refused', 'affinity');
+    const big = { ...flavor, vcpus: 64 }; // all of a compute: 16 vCPUs x overcommit 4
+    const first = await http(`${c.api}/v1/servers`, { method: 'POST', body: { name: 'first', flavor: big, group: g } });
+    const placed = await waitForUnit(c.api, first.body.work_unit_id);
+    expect(placed.state).toBe('SUCCEEDED');
+    // A forged self/free (the kind of write ZooKeeper ACLs will forbid) says the full compute is
+    // empty; affinity sends the next member there, and the orc reads the forged value before it
+    // would give up for want of a host.
+    const id = placed.compute_id as ComputeId;
+    const free = (await c.zk.get<Record<string, number>>(c.paths.selfFree(id)))!;
+    await c.zk.set(c.paths.selfFree(id), { ...free.value, vcpus: 1000 }, free.stat.version);
+    try {
+      const r = await http(`${c.api}/v1/servers`, { method: 'POST', body: { name: 'too-big', flavor: big, group: g } });
+      expect(r.status).toBe(202);
+      const u = await waitForUnit(c.api, r.body.work_unit_id);
+      expect([u.state, u.error?.code, u.compute_id]).toEqual(['FAILED', 'NO_CAPACITY', id]);
+      expect((await showGroup(g)).members).toEqual([{ server_id: first.body.server_id, compute_id: id }]);
+      await deleteServer(r.body.server_id);
+    } finally {
+      // The failure gave back what the claim took: the forged value is there again, and goes.
+      const now = (await c.zk.get<Record<string, number>>(c.paths.selfFree(id)))!;
+      await c.zk.set(c.paths.selfFree(id), free.value, now.stat.version);
+    }
+    await deleteServer(first.body.server_id);
+    expect((await http(`${c.api}/v1/server-groups/${g}`, { method: 'DELETE' })).status).toBe(204);
   });
 });
 
