@@ -10,6 +10,9 @@ import { serverRoutes } from './routes/servers.js';
 import { workUnitRoutes } from './routes/work-units.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { uiRoutes } from './routes/ui.js';
+import { imageRoutes } from './routes/images.js';
+import { consoleRoutes } from './routes/console.js';
+import { ImageStore, type ImageStoreOptions } from '../images/store.js';
 
 export interface AppOptions {
   zk: Zk;
@@ -17,18 +20,23 @@ export interface AppOptions {
   config: ClusterConfig;
   log?: Logger;
   bodyLimitBytes?: number;
+  /** Where uploaded images are kept, and the URL computes fetch them at; without it, no uploads. */
+  images?: ImageStoreOptions;
 }
 
 export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
+  const bodyLimitBytes = o.bodyLimitBytes ?? 16 * 1024;
   const app = Fastify({
     logger: false,
-    bodyLimit: o.bodyLimitBytes ?? 16 * 1024,
+    bodyLimit: bodyLimitBytes,
     ajv: {
       // Unknown fields and wrong types are errors, not silently dropped or coerced.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
     },
   });
-  const store = new ApiStore(o.zk, o.paths, o.config);
+  const images = new ImageStore(o.zk, o.paths, o.images);
+  await images.init();
+  const store = new ApiStore(o.zk, o.paths, o.config, images);
   // JSON only: anything else is 415, not a string that fails validation later.
   app.removeContentTypeParser('text/plain');
 
@@ -50,9 +58,11 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     return { ok: true, zookeeper: o.zk.state };
   });
 
-  await app.register(serverRoutes, { prefix: '/v1', store });
+  await app.register(serverRoutes, { prefix: '/v1', store, bodyLimitBytes });
   await app.register(workUnitRoutes, { prefix: '/v1', store });
   await app.register(clusterRoutes, { prefix: '/v1', store });
+  await app.register(imageRoutes, { prefix: '/v1', images });
+  await app.register(consoleRoutes, { prefix: '/v1', zk: o.zk, paths: o.paths });
   await app.register(uiRoutes, { zk: o.zk, paths: o.paths, log: o.log });
   return app;
 }

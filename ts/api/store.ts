@@ -11,6 +11,7 @@ import {
   type ComputeCapacity,
   type Consumes,
   type Flavor,
+  type PortMapping,
   type ServerRecord,
   type WorkUnitRecord,
 } from '../common/model.js';
@@ -18,6 +19,8 @@ import { stepsOf, type ServerAction, type WorkKind } from '../actors/kinds.js';
 import { acceptsAction } from '../actors/vm.js';
 import { ApiError, notFound } from './errors.js';
 import { lockQueue, type OrcMember } from '../orc/shards.js';
+import type { ImageStore } from '../images/store.js';
+import { imageRef, type ImageRecord } from '../images/model.js';
 
 export interface CreateServer {
   name: string;
@@ -25,6 +28,11 @@ export interface CreateServer {
   labels?: string[];
   zone?: string;
   bandwidth_mbps?: number;
+  /** Image name or id. */
+  image?: string;
+  /** base64 */
+  user_data?: string;
+  ports?: PortMapping[];
 }
 
 export interface Accepted {
@@ -44,6 +52,7 @@ export class ApiStore {
     private readonly zk: Zk,
     private readonly paths: Paths,
     private readonly config: ClusterConfig,
+    private readonly images?: ImageStore,
   ) {}
 
   private newWorkUnit(kind: WorkKind, server: ServerId, extra: Partial<WorkUnitRecord> = {}): WorkUnitRecord {
@@ -76,6 +85,11 @@ export class ApiStore {
       const seen = await this.replay(keyPath, fingerprint);
       if (seen) return seen;
     }
+    const image = await this.imageFor(req);
+    const ports = req.ports?.length ? req.ports : undefined;
+    if (ports && new Set(ports.map((p) => p.host_port)).size !== ports.length) {
+      throw new ApiError('BAD_REQUEST', 'two ports forward the same host_port');
+    }
     const serverId = newServerId();
     const wu = this.newWorkUnit('build', serverId, {
       request: {
@@ -84,6 +98,9 @@ export class ApiStore {
         bandwidth_mbps: req.bandwidth_mbps ?? 0,
         zone: req.zone,
         labels: req.labels,
+        ...(image ? { image: imageRef(image) } : {}),
+        ...(req.user_data ? { user_data: req.user_data } : {}),
+        ...(ports ? { ports } : {}),
       },
     });
     const server: ServerRecord = {
@@ -96,6 +113,8 @@ export class ApiStore {
       zone: req.zone ?? null,
       created_at: wu.created_at,
       task: wu.id,
+      ...(image ? { image: image.id } : {}),
+      ...(ports ? { ports } : {}),
     };
     const answer: Accepted = { work_unit_id: wu.id, server_id: serverId };
     const txn = this.zk
@@ -104,9 +123,12 @@ export class ApiStore {
       .create(this.paths.server(serverId), server)
       .create(this.paths.inboxEntry(wu.shard, wu.id));
     if (keyPath) txn.create(keyPath, { fingerprint, answer } satisfies IdempotencyRecord);
+    // The image cannot be deleted while this node exists, nor this server made once it is gone.
+    if (image) this.images!.addUser(txn, image.id, serverId);
     try {
       await txn.commit();
     } catch (e) {
+      if (image && isZkError(e, 'NO_NODE')) throw new ApiError('BAD_REQUEST', `image ${req.image} was deleted meanwhile`);
       // A concurrent request with the same key won the race: answer what it answered.
       if (keyPath && isZkError(e, 'NODE_EXISTS') && e.path === keyPath) {
         const seen = await this.replay(keyPath, fingerprint);
@@ -115,6 +137,14 @@ export class ApiStore {
       throw e;
     }
     return answer;
+  }
+
+  private async imageFor(req: CreateServer): Promise<ImageRecord | undefined> {
+    if (req.image === undefined) return undefined;
+    if (!this.images) throw new ApiError('BAD_REQUEST', 'this API knows no images');
+    const found = await this.images.resolve(req.image);
+    if (!found) throw new ApiError('BAD_REQUEST', `no image named or with id ${req.image}`);
+    return found;
   }
 
   private async replay(keyPath: string, fingerprint: string): Promise<Accepted | null> {
@@ -242,6 +272,8 @@ export function presentServer(s: ServerRecord) {
     task: s.task,
     created_at: iso(s.created_at),
     ...(s.last_error ? { last_error: s.last_error } : {}),
+    ...(s.image ? { image: s.image } : {}),
+    ...(s.ports ? { ports: s.ports } : {}),
   };
 }
 

@@ -16,6 +16,8 @@ export interface UpOptions {
   demo: boolean;
   root: string;
   sessionTimeoutMs: number;
+  /** test: libvirt's test driver; qemu: real guests (ts/dev/qemu-up.ts). */
+  hypervisor?: 'test' | 'qemu';
 }
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -70,6 +72,8 @@ export async function up(o: UpOptions): Promise<void> {
   process.on('SIGINT', () => void stopAll(0));
   process.on('SIGTERM', () => void stopAll(0));
 
+  const qemu = o.hypervisor === 'qemu' ? await (await import('../dev/qemu-up.js')).prepareQemu({ home, say }) : undefined;
+
   say(`starting ZooKeeper on 127.0.0.1:${zkPort} (data in .quark/zk)…`);
   zk = await startZooKeeper({ dataDir: join(home, 'zk'), clientPort: zkPort });
   const api = `http://127.0.0.1:${o.apiPort}`;
@@ -89,10 +93,11 @@ export async function up(o: UpOptions): Promise<void> {
 
   launch('api', ['api', '--port', String(o.apiPort)]);
   for (let i = 1; i <= o.orcs; i++) launch(`orc-${i}`, ['orc', '--id', `orc-${i}`]);
-  for (let i = 1; i <= o.computes; i++) launch(`compute-${i}`, ['compute', '--id', `compute-${i}`]);
+  for (let i = 1; i <= o.computes; i++) launch(`compute-${i}`, ['compute', '--id', `compute-${i}`, ...(qemu?.computeArgs(i) ?? [])]);
 
-  // Ready when the API answers, every compute is alive and every shard has an owner.
-  const deadline = Date.now() + 60_000;
+  // Ready when the API answers, every compute is alive and every shard has an owner. A qemu
+  // compute probes its accelerator first, once per host.
+  const deadline = Date.now() + (qemu ? 180_000 : 60_000);
   for (;;) {
     try {
       const health = await http<{ ok: boolean }>(`${api}/healthz`);
@@ -105,14 +110,14 @@ export async function up(o: UpOptions): Promise<void> {
       /* not up yet */
     }
     if (Date.now() > deadline) {
-      say('the cluster did not come up within 60 s; see .quark/logs/');
+      say(`the cluster did not come up within ${qemu ? 180 : 60} s; see .quark/logs/`);
       return stopAll(1);
     }
     await sleep(250);
   }
-  say(`cluster up: api ${api}, ${o.orcs} orcs, ${o.computes} computes (libvirt test:///default), ZooKeeper ${zk.connectionString}`);
+  say(`cluster up: api ${api}, ${o.orcs} orcs, ${o.computes} computes (${qemu?.describe ?? 'libvirt test:///default'}), ZooKeeper ${zk.connectionString}`);
 
-  if (o.demo) await demo(api);
+  if (o.demo) await (qemu ? qemu.demo(api) : demo(api));
 
   say(`
 Where to look:

@@ -2,6 +2,7 @@
 import type { ComputeId, ServerId, WorkUnitId } from './ids.js';
 import type { StepName, WorkKind } from '../actors/kinds.js';
 import type { VmStatus } from '../actors/vm.js';
+import type { ImageRef } from '../images/model.js';
 
 export interface Flavor {
   vcpus: number;
@@ -62,6 +63,17 @@ export interface BuildRequest {
   labels?: string[];
   group?: string;
   anti_affinity_group?: string;
+  /** What a real guest boots from (required on a qemu compute; the test driver ignores it). */
+  image?: ImageRef;
+  /** NoCloud user data, base64, as the API took it. */
+  user_data?: string;
+  /** TCP ports of the compute's 127.0.0.1 forwarded into the guest (user-mode network). */
+  ports?: PortMapping[];
+}
+
+export interface PortMapping {
+  host_port: number;
+  guest_port: number;
 }
 
 /** /quark/servers/<id>: the VM as users see it. */
@@ -77,6 +89,9 @@ export interface ServerRecord {
   /** The work unit currently acting on this server; one at a time. */
   task: WorkUnitId | null;
   last_error?: ErrorInfo;
+  /** The image's id, when booted from one. */
+  image?: string;
+  ports?: PortMapping[];
 }
 
 /** next_tasks/<wu> (and active_tasks/<wu>) node value: everything a compute needs to run it. */

@@ -25,6 +25,7 @@ import { StepError, stepsLeft, workUnitMachine, type CompletedStep, type StepInp
 import { nextStatus, type VmEvent, type VmStatus } from '../actors/vm.js';
 import { domainName, ensureDefined, ensureRunning, ensureUndefined, runStepEffect, vmIdOfDomain } from './steps.js';
 import { readConfig } from '../zk/config.js';
+import type { GuestHost } from '../guest/host.js';
 
 export interface ComputeOptions {
   id: ComputeId;
@@ -40,6 +41,8 @@ export interface ComputeOptions {
   drainTimeoutMs?: number;
   /** Least time between two writes of self/hypervisor (default 200 ms). */
   hypervisorReportMs?: number;
+  /** Real guests (a qemu:// connection): storage, seeds, consoles, the probed accelerator. */
+  guest?: GuestHost;
 }
 
 interface InFlight {
@@ -168,6 +171,9 @@ export class Compute {
       [`${paths.self(id)}/cpu`, cap.vcpus],
       [`${paths.self(id)}/disk`, cap.disk_gb],
       [`${paths.self(id)}/network/max_bandwidth`, cap.bandwidth_mbps],
+      // What runs the guests (kvm, tcg, or the test driver's records), and where their consoles are read.
+      [`${paths.self(id)}/accel`, this.o.guest?.accel ?? 'test'],
+      ...(this.o.guest ? ([[`${paths.self(id)}/console`, this.o.guest.consoleUrl]] as Array<[string, unknown]>) : []),
     ];
     for (const [p, v] of leaves) {
       if (!(await zk.createIfAbsent(p, v))) await zk.set(p, v, -1);
@@ -218,7 +224,7 @@ export class Compute {
       if (!server?.value || server.value.compute_id !== id) {
         // The orc gave this VM up (LOST and rebuilt elsewhere, or deleted): drop our copy.
         log.warn('dropping a VM this compute no longer owns', { vm });
-        await ensureUndefined(hv, vm as ServerId);
+        await ensureUndefined(hv, vm as ServerId, this.o.guest);
         await removeEntries(zk.txn(), paths.managed(id, vm as ServerId), managedEntries(rec.value)).commit();
         continue;
       }
@@ -228,16 +234,17 @@ export class Compute {
         log.info('VM found again after its compute was lost', { vm, status: rec.value.status });
         await zk.set(paths.server(vm as ServerId), { ...server.value, status: rec.value.status }, server.stat.version);
       }
-      await ensureDefined(hv, vm as ServerId, rec.value.consumes);
+      await ensureDefined(hv, vm as ServerId, rec.value.consumes, id);
       if (rec.value.status === 'ACTIVE') await ensureRunning(hv, vm as ServerId);
     }
     const active = (await zk.children(paths.activeTasks(id))) ?? [];
     const queued = (await zk.children(paths.nextTasks(id))) ?? [];
     for (const dom of await hv.list()) {
       const vm = vmIdOfDomain(dom.name);
-      if (vm && !this.managed.has(vm as ServerId) && !(await this.hasTaskFor(active, queued, vm))) {
+      // Only domains this compute defined: another compute may share the libvirt.
+      if (vm && dom.owner === id && !this.managed.has(vm as ServerId) && !(await this.hasTaskFor(active, queued, vm))) {
         log.warn('removing a libvirt domain nobody manages', { domain: dom.name });
-        await ensureUndefined(hv, vm as ServerId);
+        await ensureUndefined(hv, vm as ServerId, this.o.guest);
       }
     }
     for (const wu of active) await this.resumeActive(wu as WorkUnitId);
@@ -359,7 +366,7 @@ export class Compute {
     const wu = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
     if (!wu?.value || wu.value.compute_id !== id || wu.value.state !== 'RUNNING') {
       log.warn('dropping an active task that is no longer ours', { wu: wuId, state: wu?.value?.state });
-      if (t.value.kind === 'build' && !this.managed.has(t.value.server_id)) await ensureUndefined(this.o.hv, t.value.server_id);
+      if (t.value.kind === 'build' && !this.managed.has(t.value.server_id)) await ensureUndefined(this.o.hv, t.value.server_id, this.o.guest);
       await removeEntries(zk.txn(), base, activeTaskEntries(t.value, completed)).commit();
       return;
     }
@@ -414,6 +421,10 @@ export class Compute {
       consumes: task.consumes,
       admit: (what) => this.admit(task, what),
       shutdownTimeoutMs: this.o.shutdownTimeoutMs ?? 30_000,
+      owner: this.o.id,
+      guest: this.o.guest,
+      request: entry.wu.request,
+      onRetry: (err, attempt) => this.o.log.warn('libvirt unreachable; retrying the step', { wu: task.work_unit_id, step: input.step, attempt, err }),
     });
     const step: CompletedStep = {
       name: input.step,
@@ -581,7 +592,7 @@ export class Compute {
     const vm = task.server_id;
     const now = Date.now();
     const error = { code: failure.code, message: `step ${failure.step} failed: ${failure.message}` };
-    if (task.kind === 'build') await ensureUndefined(hv, vm).catch(() => {});
+    if (task.kind === 'build') await ensureUndefined(hv, vm, this.o.guest).catch(() => {});
     for (;;) {
       const txn = zk.txn();
       // Walk what is there: a step whose commit landed just before the failure is not in `completed`.
@@ -627,7 +638,7 @@ export class Compute {
     const { zk, paths, id, log } = this.o;
     const { task } = entry;
     log.warn('work unit was reassigned while it ran here; abandoning our copy', { wu: task.work_unit_id });
-    if (task.kind === 'build' && !this.managed.has(task.server_id)) await ensureUndefined(this.o.hv, task.server_id).catch(() => {});
+    if (task.kind === 'build' && !this.managed.has(task.server_id)) await ensureUndefined(this.o.hv, task.server_id, this.o.guest).catch(() => {});
     await this.dropTask(task, async (txn) => {
       for (const p of (await zk.walk(paths.activeTask(id, task.work_unit_id))).reverse()) txn.remove(p);
       for (const p of (await zk.walk(paths.nextTask(id, task.work_unit_id))).reverse()) txn.remove(p);

@@ -2,8 +2,10 @@
 // userspace (its init's marker on the console) to count: on a host that is itself a VM, KVM can
 // be advertised and still abort QEMU (an MSR it cannot set) or hang the guest in early boot.
 // Each KVM candidate and TCG are tried at once; KVM wins if any candidate gets there in time.
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
 import type { Accel, CpuMode, Hypervisor } from '../native/libvirt.js';
 import { MARKERS, waitForMarker } from './console.js';
 
@@ -102,4 +104,31 @@ export async function probeAccel(o: ProbeOptions): Promise<ProbeResult> {
     );
   }
   return { accel: winner.accel, cpu: winner.cpu, boot_ms: winner.ms, attempts, probed_at: Date.now() };
+}
+
+/** What makes an earlier probe's answer still true: the same libvirt, host kernel and CPU. */
+export function probeKey(hv: Pick<Hypervisor, 'uri' | 'kind'>): string {
+  return createHash('sha256')
+    .update(JSON.stringify([hv.uri, hv.kind, os.release(), os.cpus()[0]?.model ?? '', process.arch]))
+    .digest('hex');
+}
+
+/**
+ * The probe's answer kept in `cacheFile` for as long as the host stays the same (one probe per
+ * machine, however many computes and test runs), else a new probe, kept there.
+ */
+export async function probeWithCache(o: ProbeOptions & { cacheFile: string }): Promise<{ result: ProbeResult; cached: boolean }> {
+  const key = probeKey(o.hv);
+  try {
+    const kept = JSON.parse(await readFile(o.cacheFile, 'utf8')) as { key: string; result: ProbeResult };
+    if (kept.key === key && kept.result?.accel) return { result: kept.result, cached: true };
+  } catch {
+    /* no earlier probe */
+  }
+  const result = await probeAccel(o);
+  await mkdir(dirname(o.cacheFile), { recursive: true });
+  const tmp = `${o.cacheFile}.${process.pid}`;
+  await writeFile(tmp, JSON.stringify({ key, result }, null, 2));
+  await rename(tmp, o.cacheFile);
+  return { result, cached: false };
 }
