@@ -220,7 +220,7 @@ describe.skipIf(unavailable !== null)('real guests through libvirtd (qemu:///sys
     expect((await (await fetch(`${api}/v1/servers/${server}/console?lines=2`)).text()).trimEnd().split('\n')).toHaveLength(2);
 
     // The server, the compute's published accelerator and host-sized capacity, the domain's owner.
-    expect((await http(`${api}/v1/servers/${server}`)).body).toMatchObject({ status: 'ACTIVE', image: imageId, ports: [{ host_port: forwarded, guest_port: 8080 }] });
+    expect((await http(`${api}/v1/servers/${server}`)).body).toMatchObject({ status: 'ACTIVE', image: imageId, ports: [{ host_port: forwarded, guest_port: 8080 }], console: true });
     expect((await zk.get<string>(`${paths.self(fastId as never)}/accel`))?.value).toBe(probe!.accel);
     const hostInfo = await hv.hostInfo();
     const fast = (await http<Array<{ id: string; capacity: { vcpus: number; ram_mb: number } }>>(`${api}/v1/computes`)).body.find((c) => c.id === fastId);

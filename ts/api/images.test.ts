@@ -119,6 +119,7 @@ describe('images', () => {
 describe('GET /v1/servers/:id/console', () => {
   it('says why there is no console: no compute yet, a test-driver compute, an unknown server', async () => {
     const { server_id } = (await boot({})).json();
+    expect((await app.inject(`/v1/servers/${server_id}`)).json().console).toBe(false);
     const res = await app.inject(`/v1/servers/${server_id}/console?lines=5`);
     expect(res.statusCode).toBe(409);
     expect(res.json().error.code).toBe('NO_CONSOLE');

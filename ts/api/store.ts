@@ -191,7 +191,10 @@ export class ApiStore {
   async getServer(id: ServerId) {
     const s = await this.zk.get<ServerRecord>(this.paths.server(id));
     if (!s?.value) throw notFound('server', id);
-    return presentServer(s.value);
+    // Whether GET /v1/servers/:id/console has something to show: its compute runs real guests.
+    const compute = s.value.compute_id;
+    const console = compute ? (await this.zk.exists(`${this.paths.self(compute)}/console`)) !== null : false;
+    return { ...presentServer(s.value), console };
   }
 
   async listServers(status?: string) {

@@ -123,6 +123,7 @@ export const server = {
     created_at: timestamp,
     last_error: errorInfo,
     image: { type: 'string', description: 'the id of the image it booted from' },
+    console: { type: 'boolean', description: 'GET /v1/servers/:id/console has a serial console to show (only on GET of one server)' },
     ports: { type: 'array', items: { type: 'object', properties: portMapping.properties } },
   },
 } as const;
