@@ -178,6 +178,8 @@ export class Compute {
     for (const [p, v] of leaves) {
       if (!(await zk.createIfAbsent(p, v))) await zk.set(p, v, -1);
     }
+    // A console server left from an earlier life of this id on a real hypervisor is gone now.
+    if (!this.o.guest) await zk.remove(`${paths.self(id)}/console`).catch((e) => { if (!isZkError(e, 'NO_NODE')) throw e; });
     await zk.createIfAbsent(paths.selfFree(id), this.freeOf(ZERO));
   }
 

@@ -214,10 +214,23 @@ impl Connection {
     }
 
     /// Makes sure a directory pool `name` at `path` exists, is running and starts with libvirtd.
+    /// A pool of that name elsewhere (the compute moved its state directory) is redefined here;
+    /// its files stay where they were.
     pub fn ensure_pool(&self, name: &str, path: &str) -> Result<(), QuarkError> {
         let xml = pool_xml(name, path)?;
         self.with(|conn| {
-            let pool = match lookup_pool(conn.lookup_storage_pool_by_name(name))? {
+            let mut found = lookup_pool(conn.lookup_storage_pool_by_name(name))?;
+            if let Some(pool) = &found {
+                let desc = pool.xml_desc(0)?;
+                if pool_target(&desc).as_deref() != Some(path) {
+                    if pool.is_active()? {
+                        pool.destroy()?;
+                    }
+                    pool.undefine()?;
+                    found = None;
+                }
+            }
+            let pool = match found {
                 Some(pool) => pool,
                 None => match conn.define_storage_pool_xml(&xml, 0) {
                     Ok(pool) => pool,
@@ -234,6 +247,11 @@ impl Connection {
                         return Err(e.into());
                     }
                 }
+            } else if pool.refresh(0).is_err() {
+                // Running, but its directory went away under it: start it again from scratch.
+                pool.destroy()?;
+                let _ = pool.build(0);
+                pool.create(0)?;
             }
             let _ = pool.set_autostart(true);
             Ok(())
@@ -437,6 +455,14 @@ fn lookup_pool(
         Err(e) if e.code().is(ErrorNumber::NoStoragePool) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The directory a pool's XML names (`<target><path>`).
+fn pool_target(xml: &str) -> Option<String> {
+    let target = &xml[xml.find("<target>")?..];
+    let start = target.find("<path>")? + "<path>".len();
+    let end = target[start..].find("</path>")? + start;
+    Some(target[start..end].to_owned())
 }
 
 fn find_pool(conn: &Connect, name: &str) -> Result<StoragePool, QuarkError> {
@@ -732,6 +758,20 @@ mod tests {
         let host = open().host_info().unwrap();
         assert!(host.cpus > 0);
         assert!(host.memory_kib > 0);
+    }
+
+    #[test]
+    fn a_pool_defined_elsewhere_is_moved_to_the_path_asked_for() {
+        let c = open();
+        c.ensure_pool("rs-moved", "/rs-moved-a").unwrap();
+        c.ensure_pool("rs-moved", "/rs-moved-b").unwrap();
+        let conn = c.handle().unwrap();
+        let pool = conn.lookup_storage_pool_by_name("rs-moved").unwrap();
+        assert_eq!(
+            pool_target(&pool.xml_desc(0).unwrap()).as_deref(),
+            Some("/rs-moved-b")
+        );
+        assert!(pool.is_active().unwrap());
     }
 
     #[test]
