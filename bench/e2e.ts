@@ -20,6 +20,7 @@ import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
 import { shardOf } from '../ts/common/model.js';
 import { fourLetter, freePort, startZooKeeper, type RunningZooKeeper } from '../ts/zk/server.js';
+import { mintAdminToken } from '../ts/auth/local.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const MAIN = fileURLToPath(new URL('../dist/ts/cli/main.js', import.meta.url));
@@ -138,7 +139,7 @@ function cpuSeconds(pid: number): number {
  */
 function zkThreadCpu(pid: number): Map<string, number> {
   const out = new Map<string, number>();
-  let tids: string[] = [];
+  let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
@@ -182,12 +183,14 @@ function rssMb(pid: number): { rss_mb: number; hwm_mb: number } {
 // Load
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+/** The admin token of the cluster being measured (set once its ZooKeeper is up). */
+const auth: Record<string, string> = {};
 
 function post(port: number, body: unknown): Promise<{ status: number; body: any }> {
   const data = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, path: '/v1/servers', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
+      { host: '127.0.0.1', port, path: '/v1/servers', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...auth } },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -413,7 +416,9 @@ async function main(): Promise<void> {
       procs.push(proc);
       return proc;
     };
-    start('api', ['api', '--port', String(apiPort)]);
+    auth.authorization = `Bearer ${await mintAdminToken(zk.connectionString, root)}`;
+    // The load is the point: no per-token rate limit.
+    start('api', ['api', '--port', String(apiPort), '--rate-limit', '0']);
     const orcs = Array.from({ length: O }, (_, i) => start(`orc-${i + 1}`, ['orc', '--id', `orc-${i + 1}`, '--session-timeout-ms', '4000']));
     const t0 = Date.now();
     const fleet = start('hollow', [
@@ -435,7 +440,7 @@ async function main(): Promise<void> {
     const config = (await client.get<{ shards: number }>(paths.config))!.value!;
     await until('every shard owned', async () => {
       try {
-        const r = await fetch(`http://127.0.0.1:${apiPort}/v1/shards`);
+        const r = await fetch(`http://127.0.0.1:${apiPort}/v1/shards`, { headers: auth });
         const owners = (await r.json()) as Record<string, string | null>;
         return Object.keys(owners).length === config.shards && Object.values(owners).every((x) => x !== null);
       } catch {

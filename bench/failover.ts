@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { freePort, startZooKeeper } from '../ts/zk/server.js';
 import { shardOf } from '../ts/common/model.js';
+import { mintAdminToken } from '../ts/auth/local.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,8 +31,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const running = new Set<ChildProcess>();
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
+/** The admin token of the cluster being measured (set once its ZooKeeper is up). */
+const auth: Record<string, string> = {};
+
 async function get<T>(url: string): Promise<T> {
-  return (await (await fetch(url)).json()) as T;
+  return (await (await fetch(url, { headers: auth })).json()) as T;
 }
 
 async function until<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 60_000): Promise<T> {
@@ -51,6 +55,7 @@ async function until<T>(fn: () => Promise<T | undefined | false>, what: string, 
 async function run(sessionMs: number): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'quark-failover-'));
   const zk = await startZooKeeper({ dataDir: join(dir, 'zk'), clientPort: 0, tickTime: TICK });
+  auth.authorization = `Bearer ${await mintAdminToken(zk.connectionString, '/quark')}`;
   const procs = new Map<string, ChildProcess>();
   const port = await freePort();
   const api = `http://127.0.0.1:${port}`;
@@ -62,7 +67,8 @@ async function run(sessionMs: number): Promise<void> {
     p.once('exit', () => running.delete(p));
   };
   try {
-    start('api', ['api', '--port', String(port)]);
+    // Polled every 10 ms: no rate limit here.
+    start('api', ['api', '--port', String(port), '--rate-limit', '0']);
     for (let i = 1; i <= 3; i++) start(`compute-${i}`, ['compute', '--id', `compute-${i}`, '--vcpus', '256', '--ram-mb', '1048576']);
     let next = 1;
     const live = new Set<string>();
@@ -109,7 +115,7 @@ async function run(sessionMs: number): Promise<void> {
         Array.from({ length: UNITS }, (_, i) =>
           fetch(`${api}/v1/servers`, {
             method: 'POST',
-            headers: { 'content-type': 'application/json' },
+            headers: { 'content-type': 'application/json', ...auth },
             body: JSON.stringify({ name: `fo-${t}-${i}`, flavor: { vcpus: 1, ram_mb: 128, disk_gb: 1 } }),
           }).then((r) => r.json() as Promise<{ work_unit_id: string }>),
         ),

@@ -6,7 +6,11 @@
 //   npm run bench:placement        (needs `npm run build:native` first)
 //
 // Env: QUARK_BENCH_SIZES=1000,10000 to pick sizes; QUARK_BENCH_SCALE=0.2 for fewer iterations;
-// QUARK_BENCH_PORTABLE=1 runs the portable (SSE2) build of the kernel and of the scan.
+// QUARK_BENCH_PORTABLE=1 runs the portable (SSE2) build of the kernel and of the scan;
+// QUARK_BENCH_CASES=latency,batch,fill picks cases; QUARK_BENCH_FILL_SIZES=1000,10000 the fills'.
+//
+// The fill cases measure density: per policy, requests are placed one after another, each
+// claiming, until the first one no compute can take (three request streams per size).
 import { NativeClusterView } from '../ts/orc/placement/native.js';
 import { TwinClusterView } from '../ts/orc/placement/twin.js';
 import type { ComputeRecord, Placement, PlacementRequest, Resources } from '../ts/orc/placement/types.js';
@@ -71,14 +75,16 @@ function cluster(n: number): ComputeRecord[] {
 
 /**
  * The request mix: half plain, a fifth with a zone, a tenth zone + label, a tenth
- * anti-affinity, a tenth a retry (zone + excluded computes).
+ * anti-affinity, a tenth a retry (zone + excluded computes). Stream 0 is the one the latency
+ * cases use; the fill cases also draw streams 1 and 2 (other seeds, other ids).
  */
-function requests(n: number, count: number): PlacementRequest[] {
-  const r = rng(n * 7 + 1);
-  const out: PlacementRequest[] = [];
-  for (let i = 0; i < count; i++) {
+function requestStream(n: number, stream = 0): () => PlacementRequest {
+  const r = rng(n * 7 + 1 + stream);
+  const prefix = stream === 0 ? `wu-${n}` : `wu-${n}-s${stream}`;
+  let i = 0;
+  return () => {
     const need = SIZES[Math.floor(r() * SIZES.length)]!;
-    const req: PlacementRequest = { id: `wu-${n}-${i}`, need };
+    const req: PlacementRequest = { id: `${prefix}-${i}`, need };
     const kind = r();
     if (kind < 0.5) {
       // plain
@@ -91,9 +97,14 @@ function requests(n: number, count: number): PlacementRequest[] {
       req.zone = ZONES[i % 3];
       req.exclude = [0, 1, 2].map(() => `compute-${Math.floor(r() * n).toString().padStart(6, '0')}`);
     }
-    out.push(req);
-  }
-  return out;
+    i++;
+    return req;
+  };
+}
+
+function requests(n: number, count: number): PlacementRequest[] {
+  const next = requestStream(n);
+  return Array.from({ length: count }, next);
 }
 
 function percentile(xs: number[], p: number): number {
@@ -206,9 +217,96 @@ function benchBatch(n: number, batch: number, runs: number): Record<string, numb
   };
 }
 
+type Policy = 'spread' | 'pack';
+const RES_KEYS = ['vcpus', 'ram_mb', 'disk_gb', 'bandwidth_mbps'] as const;
+
+interface StreamFill {
+  placed: number;
+  /** Used / capacity per resource over the alive computes, when the first request failed. */
+  share: Record<(typeof RES_KEYS)[number], number>;
+  /** Per alive compute: vcpus used / vcpus. */
+  vcpuUtil: number[];
+  times: number[];
+}
+
+/**
+ * Places one stream's requests one after another, each success claiming its need in the view,
+ * until the first request no compute can take. With `twin`, the twin places the same requests
+ * in lockstep and must pick the same compute every time.
+ */
+function fillStream(n: number, policy: Policy, stream: number, twin: boolean): StreamFill {
+  const records = cluster(n);
+  const native = new NativeClusterView({ weights: { strategy: policy } });
+  if (portable) native.setSimd(false);
+  const mirror = twin ? new TwinClusterView({ weights: { strategy: policy } }) : undefined;
+  for (const c of records) {
+    native.upsert(c);
+    mirror?.upsert(c);
+  }
+  const free = new Map(records.map((c) => [c.id, { ...c.free }]));
+  const next = requestStream(n, stream);
+  const times: number[] = [];
+  for (;;) {
+    const req = next();
+    const t0 = now();
+    const p = native.place(req);
+    times.push(us(t0, now()));
+    if (mirror && !samePick(p, mirror.place(req))) throw new Error(`fill: native and twin disagree on ${req.id}`);
+    if (!p.ok) break;
+    native.applyClaim(p.computeId, req.need);
+    mirror?.applyClaim(p.computeId, req.need);
+    const f = free.get(p.computeId)!;
+    for (const k of RES_KEYS) f[k] -= req.need[k];
+  }
+  const alive = records.filter((c) => c.alive);
+  const share = {} as StreamFill['share'];
+  for (const k of RES_KEYS) {
+    let cap = 0;
+    let used = 0;
+    for (const c of alive) {
+      cap += c.capacity[k];
+      used += c.capacity[k] - free.get(c.id)![k];
+    }
+    share[k] = used / cap;
+  }
+  const vcpuUtil = alive.map((c) => (c.capacity.vcpus - free.get(c.id)!.vcpus) / c.capacity.vcpus);
+  return { placed: times.length - 1, share, vcpuUtil, times };
+}
+
+const mean = (xs: number[]): number => xs.reduce((a, x) => a + x, 0) / xs.length;
+const stddev = (xs: number[]): number => Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)));
+
+/** The fill case of one policy on one cluster size: FILL_STREAMS request streams, one JSON line. */
+function benchFill(n: number, policy: Policy): Record<string, unknown> {
+  const runs = Array.from({ length: FILL_STREAMS }, (_, s) => fillStream(n, policy, s, n <= FILL_TWIN_MAX));
+  const times = runs.flatMap((r) => r.times);
+  const share = Object.fromEntries(RES_KEYS.map((k) => [k, round(mean(runs.map((r) => r.share[k])), 4)]));
+  log(`fill n=${n} ${policy}: ${runs.map((r) => r.placed).join(', ')} placed`);
+  return {
+    case: 'fill',
+    nodes: n,
+    policy,
+    streams: runs.length,
+    placed_mean: round(mean(runs.map((r) => r.placed)), 1),
+    placed: runs.map((r) => r.placed),
+    share_in_use: share,
+    vcpu_util_stddev: round(mean(runs.map((r) => stddev(r.vcpuUtil))), 4),
+    per_placement_p50_us: round(percentile(times, 50)),
+    per_placement_p99_us: round(percentile(times, 99)),
+    kernel: nativeView().simd ? 'avx2' : 'portable',
+  };
+}
+
+const FILL_STREAMS = 3;
+/** Up to this size the twin replays every fill in lockstep (beyond, the property tests cover it). */
+const FILL_TWIN_MAX = 1_000;
+
 const scale = Number(process.env.QUARK_BENCH_SCALE ?? 1);
-const sizes = (process.env.QUARK_BENCH_SIZES ?? '1000,10000,100000').split(',').map(Number);
+const sizes = (process.env.QUARK_BENCH_SIZES ?? '1000,10000,100000').split(',').filter(Boolean).map(Number);
+const cases = new Set((process.env.QUARK_BENCH_CASES ?? 'latency,batch,fill').split(','));
 const iterationsFor = (n: number): number => Math.max(50, Math.round(scale * (n <= 10_000 ? 3000 : 1000)));
 
-for (const n of sizes) console.log(JSON.stringify(benchSize(n, iterationsFor(n))));
-console.log(JSON.stringify(benchBatch(10_000, 1_000, Math.max(3, Math.round(7 * scale)))));
+if (cases.has('latency')) for (const n of sizes) console.log(JSON.stringify(benchSize(n, iterationsFor(n))));
+if (cases.has('batch')) console.log(JSON.stringify(benchBatch(10_000, 1_000, Math.max(3, Math.round(7 * scale)))));
+const fillSizes = (process.env.QUARK_BENCH_FILL_SIZES ?? '1000,10000').split(',').filter(Boolean).map(Number);
+if (cases.has('fill')) for (const n of fillSizes) for (const policy of ['spread', 'pack'] as const) console.log(JSON.stringify(benchFill(n, policy)));

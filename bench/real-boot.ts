@@ -26,7 +26,11 @@ import { registerTiny } from '../ts/dev/qemu-up.js';
 import { probeWithCache } from '../ts/guest/probe.js';
 import { GuestHost } from '../ts/guest/host.js';
 import { MARKERS, waitForMarker } from '../ts/guest/console.js';
-import type { ImageRef } from '../ts/images/model.js';
+import { imageRef, type ImageRecord } from '../ts/images/model.js';
+import { mintAdminToken } from '../ts/auth/local.js';
+import { Zk } from '../ts/zk/client.js';
+import { ImagePaths } from '../ts/images/store.js';
+import { Paths } from '../ts/zk/paths.js';
 import type { BuildRequest } from '../ts/common/model.js';
 
 const MAIN = fileURLToPath(new URL('../dist/ts/cli/main.js', import.meta.url));
@@ -52,8 +56,9 @@ async function pool(n: number, c: number, work: (i: number) => Promise<void>): P
   );
 }
 
+/** Every call carries the bench cluster's admin token (QUARK_TOKEN, set once it is minted). */
 async function json<T>(url: string, init?: RequestInit): Promise<{ status: number; body: T }> {
-  const res = await fetch(url, init);
+  const res = await fetch(url, { ...init, headers: { authorization: `Bearer ${process.env.QUARK_TOKEN}`, ...(init?.headers as Record<string, string> | undefined) } });
   const text = await res.text();
   return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
 }
@@ -143,6 +148,8 @@ async function main(): Promise<void> {
     const port = await freePort();
     const api = `http://127.0.0.1:${port}`;
     const common = ['--zk', zk.connectionString, '--root', '/bench', '--session-timeout-ms', '4000'];
+    // The API wants a token; registerTiny reads it from QUARK_TOKEN too.
+    process.env.QUARK_TOKEN = await mintAdminToken(zk.connectionString, '/bench');
     const launch = (name: string, args: string[]) => {
       const out = createWriteStream(join(dir, `${name}.log`));
       const p = spawn(process.execPath, [MAIN, ...args, ...common], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -171,8 +178,11 @@ async function main(): Promise<void> {
       await sleep(250);
     }
     const tiny = await registerTiny(api, image);
-    const rec = (await json<{ size_bytes: number; sha256: string }>(`${api}/v1/images/${tiny.id}`)).body;
-    const ref: ImageRef = { id: tiny.id, name: 'tiny', format: 'qcow2', size_bytes: rec.size_bytes, sha256: rec.sha256, url: `${api}/v1/images/${tiny.id}/file` };
+    // The bare side fetches the image as a compute does: with its fetch key, which only ZooKeeper holds.
+    const recZk = await Zk.connect(zk.connectionString);
+    const rec = await recZk.get<ImageRecord>(new ImagePaths(new Paths('/bench')).image(tiny.id)).finally(() => recZk.close());
+    if (!rec?.value) throw new Error(`image ${tiny.id} has no record in ZooKeeper`);
+    const ref = imageRef(rec.value);
     bare = await GuestHost.open({
       hv,
       computeId: bareId,

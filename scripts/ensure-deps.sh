@@ -10,8 +10,9 @@ cd "$ROOT"
 
 # zookeeper: the real server tests and `quark up` run (QuorumPeerMain from /usr/share/java).
 # libvirt-dev, pkg-config: the native addon links libvirt (its test:///default driver included).
+# openssl: the API's HTTPS test makes a throwaway certificate with it.
 
-DEBIAN_PACKAGES="zookeeper libvirt-dev pkg-config"
+DEBIAN_PACKAGES="zookeeper libvirt-dev pkg-config openssl"
 BROWSER_PACKAGES="chromium"
 
 say() { printf '[ensure-deps] %s\n' "$*"; }
@@ -77,6 +78,12 @@ if ! command -v cargo >/dev/null 2>&1; then
     die "cargo is installed in ~/.cargo/bin but not on PATH: run 'source \"\$HOME/.cargo/env\"' (or add ~/.cargo/bin to PATH)"
   fi
   die "cargo is missing: install Rust with rustup (https://rustup.rs): curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; then: source \"\$HOME/.cargo/env\""
+fi
+
+# CI lints with clippy; rustup's minimal profile leaves it out.
+if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+  say "rustup component add clippy"
+  rustup component add clippy
 fi
 
 # --- node_modules ---------------------------------------------------------------------------

@@ -64,7 +64,17 @@ describe('boots', () => {
       expect(u.state, JSON.stringify(u.error)).toBe('SUCCEEDED');
       expect(u.steps_completed.map((s) => s.name)).toEqual(['allocate_vcpu', 'allocate_storage', 'define', 'start']);
       expect(u.steps_left).toEqual([]);
-      for (const s of u.steps_completed) expect(s.time_to_completion_ms).toBeGreaterThan(0);
+      // Each step's time is a measured duration in whole ms, at least 1 (what the compute records):
+      // it fits between the step's completion and the one before it (the unit's acceptance for the
+      // first), give or take 2 ms of rounding. A timestamp or a wrong unit would not.
+      const timed = u as unknown as { created_at: string; steps_completed: Array<{ time_to_completion_ms: number; completed_at: string }> };
+      let before = Date.parse(timed.created_at);
+      for (const s of timed.steps_completed) {
+        expect(Number.isInteger(s.time_to_completion_ms) && s.time_to_completion_ms >= 1, String(s.time_to_completion_ms)).toBe(true);
+        const at = Date.parse(s.completed_at);
+        expect(s.time_to_completion_ms).toBeLessThanOrEqual(at - before + 2);
+        before = at;
+      }
       servers.push(u.server_id);
     }
     const list = (await http<Array<{ id: string; status: string; compute_id: string }>>(`${c.api}/v1/servers`)).body;

@@ -4,9 +4,14 @@ import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
 import { freePort } from '../ts/zk/server.js';
 import { uniqueRoot, waitFor, zkConnect, type Child, type ProcessGroup } from './support/index.js';
+import { mintToken } from '../ts/auth/tokens.js';
+import { AuthPaths } from '../ts/auth/layout.js';
+import { asProjectId } from '../ts/auth/policy.js';
 
 export interface TestCluster {
   api: string;
+  /** An admin token of this cluster; http() sends it to `api` unless told otherwise. */
+  token: string;
   root: string;
   zk: Zk;
   paths: Paths;
@@ -29,10 +34,22 @@ export interface ClusterSpec {
   zk?: string;
 }
 
+/** Each running test cluster's API and its admin token. */
+const adminTokens = new Map<string, string>();
+/** For a test that starts its own api: http() sends `token` to it (null: no more). */
+export function useTokenFor(api: string, token: string | null): void {
+  if (token === null) adminTokens.delete(api);
+  else adminTokens.set(api, token);
+}
+const tokenFor = (url: string): Record<string, string> => {
+  for (const [api, token] of adminTokens) if (url.startsWith(`${api}/`)) return { authorization: `Bearer ${token}` };
+  return {};
+};
+
 export async function http<T = any>(url: string, init?: { method?: string; body?: unknown; headers?: Record<string, string> }) {
   const res = await fetch(url, {
     method: init?.method ?? 'GET',
-    headers: { ...(init?.body !== undefined ? { 'content-type': 'application/json' } : {}), ...(init?.headers ?? {}) },
+    headers: { ...tokenFor(url), ...(init?.body !== undefined ? { 'content-type': 'application/json' } : {}), ...(init?.headers ?? {}) },
     body: init?.body !== undefined ? JSON.stringify(init.body) : undefined,
   });
   const text = await res.text();
@@ -58,8 +75,10 @@ export async function startCluster(group: ProcessGroup, spec: ClusterSpec): Prom
     orcs.set(id, c);
     return c;
   };
+  const { secret: token } = await mintToken(zk, new AuthPaths(paths), { project: asProjectId('admin'), role: 'admin', name: 'test cluster' });
   const apiProc = group.spawnQuark(['api', '--port', String(port), ...common], { label: 'api' });
   const api = `http://127.0.0.1:${port}`;
+  adminTokens.set(api, token);
   for (let i = 1; i <= spec.computes; i++) startCompute(`compute-${i}`);
   for (let i = 1; i <= spec.orcs; i++) startOrc(`orc-${i}`);
   await waitFor(
@@ -72,6 +91,7 @@ export async function startCluster(group: ProcessGroup, spec: ClusterSpec): Prom
   );
   return {
     api,
+    token,
     root,
     zk,
     paths,
@@ -81,6 +101,7 @@ export async function startCluster(group: ProcessGroup, spec: ClusterSpec): Prom
     startCompute,
     startOrc,
     close: async () => {
+      adminTokens.delete(api);
       await group.stopAll();
       await zk.removeTree(root).catch(() => {});
       await zk.close();

@@ -37,6 +37,8 @@ describe('compute SIGTERM', () => {
     expect(u.state, JSON.stringify(u.error)).toBe('SUCCEEDED');
     expect(u.compute_id).toBe('compute-1');
     expect(u.steps_completed.map((s) => s.name)).toEqual(['allocate_vcpu', 'allocate_storage', 'define', 'start']);
+    // Every step waited the 500 ms step delay before its effect: its recorded time includes it.
+    for (const s of u.steps_completed) expect(s.time_to_completion_ms).toBeGreaterThanOrEqual(500);
     // It finished before the process exited: the last step completed after the signal.
     const finishedAt = Date.parse((u as unknown as { finished_at: string }).finished_at);
     expect(finishedAt).toBeGreaterThan(signalled);

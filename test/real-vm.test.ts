@@ -21,7 +21,10 @@ import { buildTinyImage, repoRoot, type TinyImage } from '../ts/dev/tiny-image.j
 import { NoAcceleratorError, probeWithCache, type ProbeResult } from '../ts/guest/probe.js';
 import { countMarker, MARKERS } from '../ts/guest/console.js';
 import { uniqueRoot, useProcessGroup, waitFor, zkConnect, type Child } from './support/index.js';
-import { http, waitForUnit, type WorkUnitView } from './cluster.js';
+import { http, useTokenFor, waitForUnit, type WorkUnitView } from './cluster.js';
+import { mintToken } from '../ts/auth/tokens.js';
+import { AuthPaths } from '../ts/auth/layout.js';
+import { asProjectId } from '../ts/auth/policy.js';
 
 const unavailable = qemuUnavailable();
 const SHUTDOWN_TIMEOUT_S = 25;
@@ -51,9 +54,11 @@ describe.skipIf(unavailable !== null)('real guests through libvirtd (qemu:///sys
   let computeArgs: (id: string) => string[] = () => [];
   let imageId = '';
   const made: string[] = [];
+  /** The admin token this file mints; http() sends it, the raw fetches below too. */
+  let auth: Record<string, string> = {};
 
   const consoleOf = async (server: string): Promise<string> => {
-    const res = await fetch(`${api}/v1/servers/${server}/console?lines=400`);
+    const res = await fetch(`${api}/v1/servers/${server}/console?lines=400`, { headers: auth });
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     return res.text();
   };
@@ -102,6 +107,9 @@ describe.skipIf(unavailable !== null)('real guests through libvirtd (qemu:///sys
     zk = await Zk.connect(zkConnect());
     const port = await freePort();
     api = `http://127.0.0.1:${port}`;
+    const { secret } = await mintToken(zk, new AuthPaths(paths), { project: asProjectId('admin'), role: 'admin', name: 'real-vm test' });
+    auth = { authorization: `Bearer ${secret}` };
+    useTokenFor(api, secret);
     const common = ['--zk', zkConnect(), '--root', root, '--session-timeout-ms', '3000'];
     group.spawnQuark(['api', '--port', String(port), '--images-dir', join(dir, 'images'), ...common], { label: 'api' });
     group.spawnQuark(['orc', '--id', 'orc-1', '--sweep-ms', '500', ...common], { label: 'orc-1' });
@@ -141,6 +149,7 @@ describe.skipIf(unavailable !== null)('real guests through libvirtd (qemu:///sys
       }
     }
     await group.stopAll();
+    if (api) useTokenFor(api, null);
     for (const id of [fastId, slowId]) {
       await virsh('pool-destroy', `quark-${id}`).catch(() => {});
       await virsh('pool-undefine', `quark-${id}`).catch(() => {});
@@ -156,7 +165,7 @@ describe.skipIf(unavailable !== null)('real guests through libvirtd (qemu:///sys
     needGuests(ctx);
     const bytes = await readFile(image.qcow2);
     const upload = (name: string, format: string, body: Buffer) =>
-      fetch(`${api}/v1/images?name=${name}&format=${format}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
+      fetch(`${api}/v1/images?name=${name}&format=${format}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', ...auth }, body: new Uint8Array(body) });
     const res = await upload('tiny', 'qcow2', bytes);
     const created = (await res.json()) as { id: string; name: string; format: string; size_bytes: number; sha256: string; created_at: string };
     expect(res.status, JSON.stringify(created)).toBe(201);
@@ -217,7 +226,7 @@ describe.skipIf(unavailable !== null)('real guests through libvirtd (qemu:///sys
     expect(text).toMatch(/QUARK_USER_DATA_END rc=0/);
     expect(text).toContain(`instance-id=${server}`);
     // ?lines bounds the answer.
-    expect((await (await fetch(`${api}/v1/servers/${server}/console?lines=2`)).text()).trimEnd().split('\n')).toHaveLength(2);
+    expect((await (await fetch(`${api}/v1/servers/${server}/console?lines=2`, { headers: auth })).text()).trimEnd().split('\n')).toHaveLength(2);
 
     // The server, the compute's published accelerator and host-sized capacity, the domain's owner.
     expect((await http(`${api}/v1/servers/${server}`)).body).toMatchObject({ status: 'ACTIVE', image: imageId, ports: [{ host_port: forwarded, guest_port: 8080 }], console: true });
@@ -347,7 +356,7 @@ describe.skipIf(unavailable !== null)('real guests through libvirtd (qemu:///sys
       const files = [...(await readdir(join(dir, id, 'pool'))), ...(await readdir(join(dir, id, 'console')))];
       expect(files.filter((f) => f.startsWith('quark-'))).toEqual([]);
     }
-    const res = await fetch(`${api}/v1/images/${imageId}`, { method: 'DELETE' });
+    const res = await fetch(`${api}/v1/images/${imageId}`, { method: 'DELETE', headers: auth });
     expect(res.status).toBe(204);
     expect(existsSync(join(dir, 'images', `${imageId}.qcow2`))).toBe(false);
     expect((await http(`${api}/v1/images/${imageId}`)).status).toBe(404);

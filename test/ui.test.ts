@@ -57,6 +57,8 @@ afterAll(async () => {
  */
 async function open(path: string, expect404?: string): Promise<Page> {
   const ctx = await browser!.newContext({ viewport: { width: 1360, height: 900 } });
+  // The token a visitor gives once, as the token prompt leaves it (that prompt has its own test).
+  await ctx.addInitScript((token) => localStorage.setItem('quark-token', token), c.token);
   const page = await ctx.newPage();
   page.on('request', (r) => requested.push(r.url()));
   page.on('pageerror', (e) => pageErrors.push(`${path}: ${e.message}`));
@@ -74,7 +76,6 @@ async function closePage(page: Page | undefined): Promise<void> {
   await page?.context().close().catch(() => {});
 }
 
-const current = (page: Page) => page.getAttribute('[data-state-node][data-current="true"]', 'data-state-node');
 const nodeAttr = (page: Page, node: string, attr: string) => page.getAttribute(`[data-state-node="${node}"]`, attr);
 const nodeDetail = (page: Page, node: string) => page.textContent(`[data-state-node="${node}"] .node-detail`);
 
@@ -351,6 +352,42 @@ describe('list, server and cluster pages', () => {
     } finally {
       await closePage(page);
     }
+  });
+});
+
+describe('the token', () => {
+  it('is asked for once: a bad one is refused with its code, a good one is kept and the page draws', async () => {
+    const ctx = await browser!.newContext({ viewport: { width: 1360, height: 900 } });
+    try {
+      const page = await ctx.newPage();
+      page.on('request', (r) => requested.push(r.url()));
+      page.on('pageerror', (e) => pageErrors.push(`token prompt: ${e.message}`));
+      await page.goto(`${c.api}/ui`);
+      await page.waitForSelector('#token-form');
+      expect(await page.$('#page')).toBeNull(); // nothing of the cluster before a token
+      await page.fill('#token-input', 'not-a-token');
+      await page.click('#token-form button[type=submit]');
+      await page.waitForFunction(() => /TOKEN_MALFORMED/.test(document.getElementById('token-error')?.textContent ?? ''));
+      expect(await page.evaluate(() => localStorage.getItem('quark-token'))).toBeNull();
+      await page.fill('#token-input', c.token);
+      await page.click('#token-form button[type=submit]');
+      await page.waitForSelector('#page[data-ready="true"]');
+      expect(await page.textContent('#whoami')).toBe('admin · admin');
+      expect(await page.evaluate(() => localStorage.getItem('quark-token'))).toBe(c.token);
+      // A reload does not ask again.
+      await page.reload();
+      await page.waitForSelector('#page[data-ready="true"]');
+      expect(await page.$('#token-form')).toBeNull();
+    } finally {
+      await ctx.close().catch(() => {});
+    }
+  });
+
+  it('never travels in a URL: event streams carry a stream ticket', () => {
+    expect(requested.some((u) => u.includes(c.token))).toBe(false);
+    const streams = requested.filter((u) => /\/events\?/.test(u));
+    expect(streams.length).toBeGreaterThan(0);
+    for (const u of streams) expect(new URL(u).searchParams.get('ticket')).toMatch(/^qst\./);
   });
 });
 

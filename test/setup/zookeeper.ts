@@ -1,7 +1,6 @@
 // vitest globalSetup: one real standalone ZooKeeper for the whole run. Test files reach it with
 // `inject('zkConnect')` (or zkConnect() from test/support) and keep apart by each using its own
 // root path (uniqueRoot()). QUARK_TEST_ZK=<connection string> uses an existing server instead.
-/// <reference path="../support/context.d.ts" />
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -1,7 +1,6 @@
 // Helpers shared by the integration tests: where the CLI is, the suite's ZooKeeper, unique
 // ZooKeeper roots, polling, and child processes that are always cleaned up and whose output is
 // shown when a test fails.
-/// <reference path="./context.d.ts" />
 
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -80,7 +79,7 @@ export async function waitFor<T>(
 ): Promise<Exclude<T, undefined | null | false>> {
   const started = Date.now();
   const deadline = started + timeoutMs;
-  let last = 'never attempted';
+  let last: string;
   for (;;) {
     const remaining = deadline - Date.now();
     try {

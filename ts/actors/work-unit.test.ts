@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import { KINDS, WORK_KINDS, stepsOf, type StepName, type WorkKind } from './kinds.js';
-import { StepError, stepsLeft, workUnitMachine, type CompletedStep, type StepInput } from './work-unit.js';
+import { machineOf, StepError, stepsLeft, workUnitMachine, type CompletedStep, type StepInput, type StepRunner } from './work-unit.js';
 
 /** Runs a unit until it stops; `crashAt` stops it (like a killed process) when that step starts. */
 async function run(
@@ -19,7 +19,7 @@ async function run(
           crashed = true;
           return new Promise<CompletedStep>(() => {}); // never finishes: the process died
         }
-        if (input.step === opts.failAt) throw new StepError('BOOM', `${input.step} failed`);
+        if (input.step === opts.failAt) throw new StepError('DOMAIN_MISSING', `${input.step} failed`);
         opts.log.push(input.step);
         return { name: input.step, time_to_completion_ms: 1, completed_at: 0 };
       }),
@@ -46,7 +46,7 @@ describe('work-unit machine', () => {
     const { snap } = await run('build', [], { failAt: 'define', log });
     expect(snap.value).toBe('FAILED');
     expect(log).toEqual(['allocate_vcpu', 'allocate_storage']);
-    expect(snap.context.failure).toEqual({ step: 'define', code: 'BOOM', message: 'define failed' });
+    expect(snap.context.failure).toEqual({ step: 'define', code: 'DOMAIN_MISSING', message: 'define failed' });
     expect(stepsLeft('build', snap.context.completed)).toEqual(['define', 'start']);
   });
 
@@ -83,5 +83,29 @@ describe('work-unit machine', () => {
     const { snap } = await run('delete', done, { log });
     expect(snap.value).toBe('SUCCEEDED');
     expect(log).toEqual([]);
+  });
+
+  it('one machine per kind, shared: each actor runs its steps on the runner it was started with', async () => {
+    expect(machineOf('build')).toBe(machineOf('build'));
+    const ran: Array<[string, string, StepName]> = [];
+    const runner = (name: string): StepRunner => ({
+      runStep: async (input) => {
+        ran.push([name, input.workUnitId, input.step]);
+        return { name: input.step, time_to_completion_ms: 1, completed_at: 0 };
+      },
+    });
+    const a = createActor(machineOf('build'), { input: { workUnitId: 'wu-a', runner: runner('compute-a') } }).start();
+    const b = createActor(machineOf('build'), { input: { workUnitId: 'wu-b', runner: runner('compute-b') } }).start();
+    await Promise.all([a, b].map((x) => waitFor(x, (s) => s.status === 'done', { timeout: 2000 })));
+    expect(a.getSnapshot().value).toBe('SUCCEEDED');
+    expect(b.getSnapshot().value).toBe('SUCCEEDED');
+    expect(ran.filter(([c]) => c === 'compute-a').map(([, wu, s]) => [wu, s])).toEqual(stepsOf('build').map((s) => ['wu-a', s]));
+    expect(ran.filter(([c]) => c === 'compute-b').map(([, wu, s]) => [wu, s])).toEqual(stepsOf('build').map((s) => ['wu-b', s]));
+  });
+
+  it('without a runner, the first step fails with NOT_PROVIDED', async () => {
+    const a = createActor(machineOf('stop'), { input: { workUnitId: 'wu-x' } }).start();
+    await waitFor(a, (s) => s.status === 'done', { timeout: 2000 });
+    expect(a.getSnapshot().context.failure).toMatchObject({ step: 'stop', code: 'NOT_PROVIDED' });
   });
 });

@@ -3,6 +3,7 @@
 // restored from its completed steps resumes at the first step not completed and never repeats one.
 import { assign, fromPromise, setup, type SnapshotFrom } from 'xstate';
 import { stepsOf, type StepName, type WorkKind } from './kinds.js';
+import type { UnitErrorCode } from '../common/vocabulary.js';
 
 export interface CompletedStep {
   name: StepName;
@@ -16,16 +17,23 @@ export interface StepFailure {
   message: string;
 }
 
+/** Who runs a unit's steps (its compute): given with each actor, since machines are shared. */
+export interface StepRunner {
+  runStep(input: StepInput): Promise<CompletedStep>;
+}
+
 export interface WorkUnitContext {
   workUnitId: string;
   kind: WorkKind;
   completed: CompletedStep[];
   failure: StepFailure | null;
+  runner: StepRunner | null;
 }
 
 export interface WorkUnitInput {
   workUnitId: string;
   completed?: CompletedStep[];
+  runner?: StepRunner;
 }
 
 export interface StepInput {
@@ -35,12 +43,14 @@ export interface StepInput {
   /** True for the kind's final step: its commit also finishes the work unit. */
   last: boolean;
   completed: CompletedStep[];
+  /** The runner the actor was started with (see `StepRunner`). */
+  runner?: StepRunner | null;
 }
 
-/** Errors carrying a code keep it in the failure record. */
+/** Errors carrying a code keep it in the failure record: one of Quark's own unit error codes. */
 export class StepError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: UnitErrorCode,
     message: string,
   ) {
     super(message);
@@ -63,6 +73,7 @@ export function workUnitMachine(kind: WorkKind) {
             step,
             last: i === steps.length - 1,
             completed: context.completed,
+            runner: context.runner,
           }),
           onDone: { target: steps[i + 1] ?? 'SUCCEEDED', actions: 'recordStep' as const },
           onError: { target: 'FAILED', actions: 'recordFailure' as const },
@@ -74,9 +85,11 @@ export function workUnitMachine(kind: WorkKind) {
   return setup({
     types: {} as { context: WorkUnitContext; input: WorkUnitInput },
     actors: {
-      // The compute provides the real step runner (libvirt effect + ZooKeeper commit).
+      // The runner the actor was started with (the compute: libvirt effect + ZooKeeper commit). Passing
+      // it in the input, not in provide(), keeps one machine per kind for every compute of a process.
       runStep: fromPromise<CompletedStep, StepInput>(async ({ input }) => {
-        throw new StepError('NOT_PROVIDED', `no runner for step ${input.step}`);
+        if (!input.runner) throw new StepError('NOT_PROVIDED', `no runner for step ${input.step}`);
+        return input.runner.runStep(input);
       }),
     },
     guards: {
@@ -91,7 +104,7 @@ export function workUnitMachine(kind: WorkKind) {
         failure: ({ context, event }) => {
           const err = (event as unknown as { error: unknown }).error as { code?: string; message?: string };
           const step = steps.find((s) => !context.completed.some((c) => c.name === s)) ?? steps[steps.length - 1]!;
-          return { step, code: err?.code ?? 'STEP_FAILED', message: err?.message ?? String(err) };
+          return { step, code: err?.code ?? ('STEP_FAILED' satisfies UnitErrorCode), message: err?.message ?? String(err) };
         },
       }),
     },
@@ -102,6 +115,7 @@ export function workUnitMachine(kind: WorkKind) {
       kind,
       completed: input.completed ?? [],
       failure: null,
+      runner: input.runner ?? null,
     }),
     initial: 'resume',
     states: {
@@ -120,6 +134,18 @@ export function workUnitMachine(kind: WorkKind) {
 }
 
 export type WorkUnitMachine = ReturnType<typeof workUnitMachine>;
+
+const machines = new Map<WorkKind, WorkUnitMachine>();
+/**
+ * The machine of a kind, built once per process: building a statechart (state nodes,
+ * transitions) for every unit was about a tenth of a busy hollow process's time, and one per
+ * compute would cost ~21 KB each. Immutable, so every compute of the process shares it.
+ */
+export function machineOf(kind: WorkKind): WorkUnitMachine {
+  let m = machines.get(kind);
+  if (!m) machines.set(kind, (m = workUnitMachine(kind)));
+  return m;
+}
 export type WorkUnitSnapshot = SnapshotFrom<WorkUnitMachine>;
 
 /** steps_left as the seed shows it: the current step and those after it. */

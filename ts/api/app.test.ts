@@ -6,6 +6,9 @@ import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
 import { readConfig } from '../zk/config.js';
 import { uniqueRoot, zkConnect } from '../../test/support/index.js';
+import { mintToken } from '../auth/tokens.js';
+import { AuthPaths } from '../auth/layout.js';
+import { asProjectId } from '../auth/policy.js';
 
 let zk: Zk;
 let app: FastifyInstance;
@@ -16,6 +19,8 @@ beforeAll(async () => {
   zk = await Zk.connect(zkConnect());
   const config = await readConfig(zk, paths, { shards: 4 });
   app = await buildApp({ zk, paths, config });
+  const { secret } = await mintToken(zk, new AuthPaths(paths), { project: asProjectId('p1'), role: 'admin' });
+  auth.authorization = `Bearer ${secret}`;
 });
 afterAll(async () => {
   await app.close();
@@ -23,18 +28,20 @@ afterAll(async () => {
   await zk.close();
 });
 
+const auth: Record<string, string> = {};
 const post = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
-  app.inject({ method: 'POST', url, payload: payload as object, headers });
+  app.inject({ method: 'POST', url, payload: payload as object, headers: { ...auth, ...headers } });
+const get = (url: string) => app.inject({ url, headers: auth });
 
 describe('POST /v1/servers', () => {
   it('accepts a boot: 202 with ids, a PENDING unit and a BUILDING server', async () => {
     const res = await post('/v1/servers', boot);
     expect(res.statusCode).toBe(202);
     const { work_unit_id, server_id } = res.json();
-    const wu = (await app.inject(`/v1/work-units/${work_unit_id}`)).json();
+    const wu = (await get(`/v1/work-units/${work_unit_id}`)).json();
     expect(wu).toMatchObject({ id: work_unit_id, kind: 'build', state: 'PENDING', server_id, compute_id: null, steps_completed: [] });
     expect(wu.steps_left).toEqual(['allocate_vcpu', 'allocate_storage', 'define', 'start']);
-    const server = (await app.inject(`/v1/servers/${server_id}`)).json();
+    const server = (await get(`/v1/servers/${server_id}`)).json();
     expect(server).toMatchObject({ id: server_id, name: 'web-1', status: 'BUILDING', compute_id: null, flavor: boot.flavor });
     // The unit sits in its shard's inbox for the owning orc.
     const inboxes = await Promise.all([0, 1, 2, 3].map((n) => zk.children(paths.inbox(n))));
@@ -55,13 +62,13 @@ describe('POST /v1/servers', () => {
   });
 
   it('rejects malformed JSON, a huge body and a non-JSON body', async () => {
-    const bad = await app.inject({ method: 'POST', url: '/v1/servers', payload: '{"name":', headers: { 'content-type': 'application/json' } });
+    const bad = await app.inject({ method: 'POST', url: '/v1/servers', payload: '{"name":', headers: { ...auth, 'content-type': 'application/json' } });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error.code).toBe('BAD_REQUEST');
     const huge = await post('/v1/servers', { ...boot, labels: Array.from({ length: 3000 }, (_, i) => `l${i}`) });
     expect(huge.statusCode).toBe(413);
     expect(huge.json().error.code).toBe('PAYLOAD_TOO_LARGE');
-    const text = await app.inject({ method: 'POST', url: '/v1/servers', payload: 'hello', headers: { 'content-type': 'text/plain' } });
+    const text = await app.inject({ method: 'POST', url: '/v1/servers', payload: 'hello', headers: { ...auth, 'content-type': 'text/plain' } });
     expect(text.statusCode).toBe(415);
   });
 
@@ -82,14 +89,14 @@ describe('reads and actions', () => {
   it('unknown ids get 404, malformed ids 400', async () => {
     const id = '00000000-0000-4000-8000-000000000000';
     for (const url of [`/v1/servers/${id}`, `/v1/work-units/${id}`]) {
-      const res = await app.inject(url);
+      const res = await get(url);
       expect(res.statusCode).toBe(404);
       expect(res.json().error).toMatchObject({ code: 'NOT_FOUND' });
     }
-    expect((await app.inject('/v1/servers/not-a-uuid')).statusCode).toBe(400);
+    expect((await get('/v1/servers/not-a-uuid')).statusCode).toBe(400);
     expect((await post(`/v1/servers/${id}/actions`, { action: 'stop' })).statusCode).toBe(404);
-    expect((await app.inject({ method: 'DELETE', url: `/v1/servers/${id}` })).statusCode).toBe(404);
-    expect((await app.inject('/v1/nope')).statusCode).toBe(404);
+    expect((await app.inject({ method: 'DELETE', url: `/v1/servers/${id}`, headers: auth })).statusCode).toBe(404);
+    expect((await get('/v1/nope')).statusCode).toBe(404);
   });
 
   it('refuses an action the VM state does not allow, or a bad action', async () => {
@@ -102,10 +109,10 @@ describe('reads and actions', () => {
   });
 
   it('lists servers and reports health', async () => {
-    const list = (await app.inject('/v1/servers')).json();
+    const list = (await get('/v1/servers')).json();
     expect(list.length).toBeGreaterThanOrEqual(2);
-    expect((await app.inject('/v1/servers?status=ACTIVE')).json()).toEqual([]);
-    expect((await app.inject('/v1/servers?status=WHATEVER')).statusCode).toBe(400);
+    expect((await get('/v1/servers?status=ACTIVE')).json()).toEqual([]);
+    expect((await get('/v1/servers?status=WHATEVER')).statusCode).toBe(400);
     expect((await app.inject('/healthz')).statusCode).toBe(200);
   });
 });

@@ -1,12 +1,13 @@
 // What the API reads and writes in ZooKeeper. Every accepted request is one transaction that
-// writes the work unit, its shard inbox entry and the server change together.
-import { createHash } from 'node:crypto';
+// writes the work unit, its shard inbox entry and the server change together; the records come
+// from the lifecycle (ts/lifecycle), which also decides whether an action is accepted. A boot's
+// transaction also carries the project's quota usage (./admission.ts).
 import { isZkError, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import { newServerId, newWorkUnitId, type ComputeId, type ServerId, type WorkUnitId } from '../common/ids.js';
 import {
   shardOf,
-  TERMINAL,
+  type BuildRequest,
   type ClusterConfig,
   type ComputeCapacity,
   type Consumes,
@@ -15,12 +16,21 @@ import {
   type ServerRecord,
   type WorkUnitRecord,
 } from '../common/model.js';
-import { stepsOf, type ServerAction, type WorkKind } from '../actors/kinds.js';
-import { acceptsAction } from '../actors/vm.js';
+import type { ServerAction, WorkKind } from '../common/vocabulary.js';
+import { acceptedServer, acceptedUnit, serverOn } from '../lifecycle/index.js';
 import { ApiError, notFound } from './errors.js';
 import { lockQueue, type OrcMember } from '../orc/shards.js';
 import type { ImageStore } from '../images/store.js';
 import { imageRef, type ImageRecord } from '../images/model.js';
+import type { Logger } from '../common/log.js';
+import { AuthPaths } from '../auth/layout.js';
+import { canSee, type ProjectId, type Scope } from '../auth/policy.js';
+import { chargeOf } from '../auth/quota.js';
+import { Admission, commitSettled, outcomeUnknown, type AdmissionOptions } from './admission.js';
+import { fingerprintOf, keyPath } from './idempotency.js';
+
+/** Records the API writes carry the project they belong to (servers, and the units acting on them). */
+type InProject<T> = T & { project?: ProjectId };
 
 export interface CreateServer {
   name: string;
@@ -40,59 +50,42 @@ export interface Accepted {
   server_id: ServerId;
 }
 
-interface IdempotencyRecord {
-  fingerprint: string;
-  answer: Accepted;
-}
-
 const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
 
 export class ApiStore {
+  private readonly admission: Admission<Accepted>;
+
   constructor(
     private readonly zk: Zk,
     private readonly paths: Paths,
     private readonly config: ClusterConfig,
+    private readonly log?: Logger,
+    /** How boots are committed (group size, settle time); the defaults serve. */
+    private readonly admit: AdmissionOptions = {},
+    /** Images boots may name; without it, a boot naming one is refused. */
     private readonly images?: ImageStore,
-  ) {}
-
-  private newWorkUnit(kind: WorkKind, server: ServerId, extra: Partial<WorkUnitRecord> = {}): WorkUnitRecord {
-    const id = newWorkUnitId();
-    const now = Date.now();
-    return {
-      id,
-      kind,
-      state: 'PENDING',
-      server_id: server,
-      shard: shardOf(id, this.config.shards),
-      compute_id: null,
-      attempts: 0,
-      tried: [],
-      steps_completed: [],
-      steps_left: [...stepsOf(kind)],
-      created_at: now,
-      updated_at: now,
-      finished_at: null,
-      ...extra,
-    };
+  ) {
+    this.admission = new Admission(zk, new AuthPaths(paths), { log, ...admit });
   }
 
-  async createServer(req: CreateServer, idempotencyKey?: string): Promise<Accepted> {
-    const fingerprint = createHash('sha256').update(JSON.stringify(req)).digest('hex');
-    const keyPath = idempotencyKey
-      ? this.paths.idempotencyKey(createHash('sha256').update(`POST /v1/servers\n${idempotencyKey}`).digest('hex'))
-      : undefined;
-    if (keyPath) {
-      const seen = await this.replay(keyPath, fingerprint);
-      if (seen) return seen;
-    }
-    const image = await this.imageFor(req);
+  private newWorkUnit(kind: WorkKind, server: ServerId, request?: BuildRequest): WorkUnitRecord {
+    const id = newWorkUnitId();
+    return acceptedUnit({ id, kind, server_id: server, shard: shardOf(id, this.config.shards), at: Date.now(), request });
+  }
+
+  /**
+   * A boot for `project`. The quota check, the Idempotency-Key and the commit are the admission's
+   * (one transaction with the project's usage); this builds the records.
+   */
+  async createServer(req: CreateServer, project: ProjectId, idempotencyKey?: string): Promise<Accepted> {
+    const image = await this.imageFor(req, project);
     const ports = req.ports?.length ? req.ports : undefined;
     if (ports && new Set(ports.map((p) => p.host_port)).size !== ports.length) {
       throw new ApiError('BAD_REQUEST', 'two ports forward the same host_port');
     }
     const serverId = newServerId();
-    const wu = this.newWorkUnit('build', serverId, {
-      request: {
+    const wu: InProject<WorkUnitRecord> = {
+      ...this.newWorkUnit('build', serverId, {
         name: req.name,
         flavor: req.flavor,
         bandwidth_mbps: req.bandwidth_mbps ?? 0,
@@ -101,115 +94,104 @@ export class ApiStore {
         ...(image ? { image: imageRef(image) } : {}),
         ...(req.user_data ? { user_data: req.user_data } : {}),
         ...(ports ? { ports } : {}),
-      },
-    });
-    const server: ServerRecord = {
-      id: serverId,
-      name: req.name,
-      status: 'BUILDING',
-      compute_id: null,
-      flavor: req.flavor,
-      labels: req.labels ?? [],
-      zone: req.zone ?? null,
-      created_at: wu.created_at,
-      task: wu.id,
+      }),
+      project,
+    };
+    const server: InProject<ServerRecord> = {
+      ...acceptedServer({
+        id: serverId,
+        name: req.name,
+        flavor: req.flavor,
+        labels: req.labels ?? [],
+        zone: req.zone ?? null,
+        at: wu.created_at,
+        unit: wu.id,
+      }),
       ...(image ? { image: image.id } : {}),
       ...(ports ? { ports } : {}),
+      project,
     };
-    const answer: Accepted = { work_unit_id: wu.id, server_id: serverId };
-    const txn = this.zk
-      .txn()
-      .create(this.paths.workUnit(wu.id), wu)
-      .create(this.paths.server(serverId), server)
-      .create(this.paths.inboxEntry(wu.shard, wu.id));
-    if (keyPath) txn.create(keyPath, { fingerprint, answer } satisfies IdempotencyRecord);
-    // The image cannot be deleted while this node exists, nor this server made once it is gone.
-    if (image) this.images!.addUser(txn, image.id, serverId);
-    try {
-      await txn.commit();
-    } catch (e) {
-      if (image && isZkError(e, 'NO_NODE')) throw new ApiError('BAD_REQUEST', `image ${req.image} was deleted meanwhile`);
-      // A concurrent request with the same key won the race: answer what it answered.
-      if (keyPath && isZkError(e, 'NODE_EXISTS') && e.path === keyPath) {
-        const seen = await this.replay(keyPath, fingerprint);
-        if (seen) return seen;
-      }
-      throw e;
-    }
-    return answer;
+    const userPath = image ? this.images!.zkPaths.user(image.id, serverId) : null;
+    return this.admission.admit({
+      project,
+      serverId,
+      charge: chargeOf(req.flavor),
+      unitPath: this.paths.workUnit(wu.id),
+      write: (txn) => {
+        txn
+          .create(this.paths.workUnit(wu.id), wu)
+          .create(this.paths.server(serverId), server)
+          .create(this.paths.inboxEntry(wu.shard, wu.id));
+        // The image cannot be removed while this node exists, nor this server made once it is gone.
+        if (userPath) txn.create(userPath);
+      },
+      refusal: (e) =>
+        userPath && e.path === userPath && isZkError(e, 'NO_NODE') ? new ApiError('BAD_REQUEST', `image ${req.image} was removed meanwhile`) : null,
+      answer: { work_unit_id: wu.id, server_id: serverId },
+      ...(idempotencyKey !== undefined
+        ? { idempotency: { path: keyPath(this.paths, project, 'POST /v1/servers', idempotencyKey), fingerprint: fingerprintOf(req) } }
+        : {}),
+    });
   }
 
-  private async imageFor(req: CreateServer): Promise<ImageRecord | undefined> {
+  /** The image a boot names, by id or by name within the booting project; only one the caller may see. */
+  private async imageFor(req: CreateServer, project: ProjectId): Promise<ImageRecord | undefined> {
     if (req.image === undefined) return undefined;
     if (!this.images) throw new ApiError('BAD_REQUEST', 'this API knows no images');
-    const found = await this.images.resolve(req.image);
-    if (!found) throw new ApiError('BAD_REQUEST', `no image named or with id ${req.image}`);
+    const found = await this.images.resolve(req.image, project);
+    if (!found) throw new ApiError('BAD_REQUEST', `no image named or with id ${req.image} in project ${project}`);
     return found;
   }
 
-  private async replay(keyPath: string, fingerprint: string): Promise<Accepted | null> {
-    const prior = await this.zk.get<IdempotencyRecord>(keyPath);
-    if (!prior?.value) return null;
-    if (prior.value.fingerprint !== fingerprint) {
-      throw new ApiError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request body');
-    }
-    return prior.value.answer;
-  }
-
   /** start / stop / reboot / delete: one unit at a time per server, and only what its state allows. */
-  async act(serverId: ServerId, action: ServerAction | 'delete'): Promise<Accepted> {
+  async act(serverId: ServerId, action: ServerAction | 'delete', scope: Scope): Promise<Accepted> {
     for (;;) {
-      const cur = await this.zk.get<ServerRecord>(this.paths.server(serverId));
-      if (!cur?.value) throw notFound('server', serverId);
+      const cur = await this.zk.get<InProject<ServerRecord>>(this.paths.server(serverId));
+      if (!cur?.value || !canSee(scope, cur.value.project)) throw notFound('server', serverId);
       const s = cur.value;
-      if (s.task) {
-        const busy = await this.zk.get<WorkUnitRecord>(this.paths.workUnit(s.task));
-        if (busy?.value && !TERMINAL.has(busy.value.state)) {
-          throw new ApiError('SERVER_BUSY', `server ${serverId} is busy with ${busy.value.kind} work unit ${s.task}; retry when it finishes`);
-        }
-      }
-      if (!acceptsAction(s.status, action)) {
-        throw new ApiError('ACTION_NOT_ALLOWED', `cannot ${action} a server that is ${s.status}`);
-      }
-      const wu = this.newWorkUnit(action, serverId, { compute_id: null });
-      try {
-        await this.zk
-          .txn()
-          .create(this.paths.workUnit(wu.id), wu)
-          .create(this.paths.inboxEntry(wu.shard, wu.id))
-          .set(this.paths.server(serverId), { ...s, task: wu.id, ...(action === 'delete' ? { status: 'DELETING' } : {}) }, cur.stat.version)
-          .commit();
-        return { work_unit_id: wu.id, server_id: serverId };
-      } catch (e) {
-        if (isZkError(e, 'BAD_VERSION')) continue; // the server changed under us: judge again
-        if (isZkError(e, 'NO_NODE')) throw notFound('server', serverId);
-        throw e;
-      }
+      const busyWith = s.task ? ((await this.zk.get<WorkUnitRecord>(this.paths.workUnit(s.task)))?.value ?? null) : null;
+      // The unit acting on a server is its project's.
+      const wu: InProject<WorkUnitRecord> = { ...this.newWorkUnit(action, serverId), ...(s.project ? { project: s.project } : {}) };
+      const next = serverOn(s, { type: 'action_accepted', action, unit: wu.id, busyWith });
+      if (!next.ok) throw new ApiError(next.code === 'SERVER_BUSY' ? 'SERVER_BUSY' : 'ACTION_NOT_ALLOWED', next.message);
+      const txn = this.zk
+        .txn()
+        .create(this.paths.workUnit(wu.id), wu)
+        .create(this.paths.inboxEntry(wu.shard, wu.id))
+        .set(this.paths.server(serverId), next.next, cur.stat.version);
+      const answer = { work_unit_id: wu.id, server_id: serverId };
+      const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log, settleMs: this.admit.settleMs });
+      if (outcome.kind === 'applied') return answer;
+      if (outcome.kind === 'unknown') throw outcomeUnknown(answer);
+      const e = outcome.error;
+      if (isZkError(e, 'BAD_VERSION')) continue; // the server changed under us: judge again
+      if (isZkError(e, 'NO_NODE')) throw notFound('server', serverId);
+      throw e;
     }
   }
 
-  async getServer(id: ServerId) {
-    const s = await this.zk.get<ServerRecord>(this.paths.server(id));
-    if (!s?.value) throw notFound('server', id);
+  async getServer(id: ServerId, scope: Scope) {
+    const s = await this.zk.get<InProject<ServerRecord>>(this.paths.server(id));
+    if (!s?.value || !canSee(scope, s.value.project)) throw notFound('server', id);
     // Whether GET /v1/servers/:id/console has something to show: its compute runs real guests.
     const compute = s.value.compute_id;
     const console = compute ? (await this.zk.exists(`${this.paths.self(compute)}/console`)) !== null : false;
     return { ...presentServer(s.value), console };
   }
 
-  async listServers(status?: string) {
+  async listServers(status: string | undefined, scope: Scope) {
     const ids = (await this.zk.children(this.paths.servers)) ?? [];
-    const recs = await Promise.all(ids.map((id) => this.zk.get<ServerRecord>(this.paths.server(id as ServerId))));
+    const recs = await Promise.all(ids.map((id) => this.zk.get<InProject<ServerRecord>>(this.paths.server(id as ServerId))));
     return recs
       .map((r) => r?.value)
-      .filter((r): r is ServerRecord => !!r && (!status || r.status === status))
+      .filter((r): r is InProject<ServerRecord> => !!r && canSee(scope, r.project) && (!status || r.status === status))
       .sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id))
       .map(presentServer);
   }
 
-  async getWorkUnit(id: WorkUnitId) {
-    const w = await this.zk.get<WorkUnitRecord>(this.paths.workUnit(id));
-    if (!w?.value) throw notFound('work unit', id);
+  async getWorkUnit(id: WorkUnitId, scope: Scope) {
+    const w = await this.zk.get<InProject<WorkUnitRecord>>(this.paths.workUnit(id));
+    if (!w?.value || !canSee(scope, w.value.project)) throw notFound('work unit', id);
     return presentWorkUnit(w.value);
   }
 
@@ -263,9 +245,10 @@ export class ApiStore {
   }
 }
 
-export function presentServer(s: ServerRecord) {
+export function presentServer(s: InProject<ServerRecord>) {
   return {
     id: s.id,
+    project: s.project ?? null,
     name: s.name,
     status: s.status,
     compute_id: s.compute_id,
@@ -280,9 +263,10 @@ export function presentServer(s: ServerRecord) {
   };
 }
 
-export function presentWorkUnit(w: WorkUnitRecord) {
+export function presentWorkUnit(w: InProject<WorkUnitRecord>) {
   return {
     id: w.id,
+    project: w.project ?? null,
     kind: w.kind,
     state: w.state,
     server_id: w.server_id,

@@ -8,6 +8,7 @@ import type { Logger } from '../common/log.js';
 import type { ServerId, WorkUnitId } from '../common/ids.js';
 import { TERMINAL, type ServerRecord, type WorkUnitRecord } from '../common/model.js';
 import { presentServer, presentWorkUnit } from './store.js';
+import { ALL, canSee, type Scope } from '../auth/policy.js';
 
 type Listener<T> = (v: Versioned<T> | null) => void;
 
@@ -325,6 +326,8 @@ export function streamServer(hub: WatchHub, paths: Paths, id: ServerId, s: Event
 // ---- the work-unit list ----------------------------------------------------------------------------
 
 export interface UnitQuery {
+  /** Whose units: a member or reader sees its project's only. Default: all. */
+  scope?: Scope;
   state?: string;
   kind?: string;
   server_id?: string;
@@ -368,8 +371,9 @@ export class WorkUnitScanner {
         if (TERMINAL.has(w.state) && this.settled.size < SETTLED_CACHE_MAX) this.settled.set(w.id, w);
       }
     }
+    const scope = q.scope ?? ALL;
     const matching = records.filter(
-      (w) => (!q.state || w.state === q.state) && (!q.kind || w.kind === q.kind) && (!q.server_id || w.server_id === q.server_id),
+      (w) => canSee(scope, (w as { project?: string }).project) && (!q.state || w.state === q.state) && (!q.kind || w.kind === q.kind) && (!q.server_id || w.server_id === q.server_id),
     );
     matching.sort((a, b) => (b.created_at ?? 0) - (a.created_at ?? 0) || b.id.localeCompare(a.id));
     return { units: matching.slice(0, q.limit).map(unitView), matched: matching.length, scanned: ids.length };

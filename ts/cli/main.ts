@@ -7,7 +7,9 @@ import { createLogger } from '../common/log.js';
 import { asComputeId } from '../common/ids.js';
 import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
-import { readConfig } from '../zk/config.js';
+import { readConfig, updateConfig } from '../zk/config.js';
+import { DEFAULT_CONFIG, type ClusterConfig } from '../common/model.js';
+import { policyFor, policySettingOf, withPlacementPolicy } from '../common/placement-policy.js';
 import { printTree, printGet, printLs } from './zk-tools.js';
 import { runWithSession } from '../zk/session.js';
 import { up } from './up.js';
@@ -24,6 +26,18 @@ Commands:
   api       the REST API           --port (8080) --host (127.0.0.1)
                                    --images-dir (.quark/image-store: where uploaded images are kept)
                                    --public-url (http://HOST:PORT: where computes fetch images)
+                                   --tls-cert FILE --tls-key FILE   serve HTTPS
+                                   --insecure   allow plain HTTP on a non-loopback --host (warned at start)
+                                   --allowed-host NAME,…   more Host values to answer (loopback names always)
+                                   --rate-limit (6000: requests per minute per token; 0 = off)
+                                   --max-streams-per-token (32)   --request-timeout-ms (30000)
+                                   --max-event-loop-delay-ms (1000: past it, 503 + Retry-After; 0 = off)
+  token     bearer tokens          token create --project P --role admin|member|reader [--ttl 24h] [--name N]
+                                   token list | token revoke <id>
+                                   (through the API with $QUARK_TOKEN or .quark/token; --api URL.
+                                   token create --bootstrap writes straight into ZooKeeper: the first admin token)
+  project   quotas and usage       project quota set <P> [--instances N] [--vcpus N] [--ram-mb N] [--disk-gb N]
+                                   (a number, or none = unlimited) | project quota show <P> | project usage <P>
   orc       an orchestrator        --id ID (random)
                                    --sweep-ms (2000: how often owned inboxes are re-read for units that could not move)
                                    --stale-free-ms (5000: how long another writer's change to a compute's
@@ -48,6 +62,9 @@ Commands:
                                    its own ZooKeeper session, directory and private libvirt test driver
   zk        operator views         zk tree [path] | zk ls <path> | zk get <path>
             zk server --port P --data-dir D   (a standalone ZooKeeper, foreground)
+  config    cluster settings       config get [key] [--zone Z] | config set placement-policy spread|pack [--zone Z]
+            (every orc follows a change at once; --zone Z sets that zone's override, and the
+            value 'inherit' removes it; requests naming zone Z follow its override)
 
 Common options:
   --zk HOST:PORT[,…]   ZooKeeper (default: $QUARK_ZK, else .quark/cluster.json from 'up', else 127.0.0.1:2181)
@@ -113,23 +130,108 @@ async function main(argv: string[]): Promise<void> {
         host: { type: 'string', default: '127.0.0.1' },
         'images-dir': { type: 'string', default: join('.quark', 'image-store') },
         'public-url': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        insecure: { type: 'boolean', default: false },
+        'allowed-host': { type: 'string', default: '' },
+        'rate-limit': { type: 'string', default: '6000' },
+        'max-streams-per-token': { type: 'string', default: '32' },
+        'request-timeout-ms': { type: 'string', default: '30000' },
+        'max-event-loop-delay-ms': { type: 'string', default: '1000' },
       });
       const log = createLogger({ proc: 'api', pid: process.pid });
-      const { buildApp } = await import('../api/app.js');
+      const { buildApp, DEFAULT_PRESSURE } = await import('../api/app.js');
+      const { planSurface, SurfaceRefused } = await import('../api/server.js');
       const port = int(a.v.port, 'port');
       const host = a.v.host as string;
+      let surface;
+      try {
+        surface = planSurface({
+          host,
+          port,
+          tlsCert: a.v['tls-cert'] as string | undefined,
+          tlsKey: a.v['tls-key'] as string | undefined,
+          insecure: a.v.insecure as boolean,
+          extraHosts: (a.v['allowed-host'] as string).split(',').filter(Boolean),
+        });
+      } catch (e) {
+        if (e instanceof SurfaceRefused) throw new UsageError(e.message);
+        throw e;
+      }
+      for (const w of surface.warnings) {
+        log.warn(w);
+        process.stderr.write(`\n*** ${w} ***\n\n`);
+      }
+      const rate = int(a.v['rate-limit'], 'rate-limit');
+      const lag = int(a.v['max-event-loop-delay-ms'], 'max-event-loop-delay-ms');
       const publicHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
       const images = {
         dir: resolve(a.v['images-dir'] as string),
-        publicUrl: ((a.v['public-url'] as string | undefined) ?? `http://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${port}`).replace(/\/+$/, ''),
+        publicUrl: ((a.v['public-url'] as string | undefined) ?? `${surface.scheme}://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${port}`).replace(/\/+$/, ''),
+      };
+      const opts = {
+        tls: surface.tls,
+        allowedHosts: surface.allowedHosts,
+        rateLimit: rate === 0 ? null : { max: rate, windowMs: 60_000 },
+        pressure: lag === 0 ? null : { ...DEFAULT_PRESSURE, maxEventLoopDelayMs: lag },
+        maxStreamsPerToken: int(a.v['max-streams-per-token'], 'max-streams-per-token', 1),
+        requestTimeoutMs: int(a.v['request-timeout-ms'], 'request-timeout-ms', 1),
+        images,
       };
       await runWithSession({ ...a, log }, async (zk, paths) => {
         const config = await readConfig(zk, paths);
-        const app = await buildApp({ zk, paths, config, log, images });
-        await app.listen({ port, host: a.v.host as string });
-        log.info('api listening', { url: `http://${a.v.host as string}:${port}` });
+        const app = await buildApp({ zk, paths, config, log, ...opts });
+        await app.listen({ port, host });
+        log.info('api listening', { url: `${surface.scheme}://${host.includes(':') ? `[${host}]` : host}:${port}` });
         return { stop: () => app.close() };
       });
+      return;
+    }
+    case 'token':
+    case 'project': {
+      const a = parse(
+        {
+          api: { type: 'string' },
+          project: { type: 'string' },
+          role: { type: 'string' },
+          ttl: { type: 'string' },
+          name: { type: 'string' },
+          bootstrap: { type: 'boolean', default: false },
+          instances: { type: 'string' },
+          vcpus: { type: 'string' },
+          'ram-mb': { type: 'string' },
+          'disk-gb': { type: 'string' },
+        },
+        true,
+      );
+      const cli = await import('../auth/cli.js');
+      const api = (a.v.api as string | undefined) ?? cli.defaultApi();
+      const [sub, arg, arg2] = a.pos;
+      let out: string;
+      try {
+        if (cmd === 'token' && sub === 'create') {
+          if (!a.v.project || !a.v.role) throw new UsageError('token create needs --project and --role');
+          out = await cli.tokenCreate(api, {
+            project: a.v.project as string,
+            role: a.v.role as string,
+            ttl: a.v.ttl as string | undefined,
+            name: a.v.name as string | undefined,
+            ...(a.v.bootstrap ? { bootstrap: { zk: a.zk, root: a.root } } : {}),
+          });
+        } else if (cmd === 'token' && sub === 'list') out = await cli.tokenList(api);
+        else if (cmd === 'token' && sub === 'revoke' && arg) out = await cli.tokenRevoke(api, arg);
+        else if (cmd === 'project' && sub === 'quota' && arg === 'set' && arg2) {
+          out = await cli.projectQuotaSet(api, arg2, cli.quotaFromFlags(a.v as Record<string, string | undefined>));
+        } else if (cmd === 'project' && sub === 'quota' && arg === 'show' && arg2) out = await cli.projectQuotaShow(api, arg2);
+        else if (cmd === 'project' && sub === 'usage' && arg) out = await cli.projectUsage(api, arg);
+        else throw new UsageError(cmd === 'token' ? 'usage: quark token create|list|revoke' : 'usage: quark project quota set|show <P> | project usage <P>');
+      } catch (e) {
+        if (e instanceof Error && /^invalid (project|TTL)|TTL/.test(e.message)) throw new UsageError(e.message);
+        if (!(e instanceof cli.CliError)) throw e;
+        process.stderr.write(`quark: ${e.message}\n`);
+        process.exit(1);
+      }
+      process.stdout.write(out);
       return;
     }
     case 'orc': {
@@ -256,6 +358,49 @@ async function main(argv: string[]): Promise<void> {
       }
       return;
     }
+    case 'config': {
+      const a = parse({ zone: { type: 'string' } }, true);
+      const zone = a.v.zone as string | undefined;
+      const [sub, key, value, ...extra] = a.pos;
+      const usage = 'usage: quark config get [key] [--zone Z] | quark config set placement-policy spread|pack [--zone Z]';
+      if (sub === 'set' && key !== 'placement-policy') {
+        throw new UsageError(key === undefined ? usage : `${key} cannot be set here; settable: placement-policy`);
+      }
+      if (sub === 'set' && (value === undefined || extra.length > 0)) throw new UsageError(usage);
+      if (sub === 'get' && (value !== undefined || (zone !== undefined && key !== 'placement-policy'))) throw new UsageError(usage);
+      if (sub !== 'get' && sub !== 'set') throw new UsageError(usage);
+      const zk = await Zk.connect(a.zk, { connectTimeoutMs: 5000 });
+      try {
+        const paths = new Paths(a.root);
+        if (sub === 'set') {
+          let next: ClusterConfig;
+          try {
+            next = await updateConfig(zk, paths, (cur) => withPlacementPolicy(cur, value!, zone));
+          } catch (err) {
+            if (err instanceof RangeError || (await zk.exists(paths.config)) === null) throw new UsageError((err as Error).message);
+            throw err;
+          }
+          printPolicy(next, zone);
+          return;
+        }
+        const cur = await zk.get<ClusterConfig>(paths.config);
+        if (!cur) throw new UsageError(`${paths.config} does not exist: no Quark cluster under ${paths.root}`);
+        const cfg: ClusterConfig = { ...DEFAULT_CONFIG, ...cur.value };
+        if (key === undefined) process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
+        else if (key === 'placement-policy') {
+          try {
+            printPolicy(cfg, zone);
+          } catch (err) {
+            throw new UsageError(`${paths.config} holds an invalid policy (${(err as Error).message}); set a valid one`);
+          }
+        }
+        else if (Object.hasOwn(cfg, key)) process.stdout.write(`${JSON.stringify(cfg[key as keyof ClusterConfig])}\n`);
+        else throw new UsageError(`unknown setting ${key}; known: placement-policy, ${Object.keys(DEFAULT_CONFIG).join(', ')}`);
+      } finally {
+        await zk.close();
+      }
+      return;
+    }
     case 'up': {
       const a = parse({
         orcs: { type: 'string', default: '2' },
@@ -283,6 +428,14 @@ async function main(argv: string[]): Promise<void> {
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)}; try 'quark --help'`);
   }
+}
+
+/** The policy in force: for `zone`, or the cluster's followed by one `zone <name>: <policy>` line per override. */
+function printPolicy(cfg: ClusterConfig, zone: string | undefined): void {
+  const s = policySettingOf(cfg);
+  if (zone !== undefined) return void process.stdout.write(`${policyFor(s, zone)}\n`);
+  process.stdout.write(`${s.policy}\n`);
+  for (const [z, p] of Object.entries(s.byZone)) process.stdout.write(`zone ${z}: ${p}\n`);
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startZooKeeper, type RunningZooKeeper } from '../zk/server.js';
+import { authHeaders, ensureLocalAdminToken } from '../auth/local.js';
 
 export interface UpOptions {
   orcs: number;
@@ -34,7 +35,7 @@ const say = (s: string): void => void process.stdout.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function http<T>(url: string, init?: RequestInit): Promise<{ status: number; body: T }> {
-  const res = await fetch(url, { ...init, headers: { 'content-type': 'application/json', ...(init?.headers ?? {}) } });
+  const res = await fetch(url, { ...init, headers: { 'content-type': 'application/json', ...authHeaders(), ...(init?.headers ?? {}) } });
   return { status: res.status, body: (await res.json()) as T };
 }
 
@@ -78,6 +79,9 @@ export async function up(o: UpOptions): Promise<void> {
   zk = await startZooKeeper({ dataDir: join(home, 'zk'), clientPort: zkPort });
   const api = `http://127.0.0.1:${o.apiPort}`;
   writeFileSync(join(home, 'cluster.json'), JSON.stringify({ zk: zk.connectionString, api, root: o.root }, null, 2));
+  const admin = await ensureLocalAdminToken({ zk: zk.connectionString, root: o.root, home });
+  process.env.QUARK_TOKEN = admin.token; // this cluster's, over any stale one in the caller's shell
+  say(`${admin.created ? 'created an' : 'reusing the'} admin token in .quark/token (mode 0600; the CLI and the examples below read it)`);
 
   const common = ['--zk', zk.connectionString, '--root', o.root, '--session-timeout-ms', String(o.sessionTimeoutMs)];
   const launch = (name: string, args: string[]): void => {
@@ -121,12 +125,14 @@ export async function up(o: UpOptions): Promise<void> {
 
   say(`
 Where to look:
-  ${api}/ui                 the visualizer: work units live, servers, the cluster (open in a browser)
-  curl -s ${api}/v1/computes
-  curl -s ${api}/v1/servers
-  curl -s -XPOST ${api}/v1/servers -H 'content-type: application/json' \\
+  ${api}/ui                 the visualizer (it asks once for the token: cat .quark/token)
+  export QUARK_TOKEN=$(cat .quark/token); auth="authorization: Bearer $QUARK_TOKEN"
+  curl -s -H "$auth" ${api}/v1/computes
+  curl -s -H "$auth" ${api}/v1/servers
+  curl -s -H "$auth" -XPOST ${api}/v1/servers -H 'content-type: application/json' \\
        -d '{"name":"web-1","flavor":{"vcpus":2,"ram_mb":2048,"disk_gb":20}}'
-  curl -s ${api}/v1/work-units/<work_unit_id>
+  curl -s -H "$auth" ${api}/v1/work-units/<work_unit_id>
+  npx quark token create --project demo --role member     # a token for someone else
   npx quark zk tree /quark/computes        # the ZooKeeper directories, decoded
   logs: .quark/logs/*.log
 Ctrl-C stops everything.`);

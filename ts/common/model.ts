@@ -1,8 +1,10 @@
 // The records Quark keeps in ZooKeeper. One definition, used by api, orc and compute.
 import type { ComputeId, ServerId, WorkUnitId } from './ids.js';
-import type { StepName, WorkKind } from '../actors/kinds.js';
-import type { VmStatus } from '../actors/vm.js';
+import type { StepName, VmStatus, WorkKind, WorkUnitState } from './vocabulary.js';
+import type { PlacementPolicy } from './placement-policy.js';
 import type { ImageRef } from '../images/model.js';
+
+export { TERMINAL, type WorkUnitState } from './vocabulary.js';
 
 export interface Flavor {
   vcpus: number;
@@ -18,10 +20,8 @@ export interface Consumes {
   bandwidth_mbps: number;
 }
 
-export type WorkUnitState = 'PENDING' | 'SCHEDULED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
-export const TERMINAL: ReadonlySet<WorkUnitState> = new Set(['SUCCEEDED', 'FAILED']);
-
 export interface ErrorInfo {
+  /** One of UNIT_ERROR_CODES (vocabulary.ts), or the code of what a step failed on (libvirt's, ZooKeeper's). */
   code: string;
   message: string;
   /** NO_VALID_HOST: how many computes each filter removed. */
@@ -141,12 +141,18 @@ export interface ClusterConfig {
   overcommit: { vcpus: number; ram_mb: number; disk_gb: number; bandwidth_mbps: number };
   /** Placement attempts per work unit before it fails (a lost compute costs one attempt). */
   max_attempts: number;
+  /** How orcs rank the computes a request fits (see ts/common/placement-policy.ts). */
+  placement_policy: PlacementPolicy;
+  /** Zone: policy, for requests that name that zone. */
+  placement_policy_by_zone: Record<string, PlacementPolicy>;
 }
 
 export const DEFAULT_CONFIG: ClusterConfig = {
   shards: 64,
   overcommit: { vcpus: 4, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 },
   max_attempts: 3,
+  placement_policy: 'spread',
+  placement_policy_by_zone: {},
 };
 
 export const ZERO: Consumes = { vcpus: 0, ram_mb: 0, disk_gb: 0, bandwidth_mbps: 0 };

@@ -8,6 +8,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildTinyImage, repoRoot, type TinyImage } from './tiny-image.js';
+import { authHeaders } from '../auth/local.js';
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -35,7 +36,7 @@ export async function prepareQemu(o: { home: string; say: (line: string) => void
     for (const line of `${stdout}${stderr}`.split('\n')) if (line.startsWith('[ensure-qemu]')) say(`  ${line}`);
   } catch (e) {
     const err = e as { stderr?: string; message: string };
-    throw new Error(`scripts/ensure-qemu.sh failed: ${err.stderr?.trim() || err.message}`);
+    throw new Error(`scripts/ensure-qemu.sh failed: ${err.stderr?.trim() || err.message}`, { cause: e });
   }
   say('building the tiny guest image (cached under .quark/images/)…');
   const image = await buildTinyImage({ log: (line) => say(`  ${line}`) });
@@ -60,8 +61,9 @@ export async function prepareQemu(o: { home: string; say: (line: string) => void
   };
 }
 
+/** Calls carry the default token (QUARK_TOKEN, which `quark up` sets, else .quark/token). */
 async function json<T>(url: string, init?: RequestInit): Promise<{ status: number; body: T }> {
-  const res = await fetch(url, init);
+  const res = await fetch(url, { ...init, headers: { ...authHeaders(), ...(init?.headers as Record<string, string> | undefined) } });
   const text = await res.text();
   return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
 }
@@ -74,7 +76,7 @@ export async function registerTiny(api: string, image: TinyImage): Promise<{ id:
   const size = (await stat(image.qcow2)).size;
   const res = await fetch(`${api}/v1/images?name=tiny&format=qcow2`, {
     method: 'POST',
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), ...authHeaders() },
     body: createReadStream(image.qcow2) as unknown as RequestInit['body'],
     duplex: 'half',
   } as RequestInit);
@@ -117,7 +119,7 @@ async function demo(api: string, image: TinyImage, say: (line: string) => void):
   }
   const consoleUrl = `${api}/v1/servers/${server_id}/console?lines=20`;
   for (;;) {
-    const res = await fetch(consoleUrl);
+    const res = await fetch(consoleUrl, { headers: authHeaders() });
     const text = await res.text();
     if (res.ok && text.includes('QUARK_USER_DATA_END')) {
       say(`the guest ran its user data ${((Date.now() - t0) / 1000).toFixed(1)} s after the request; its console:`);
@@ -130,7 +132,7 @@ async function demo(api: string, image: TinyImage, say: (line: string) => void):
     }
     await sleep(250);
   }
-  say(`read its console:   curl -s '${consoleUrl}'`);
-  say(`stop it (ACPI):     curl -s -XPOST ${api}/v1/servers/${server_id}/actions -H 'content-type: application/json' -d '{"action":"stop"}'`);
+  say(`read its console:   curl -s -H "authorization: Bearer $(cat .quark/token)" '${consoleUrl}'`);
+  say(`stop it (ACPI):     curl -s -XPOST ${api}/v1/servers/${server_id}/actions -H "authorization: Bearer $(cat .quark/token)" -H 'content-type: application/json' -d '{"action":"stop"}'`);
   say(`the guests keep running after Ctrl-C; scripts/ensure-qemu.sh --stop stops the daemons it started`);
 }

@@ -11,11 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { qcow2BackingFile, qcow2VirtualSize, type ImageRef } from '../images/model.js';
+import { IMAGE_KEY_HEADER, qcow2BackingFile, qcow2VirtualSize, type ImageRef } from '../images/model.js';
 import { baseFileName, ImageCache } from './image-cache.js';
 
 const run = promisify(execFile);
 const noQemuImg = !existsSync('/usr/bin/qemu-img');
+const FETCH_KEY = 'fetch-key-of-img-1';
 
 describe.skipIf(noQemuImg)(`image cache${noQemuImg ? ' (skipped: no qemu-img; run scripts/ensure-qemu.sh)' : ''}`, () => {
   let dir: string;
@@ -33,8 +34,10 @@ describe.skipIf(noQemuImg)(`image cache${noQemuImg ? ' (skipped: no qemu-img; ru
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'src.qcow2'), '64M']);
     image = await readFile(join(dir, 'src.qcow2'));
     serve = image;
-    server = http.createServer((_req, res) => {
+    server = http.createServer((req, res) => {
       requests++;
+      // As the API's file route: no fetch key, no file.
+      if (req.headers[IMAGE_KEY_HEADER] !== FETCH_KEY) return void res.writeHead(404).end();
       // Slow enough that concurrent asks overlap.
       setTimeout(() => res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(serve), 100);
     });
@@ -53,6 +56,7 @@ describe.skipIf(noQemuImg)(`image cache${noQemuImg ? ' (skipped: no qemu-img; ru
     size_bytes: image.length,
     sha256: createHash('sha256').update(image).digest('hex'),
     url,
+    fetch_key: FETCH_KEY,
   });
 
   it('reads a qcow2 header: its disk size and its backing file', async () => {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { qcow2BackingFile, qcow2VirtualSize, type ImageFormat, type ImageRef } from '../images/model.js';
+import { IMAGE_KEY_HEADER, qcow2BackingFile, qcow2VirtualSize, type ImageFormat, type ImageRef } from '../images/model.js';
 
 export interface CachedBase {
   path: string;
@@ -75,7 +75,7 @@ export class ImageCache {
     }
     const part = `${path}.part-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     try {
-      const res = await fetch(image.url, { signal: AbortSignal.timeout(this.fetchTimeoutMs) });
+      const res = await fetch(image.url, { headers: { [IMAGE_KEY_HEADER]: image.fetch_key }, signal: AbortSignal.timeout(this.fetchTimeoutMs) });
       if (!res.ok || !res.body) throw new ImageFetchError(`fetching image ${image.id} from ${image.url}: HTTP ${res.status}`);
       const hash = createHash('sha256');
       let size = 0;

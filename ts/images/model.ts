@@ -7,6 +7,8 @@ export const IMAGE_FORMATS: readonly ImageFormat[] = ['qcow2', 'raw'];
 /** /quark/images/<id>: the record; the file stays beside the API that took the upload. */
 export interface ImageRecord {
   id: string;
+  /** The project that uploaded it: only its tokens (and admins) see it or boot from it by name. */
+  project: string;
   name: string;
   format: ImageFormat;
   size_bytes: number;
@@ -14,10 +16,15 @@ export interface ImageRecord {
   created_at: number;
   /** Where computes fetch the file: the storing API's GET /v1/images/<id>/file. */
   url: string;
+  /** Sent by computes as IMAGE_KEY_HEADER: the file route takes no token, only this. */
+  fetch_key: string;
 }
 
+/** The header a compute sends the image's fetch_key in (a header, not the URL: URLs end up in logs). */
+export const IMAGE_KEY_HEADER = 'x-quark-image-key';
+
 /** What a build's request carries about its image. */
-export type ImageRef = Pick<ImageRecord, 'id' | 'name' | 'format' | 'size_bytes' | 'sha256' | 'url'>;
+export type ImageRef = Pick<ImageRecord, 'id' | 'name' | 'format' | 'size_bytes' | 'sha256' | 'url' | 'fetch_key'>;
 
 export const imageRef = (r: ImageRecord): ImageRef => ({
   id: r.id,
@@ -26,6 +33,7 @@ export const imageRef = (r: ImageRecord): ImageRef => ({
   size_bytes: r.size_bytes,
   sha256: r.sha256,
   url: r.url,
+  fetch_key: r.fetch_key,
 });
 
 /** The first bytes of every qcow2 file ("QFI\xfb"). */

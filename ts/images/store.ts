@@ -1,8 +1,9 @@
 // The API's image store: uploads are streamed to a file beside the API (never through
 // ZooKeeper) while their sha256 is computed; ZooKeeper holds a small record per image, a name
-// index, and one `users/<server>` node per server booted from it, so an image in use cannot be
-// removed (ZooKeeper refuses to delete a node with children).
-import { createHash, randomUUID } from 'node:crypto';
+// index per project, and one `users/<server>` node per server booted from it, so an image in use
+// cannot be removed (ZooKeeper refuses to delete a node with children). An image belongs to the
+// project that uploaded it: another project's image is 404, as its servers are.
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { isZkError, type Txn, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import type { ServerId } from '../common/ids.js';
 import { ApiError, notFound } from '../api/errors.js';
+import { canSee, type ProjectId, type Scope } from '../auth/policy.js';
 import { IMAGE_FORMATS, QCOW2_MAGIC, type ImageFormat, type ImageRecord } from './model.js';
 
 export interface ImageStoreOptions {
@@ -34,12 +36,20 @@ export class ImagePaths {
   users(id: string): string { return `${this.image(id)}/users`; }
   user(id: string, server: string): string { return `${this.users(id)}/${server}`; }
   get names(): string { return `${this.paths.root}/image-names`; }
-  name(name: string): string { return `${this.names}/${name}`; }
+  /** Names are unique within a project (two projects may each have a `tiny`). */
+  projectNames(project: string): string { return `${this.names}/${project}`; }
+  name(project: string, name: string): string { return `${this.projectNames(project)}/${name}`; }
 }
+
+const sha = (s: string): Buffer => createHash('sha256').update(s).digest();
+/** Whether `given` is the image's fetch key, compared in constant time. */
+const keyMatches = (r: ImageRecord, given: string | undefined): boolean =>
+  typeof given === 'string' && typeof r.fetch_key === 'string' && timingSafeEqual(sha(given), sha(r.fetch_key));
 
 export function presentImage(r: ImageRecord) {
   return {
     id: r.id,
+    project: r.project ?? null,
     name: r.name,
     format: r.format,
     size_bytes: r.size_bytes,
@@ -74,13 +84,13 @@ export class ImageStore {
     return join(this.options().dir, `${r.id}.${r.format}`);
   }
 
-  /** Streams `body` to disk, hashing it; the record appears only once the file is whole. */
-  async upload(name: string, format: string, body: Readable): Promise<ImageRecord> {
+  /** Streams `body` to disk, hashing it; the record (of `project`) appears only once the file is whole. */
+  async upload(project: ProjectId, name: string, format: string, body: Readable): Promise<ImageRecord> {
     const o = this.options();
     if (!IMAGE_FORMATS.includes(format as ImageFormat)) {
       throw new ApiError('BAD_REQUEST', `format must be one of ${IMAGE_FORMATS.join(', ')}`);
     }
-    if (await this.zk.exists(this.zkPaths.name(name))) throw new ApiError('CONFLICT', `an image named ${name} exists`);
+    if (await this.zk.exists(this.zkPaths.name(project, name))) throw new ApiError('CONFLICT', `an image named ${name} exists`);
     const id = randomUUID();
     const part = join(o.dir, `.upload-${id}`);
     const hash = createHash('sha256');
@@ -102,18 +112,21 @@ export class ImageStore {
       }
       const record: ImageRecord = {
         id,
+        project,
         name,
         format: format as ImageFormat,
         size_bytes: size,
         sha256: hash.digest('hex'),
         created_at: Date.now(),
         url: `${o.publicUrl}/v1/images/${id}/file`,
+        fetch_key: randomBytes(24).toString('base64url'),
       };
       await rename(part, this.fileOf(record));
       try {
+        await this.zk.mkdirp(this.zkPaths.projectNames(project));
         await this.zk
           .txn()
-          .create(this.zkPaths.name(name), id)
+          .create(this.zkPaths.name(project, name), id)
           .create(this.zkPaths.image(id), record)
           .create(this.zkPaths.users(id))
           .commit();
@@ -128,28 +141,31 @@ export class ImageStore {
     }
   }
 
-  async list(): Promise<ImageRecord[]> {
+  /** The images `scope` may see. */
+  async list(scope: Scope): Promise<ImageRecord[]> {
     const ids = (await this.zk.children(this.zkPaths.images)) ?? [];
     const recs = await Promise.all(ids.map((id) => this.zk.get<ImageRecord>(this.zkPaths.image(id)).catch(() => null)));
     return recs
       .map((r) => r?.value)
-      .filter((r): r is ImageRecord => !!r && typeof r.id === 'string')
+      .filter((r): r is ImageRecord => !!r && typeof r.id === 'string' && canSee(scope, r.project))
       .sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id));
   }
 
-  async get(id: string): Promise<ImageRecord> {
+  /** One image; 404 if `scope` may not see it. */
+  async get(id: string, scope: Scope): Promise<ImageRecord> {
     const r = UUID.test(id) ? await this.zk.get<ImageRecord>(this.zkPaths.image(id)) : null;
-    if (!r?.value) throw notFound('image', id);
+    if (!r?.value || !canSee(scope, r.value.project)) throw notFound('image', id);
     return r.value;
   }
 
-  /** An image by id, or else by name. */
-  async resolve(ref: string): Promise<ImageRecord | null> {
+  /** A boot's image: one of `project`'s by id, or else by name. */
+  async resolve(ref: string, project: ProjectId): Promise<ImageRecord | null> {
+    const mine = { all: false, project } as const;
     if (UUID.test(ref)) {
       const r = await this.zk.get<ImageRecord>(this.zkPaths.image(ref));
-      if (r?.value) return r.value;
+      if (r?.value && canSee(mine, r.value.project)) return r.value;
     }
-    const byName = await this.zk.get<string>(this.zkPaths.name(ref)).catch(() => null);
+    const byName = await this.zk.get<string>(this.zkPaths.name(project, ref)).catch(() => null);
     if (!byName?.value) return null;
     return (await this.zk.get<ImageRecord>(this.zkPaths.image(byName.value)))?.value ?? null;
   }
@@ -159,9 +175,11 @@ export class ImageStore {
     txn.create(this.zkPaths.user(imageId, server));
   }
 
-  /** The file, for computes to fetch. */
-  async file(id: string): Promise<{ record: ImageRecord; path: string; size: number }> {
-    const record = await this.get(id);
+  /** The file, for computes to fetch: they show the image's fetch key, not a token. 404 without it. */
+  async file(id: string, key: string | undefined): Promise<{ record: ImageRecord; path: string; size: number }> {
+    const r = UUID.test(id) ? await this.zk.get<ImageRecord>(this.zkPaths.image(id)) : null;
+    if (!r?.value || !keyMatches(r.value, key)) throw notFound('image', id);
+    const record = r.value;
     const path = this.fileOf(record);
     const st = await stat(path).catch(() => null);
     if (!st) throw new ApiError('NOT_FOUND', `image ${id}'s file is not on this API; it was uploaded to ${record.url}`);
@@ -176,8 +194,8 @@ export class ImageStore {
    * Removes the image unless a server still uses it (409). A user node whose server is gone
    * (deleted) is cleared first; one added meanwhile makes the removal fail and the answer 409.
    */
-  async remove(id: string): Promise<void> {
-    const record = await this.get(id);
+  async remove(id: string, scope: Scope): Promise<void> {
+    const record = await this.get(id, scope);
     const users = (await this.zk.children(this.zkPaths.users(id))) ?? [];
     const live: string[] = [];
     for (const server of users) {
@@ -188,7 +206,7 @@ export class ImageStore {
       throw new ApiError('IMAGE_IN_USE', `image ${id} is used by ${live.length} server(s): ${live.slice(0, 5).join(', ')}`);
     }
     try {
-      await this.zk.txn().remove(this.zkPaths.users(id)).remove(this.zkPaths.image(id)).remove(this.zkPaths.name(record.name)).commit();
+      await this.zk.txn().remove(this.zkPaths.users(id)).remove(this.zkPaths.image(id)).remove(this.zkPaths.name(record.project, record.name)).commit();
     } catch (e) {
       if (isZkError(e, 'NOT_EMPTY')) throw new ApiError('IMAGE_IN_USE', `image ${id} was just booted from`);
       if (isZkError(e, 'NO_NODE')) throw notFound('image', id);

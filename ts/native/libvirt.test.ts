@@ -7,7 +7,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Hypervisor, LibvirtError, toLibvirtError, type DomainSpec } from './libvirt.js';
+import { Hypervisor, LibvirtError, toLibvirtError, type DomainSpec, type GuestSpec } from './libvirt.js';
 
 const run = `ts-${process.pid}-${Date.now().toString(36)}`;
 const spec = (suffix: string, extra: Partial<DomainSpec> = {}): DomainSpec => ({
@@ -169,7 +169,7 @@ describe('Hypervisor on test:///default', () => {
   });
 
   it('accepts a guest spec (the test driver runs no guest) and rejects a malformed one', async () => {
-    const guest = {
+    const guest: GuestSpec = {
       accel: 'tcg',
       cpu: 'default',
       disk_path: '/pool/x.qcow2',
@@ -177,7 +177,7 @@ describe('Hypervisor on test:///default', () => {
       console_log: '/console/x.log',
       nic: { kind: 'user', isolated: true, forwards: [{ host_port: 18080, guest_port: 80 }] },
       bandwidth_mbps: 0,
-    } as const;
+    };
     expect((await hv.define(spec('guest', { guest }))).state).toBe('shutoff');
     const bad = [
       { ...guest, accel: 'hvf' },

@@ -3,6 +3,7 @@
 // Every call is bounded (TIMEOUT); after libvirtd restarts the addon opens the connection again
 // and the call that saw it die fails with CONNECT_FAILED, which callers may retry.
 import { nativeExport } from './load.js';
+import type { Hypervisor as NativeHypervisor, NativeDomainInfo } from './addon.js';
 
 /** libvirt's built-in test driver: a real libvirt hypervisor that needs no KVM. */
 export const DEFAULT_LIBVIRT_URI = 'test:///default';
@@ -175,40 +176,6 @@ export function toLibvirtError(err: unknown): LibvirtError {
   return new LibvirtError(code, message, libvirtCode, { cause: err });
 }
 
-// The addon's shapes (see native/index.d.ts after a build).
-interface NativeDomainInfo {
-  name: string;
-  uuid: string;
-  state: string;
-  vcpus: number;
-  memory_kib: number;
-  persistent: boolean;
-  owner?: string | null;
-}
-
-interface NativeHypervisor {
-  readonly uri: string;
-  readonly kind: string | null;
-  define(spec: DomainSpec): Promise<NativeDomainInfo>;
-  hostInfo(): Promise<HostInfo>;
-  ensurePool(name: string, path: string): Promise<void>;
-  createOverlay(pool: string, vol: string, capacityBytes: number, backing: string, backingFormat: string): Promise<VolumeInfo>;
-  deleteVolume(pool: string, vol: string): Promise<boolean>;
-  listVolumes(pool: string): Promise<VolumeInfo[]>;
-  start(name: string): Promise<void>;
-  shutdown(name: string): Promise<void>;
-  destroy(name: string): Promise<void>;
-  reboot(name: string): Promise<void>;
-  undefine(name: string): Promise<void>;
-  info(name: string): Promise<NativeDomainInfo>;
-  list(): Promise<NativeDomainInfo[]>;
-  close(): Promise<void>;
-}
-
-interface NativeHypervisorClass {
-  open(uri?: string | null): Promise<NativeHypervisor>;
-}
-
 /** How long a call may take before it fails with TIMEOUT, unless the connection says otherwise. */
 export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
 
@@ -272,7 +239,7 @@ export class Hypervisor {
 
   static async open(uri: string = DEFAULT_LIBVIRT_URI, o: OpenOptions = {}): Promise<Hypervisor> {
     const timeoutMs = o.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
-    const native = await call(() => nativeExport<NativeHypervisorClass>('Hypervisor').open(uri), timeoutMs, `opening ${uri}`);
+    const native = await call(() => nativeExport('Hypervisor').open(uri), timeoutMs, `opening ${uri}`);
     return new Hypervisor(native, timeoutMs);
   }
 

@@ -1,13 +1,17 @@
 // Loads Quark's native addon (`crates/quark-native`, built by `npm run build:native` into
 // `<repo>/native/`). Loading is lazy: importing a module that uses the addon never throws,
 // only the first call that needs it does, with a message that says how to build it.
+//
+// Its types are the ones napi-rs generates from the Rust faces (`--dts index.d.ts`), kept in
+// git as ./addon.d.ts so that typechecking needs no Rust build; ./addon-types.test.ts fails
+// when a build generates anything else (refresh it with `npm run native:types`).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The raw addon: its exports by name. Each user narrows what it needs with `nativeExport`. */
-export type NativeAddon = Readonly<Record<string, unknown>>;
+/** The addon's exports, as napi-rs declares them. */
+export type NativeAddon = typeof import('./addon.js');
 
 /** Set to a `.node` file to load that one instead of searching `<repo>/native/`. */
 export const NATIVE_PATH_ENV = 'QUARK_NATIVE_PATH';
@@ -28,16 +32,16 @@ export function loadNative(): NativeAddon {
   return cached;
 }
 
-/** One export of the addon, typed by the caller; throws if a stale build lacks it. */
-export function nativeExport<T>(name: string): T {
+/** One export of the addon; throws if a stale build lacks it. */
+export function nativeExport<K extends keyof NativeAddon>(name: K): NativeAddon[K] {
   const addon = loadNative();
-  const value = addon[name];
+  const value = addon[name] as NativeAddon[K] | undefined;
   if (value === undefined) {
     throw new NativeAddonMissingError(
       `the native addon has no export '${name}'; it is probably stale: run \`npm run build:native\``,
     );
   }
-  return value as T;
+  return value;
 }
 
 /** The `.node` file `loadNative` would load. */

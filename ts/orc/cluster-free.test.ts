@@ -115,7 +115,7 @@ describe('ClusterWatch follows self/free', () => {
     const paths = await world();
     const zk = await Zk.connect(zkConnect());
     const overcommit = { vcpus: 4, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 };
-    const w = new ClusterWatch(zk, paths, new TwinClusterView({ overcommit }), log, overcommit);
+    const w = new ClusterWatch(zk, paths, new TwinClusterView({ overcommit }), log);
     try {
       w.start();
       await waitFor(() => w.computes.get(id)?.freeVersion === 0, { what: 'the view to fill' });

@@ -1,12 +1,21 @@
 // The orc's view of every compute, kept current from ZooKeeper watches: capacity once, self/free
-// and liveness on every change. The placement view is updated incrementally, never rebuilt.
+// and liveness on every change. The placement view is updated incrementally, never rebuilt; the
+// placement policy follows /quark/config as it changes.
 import { EventEmitter } from 'node:events';
 import { Coalescer, OwnWrites, watchChildren, watchData, type ConnectionState, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import type { ComputeId } from '../common/ids.js';
-import { addConsumes, ZERO, type AliveRecord, type ComputeCapacity, type Consumes } from '../common/model.js';
-import type { ClusterView, Resources, ScorerOptions } from './placement/types.js';
-import { fitsOf, resolveOptions } from './placement/twin.js';
+import {
+  addConsumes,
+  ZERO,
+  type AliveRecord,
+  type ClusterConfig,
+  type ComputeCapacity,
+  type Consumes,
+} from '../common/model.js';
+import { fits, overcommitPm } from '../common/capacity.js';
+import { policySettingOf, type PolicySetting } from '../common/placement-policy.js';
+import type { ClusterView, Resources } from './placement/types.js';
 import type { Logger } from '../common/log.js';
 
 export interface ComputeState {
@@ -42,36 +51,42 @@ interface FreeWatch {
   stopped: boolean;
 }
 
-/** Emits 'alive' (id) and 'lost' (id) when a compute's liveness node appears or goes. */
+/**
+ * Emits 'alive' (id) and 'lost' (id) when a compute's liveness node appears or goes, and
+ * 'policy' (PolicySetting) when the placement policy in /quark/config changes.
+ */
 export class ClusterWatch extends EventEmitter {
   readonly computes = new Map<ComputeId, ComputeState>();
   private readonly stops: Array<{ stop(): void }> = [];
   private readonly perCompute = new Map<ComputeId, Array<{ stop(): void }>>();
-  private readyResolve!: () => void;
-  readonly ready = new Promise<void>((r) => (this.readyResolve = r));
-
-  /** Overcommit per resource in per-mille, as the scorer uses it (its fits rule is `fits`'). */
-  private readonly overcommitPm: readonly number[];
+  private computesListed!: () => void;
+  private configRead!: () => void;
+  /** The computes listed once and the config read once. */
+  readonly ready = Promise.all([
+    new Promise<void>((r) => (this.computesListed = r)),
+    new Promise<void>((r) => (this.configRead = r)),
+  ]).then(() => undefined);
 
   constructor(
     private readonly zk: Zk,
     private readonly paths: Paths,
     readonly view: ClusterView,
     private readonly log: Logger,
-    overcommit: ScorerOptions['overcommit'] = {},
   ) {
     super();
-    this.overcommitPm = resolveOptions({ overcommit }).overcommitPm;
   }
 
-  /** Whether `need` fits the compute as this view holds it (free minus this orc's reservations). */
+  /**
+   * Whether `need` fits the compute as this view holds it (free minus this orc's reservations),
+   * by the rule and the overcommit the view places with.
+   */
   fits(st: ComputeState, need: Consumes): boolean {
-    return fitsOf(asResources(need), asResources(addConsumes(st.free, st.reserved, -1)), asResources(st.capacity), this.overcommitPm);
+    return fits(asResources(need), asResources(addConsumes(st.free, st.reserved, -1)), asResources(st.capacity), this.view.overcommitPm);
   }
 
   /** Whether `need` would fit the compute if it were empty. */
   couldHold(st: ComputeState, need: Consumes): boolean {
-    return fitsOf(asResources(need), asResources(st.capacity), asResources(st.capacity), this.overcommitPm);
+    return fits(asResources(need), asResources(st.capacity), asResources(st.capacity), this.view.overcommitPm);
   }
 
   start(): void {
@@ -80,10 +95,44 @@ export class ClusterWatch extends EventEmitter {
       watchChildren(
         this.zk,
         this.paths.computes,
-        (kids) => void this.onComputes((kids ?? []) as ComputeId[]).then(() => this.readyResolve()),
+        (kids) => void this.onComputes((kids ?? []) as ComputeId[]).then(() => this.computesListed()),
         (err) => this.log.error('computes watch failed', { err }),
       ),
+      watchData<ClusterConfig>(
+        this.zk,
+        this.paths.config,
+        (v) => {
+          if (v?.value) this.onConfig(v.value);
+          this.configRead();
+        },
+        (err) => this.log.error('config watch failed', { err }),
+      ),
     );
+  }
+
+  /** The placement policy follows the config; a setting that does not parse changes nothing. */
+  private onConfig(cfg: ClusterConfig): void {
+    let next: PolicySetting;
+    try {
+      next = policySettingOf(cfg);
+    } catch (err) {
+      this.log.error('config: placement policy ignored, keeping the current one', { err, policy: this.view.policy });
+      return;
+    }
+    if (JSON.stringify(next) !== JSON.stringify(this.view.policy)) {
+      this.view.setPolicy(next);
+      this.log.info('placement policy', { policy: next.policy, by_zone: next.byZone });
+      this.emit('policy', next);
+    }
+    // Overcommit is built into the view's columns: a change applies when the orc restarts.
+    try {
+      const pm = overcommitPm(cfg.overcommit);
+      if (pm.some((x, r) => x !== this.view.overcommitPm[r])) {
+        this.log.warn('config: overcommit differs from the one this orc places with; it applies when the orc restarts', { overcommit: cfg.overcommit });
+      }
+    } catch (err) {
+      this.log.error('config: bad overcommit', { err });
+    }
   }
 
   stop(): void {
@@ -91,6 +140,21 @@ export class ClusterWatch extends EventEmitter {
     for (const s of this.stops) s.stop();
     for (const list of this.perCompute.values()) for (const s of list) s.stop();
     this.perCompute.clear();
+  }
+
+  /**
+   * What this orc knows of a compute's session: 'alive' or 'down' as its liveness node last
+   * read, 'unknown' for a compute not tracked (yet) or whose node was not read yet. Read from
+   * the liveness watch alone, so a compute whose capacity records cannot be used still counts.
+   */
+  liveness(id: ComputeId): 'alive' | 'down' | 'unknown' {
+    const alive = this.aliveNow.get(id);
+    return alive === undefined ? 'unknown' : alive ? 'alive' : 'down';
+  }
+
+  /** The computes whose liveness node is absent now. */
+  down(): ComputeId[] {
+    return [...this.aliveNow].filter(([, alive]) => !alive).map(([id]) => id);
   }
 
   private async onComputes(ids: ComputeId[]): Promise<void> {
@@ -103,23 +167,39 @@ export class ClusterWatch extends EventEmitter {
       this.aliveNow.delete(id);
       this.view.remove(id);
     }
+    // Ready once each compute's liveness has been read: an orc that acquires a shard at start
+    // then knows which of its computes are down (and marks their VMs LOST) without a sweep.
     await Promise.all(ids.filter((id) => !this.perCompute.has(id)).map((id) => this.track(id)));
   }
 
-  private async track(id: ComputeId): Promise<void> {
+  /** Follows one compute; resolves once its liveness node has been read the first time. */
+  private track(id: ComputeId): Promise<void> {
     const watches: Array<{ stop(): void }> = [];
     this.perCompute.set(id, watches);
+    let firstRead!: () => void;
+    const read = new Promise<void>((r) => (firstRead = r));
     watches.push(
-      watchData<AliveRecord>(this.zk, this.paths.alive(id), (v) => {
-        const alive = v !== null;
-        this.aliveNow.set(id, alive);
-        const st = this.computes.get(id);
-        if (st && st.alive !== alive) {
-          st.alive = alive;
-          this.view.setAlive(id, alive);
-          this.emit(alive ? 'alive' : 'lost', id);
-        }
-      }),
+      watchData<AliveRecord>(
+        this.zk,
+        this.paths.alive(id),
+        (v) => {
+          const alive = v !== null;
+          const was = this.aliveNow.get(id);
+          this.aliveNow.set(id, alive);
+          firstRead();
+          const st = this.computes.get(id);
+          if (st && st.alive !== alive) {
+            st.alive = alive;
+            this.view.setAlive(id, alive);
+          }
+          // Told on every change of the node itself, also for a compute not in the view.
+          if (was !== undefined && was !== alive) this.emit(alive ? 'alive' : 'lost', id);
+        },
+        (err) => {
+          firstRead();
+          this.log.warn('liveness watch failed', { compute: id, err });
+        },
+      ),
     );
     const fw: FreeWatch = {
       claims: new OwnWrites(),
@@ -143,6 +223,7 @@ export class ClusterWatch extends EventEmitter {
       },
     });
     void this.armFree(id, fw);
+    return read;
   }
 
   /**

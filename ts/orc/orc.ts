@@ -1,5 +1,6 @@
 // quark-orc: owns shards, keeps the cluster view, places each work unit of its shards and drives
-// it to a terminal state; supervises computes (a lost compute's work is retried elsewhere).
+// it to a terminal state; supervises computes (a lost compute's work is retried elsewhere). Every
+// record it writes is the lifecycle's answer (ts/lifecycle); server statuses come from the VM machine.
 import { randomUUID } from 'node:crypto';
 import { isZkError, watchChildrenPersistent, type Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
@@ -14,16 +15,18 @@ import {
   type ClusterConfig,
   type Consumes,
   type ErrorInfo,
-  type ManagedRecord,
   type ServerRecord,
   type TaskRecord,
   type WorkUnitRecord,
 } from '../common/model.js';
-import { stepsOf } from '../actors/kinds.js';
+import { TERMINAL, type UnitErrorCode } from '../common/vocabulary.js';
+import { serverOn, unitOn } from '../lifecycle/index.js';
+import { applyOps, removeWalked, type Op } from '../lifecycle/ops.js';
 import { ClusterWatch } from './cluster.js';
 import { claimCapacity } from './claim.js';
 import { ShardOwnership } from './shards.js';
 import type { ClusterView, PlacementRequest } from './placement/types.js';
+import { releaseServerUsage } from '../auth/quota.js';
 
 export interface OrcOptions {
   zk: Zk;
@@ -57,6 +60,11 @@ export class Orc {
   private readonly computeLocks = new Map<ComputeId, Promise<unknown>>();
   private acting = true;
   private sweeper: NodeJS.Timeout | undefined;
+  /**
+   * Down computes whose supervision found nothing left to do, with what their directories looked
+   * like then (see `superviseDown`): the sweep passes over them until one of those changes.
+   */
+  private readonly settled = new Map<ComputeId, string>();
   readonly stats = { placed: 0, claimConflicts: 0, noValidHost: 0, retried: 0 };
 
   constructor(private readonly o: OrcOptions) {
@@ -70,9 +78,12 @@ export class Orc {
   async start(): Promise<void> {
     const { zk, paths, log } = this.o;
     this.config = await readConfig(zk, paths);
-    this.cluster = new ClusterWatch(zk, paths, this.o.view, log, this.config.overcommit);
+    this.cluster = new ClusterWatch(zk, paths, this.o.view, log);
     this.cluster.on('lost', (id: ComputeId) => void this.onComputeLost(id).catch((err) => log.error('supervision failed', { compute: id, err })));
-    this.cluster.on('alive', (id: ComputeId) => log.info('compute alive', { compute: id }));
+    this.cluster.on('alive', (id: ComputeId) => {
+      this.settled.delete(id);
+      log.info('compute alive', { compute: id });
+    });
     this.cluster.start();
     await this.cluster.ready;
     this.ownership = new ShardOwnership(zk, paths, this.id, this.config.shards, log);
@@ -123,6 +134,9 @@ export class Orc {
         (err) => this.o.log.error('inbox watch failed', { shard: n, err }),
       ),
     );
+    // Level-triggered: what follows from the cluster's state for this shard's computes is derived
+    // now, not left to a notification that may have come while another orc held the shard.
+    void this.superviseShard(n).catch((err) => this.o.log.warn('supervising an acquired shard failed', { shard: n, err }));
   }
 
   private onReleased(n: number): void {
@@ -134,7 +148,9 @@ export class Orc {
 
   /**
    * Watches only fire on change; a unit that could not move (claim races exhausted, an error)
-   * would wait for the next change in its shard. The sweep re-kicks those.
+   * would wait for the next change in its shard. The sweep re-kicks those, and re-derives what
+   * follows from each down compute of an owned shard (`superviseDown`): nothing a notification
+   * alone should have caused is left undone for longer than a sweep.
    */
   private async sweep(): Promise<void> {
     // Computes whose self/free another writer changed a while ago: read them, so the view that
@@ -144,8 +160,25 @@ export class Orc {
       if (!this.owns(n)) continue;
       for (const wu of (await this.o.zk.children(this.o.paths.inbox(n))) ?? []) {
         const d = this.driving.get(wu as WorkUnitId);
-        if (!d || d.computeId === null) this.kick(wu as WorkUnitId, n);
+        // A unit on a compute that is down is kicked too: its retry or failure is derived from
+        // the compute's state, whether or not this orc saw it go.
+        if (!d || d.computeId === null || this.cluster.liveness(d.computeId) === 'down') this.kick(wu as WorkUnitId, n);
       }
+    }
+    await this.superviseShards(this.shards);
+  }
+
+  private async superviseShard(n: number): Promise<void> {
+    await this.superviseShards([n]);
+  }
+
+  /** Supervises every down compute that hashes into one of `shards` (those this orc owns). */
+  private async superviseShards(shards: number[]): Promise<void> {
+    const mine = new Set(shards);
+    for (const id of this.cluster.down()) {
+      const n = shardOf(id, this.config.shards);
+      // One compute's trouble (a record that cannot be read) must not stop the others'.
+      if (mine.has(n) && this.owns(n)) await this.superviseDown(id).catch((err) => this.o.log.warn('supervising a down compute failed', { compute: id, err }));
     }
   }
 
@@ -180,7 +213,7 @@ export class Orc {
       case 'SCHEDULED':
       case 'RUNNING':
         this.driving.set(wuId, { shard, computeId: wu.compute_id });
-        if (wu.compute_id && this.cluster.computes.get(wu.compute_id)?.alive === false) {
+        if (wu.compute_id && this.cluster.liveness(wu.compute_id) === 'down') {
           await this.retryAfterLoss(wuId, wu.compute_id);
         }
         return;
@@ -271,6 +304,9 @@ export class Orc {
     const { zk, paths } = this.o;
     const st = this.cluster.computes.get(target);
     if (!st) return 'conflict';
+    const claimed = unitOn(wu, { type: 'claimed', compute: target, at: Date.now() });
+    if (!claimed.ok) return 'unit-moved';
+    const scheduled = claimed.next;
     const task: TaskRecord = {
       work_unit_id: wuId,
       kind: 'build',
@@ -281,26 +317,12 @@ export class Orc {
       attempt: wu.attempts + 1,
       birthed_on: Date.now(),
     };
-    const scheduled = this.scheduled(wu, target);
     task.unit = { record: scheduled, version: version + 1 };
     const outcome = await claimCapacity(zk, paths, this.cluster, target, need, (txn) => {
       createEntries(txn, paths.nextTask(target, wuId), nextTaskEntries(task));
       txn.set(paths.workUnit(wuId), scheduled, version);
     });
     return outcome === 'other-version' ? 'unit-moved' : outcome;
-  }
-
-  private scheduled(wu: WorkUnitRecord, target: ComputeId): WorkUnitRecord {
-    return {
-      ...wu,
-      state: 'SCHEDULED',
-      compute_id: target,
-      attempts: wu.attempts + 1,
-      tried: wu.tried.includes(target) ? wu.tried : [...wu.tried, target],
-      steps_left: [...stepsOf(wu.kind)],
-      steps_completed: [],
-      updated_at: Date.now(),
-    };
   }
 
   // ---- delete / start / stop / reboot: route to the VM's compute --------------------------------
@@ -310,10 +332,20 @@ export class Orc {
     const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
     if (!server?.value) return this.fail(wuId, version, wu, { code: 'SERVER_NOT_FOUND', message: `server ${wu.server_id} no longer exists` });
     const s = server.value;
-    if (!s.compute_id || s.status === 'LOST' || (s.status === 'ERROR' && !s.compute_id)) {
-      if (wu.kind === 'delete') return this.deleteWithoutCompute(wuId, version, wu, server.stat.version);
+    // Routed by the compute's liveness, not the server's status: a LOST server's delete shows
+    // DELETING, and a VM whose compute went unseen still shows ACTIVE. A compute that is down
+    // would never take the task.
+    const down = s.compute_id !== null && this.cluster.liveness(s.compute_id) === 'down';
+    if (!s.compute_id || down) {
+      // The records go without the compute; if it returns, its reconcile finds the server gone
+      // and destroys the domain before it takes any work.
+      if (wu.kind === 'delete') return this.deleteWithoutCompute(wuId, version, wu, { value: s, version: server.stat.version });
+      if (down) return this.fail(wuId, version, wu, { code: 'COMPUTE_LOST', message: `compute ${s.compute_id} of server ${s.id} is down` });
       return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `server ${s.id} is ${s.status} and has no compute to act on` });
     }
+    const routed = unitOn(wu, { type: 'claimed', compute: s.compute_id, at: Date.now() });
+    if (!routed.ok) return;
+    const scheduled = routed.next;
     const task: TaskRecord = {
       work_unit_id: wuId,
       kind: wu.kind,
@@ -324,7 +356,6 @@ export class Orc {
       attempt: wu.attempts + 1,
       birthed_on: Date.now(),
     };
-    const scheduled = this.scheduled(wu, s.compute_id);
     task.unit = { record: scheduled, version: version + 1 };
     const txn = zk.txn();
     createEntries(txn, paths.nextTask(s.compute_id, wuId), nextTaskEntries(task));
@@ -341,18 +372,17 @@ export class Orc {
     }
   }
 
-  /** A server with no compute (failed build, or LOST) is deleted by removing its records. */
-  private async deleteWithoutCompute(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, serverVersion: number): Promise<void> {
+  /** A server with no compute (a failed build) or whose compute is down is deleted by removing its records. */
+  private async deleteWithoutCompute(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, server: { value: ServerRecord; version: number }): Promise<void> {
     const { zk, paths } = this.o;
-    const now = Date.now();
-    await zk
-      .txn()
-      .remove(paths.server(wu.server_id), serverVersion)
-      .set(
-        paths.workUnit(wuId),
-        { ...wu, state: 'SUCCEEDED', steps_left: [], steps_completed: [], updated_at: now, finished_at: now },
-        version,
-      )
+    const done = unitOn(wu, { type: 'deleted_without_compute', at: Date.now() });
+    // Nothing ran, nothing to undo: the delete succeeded, and its server record goes.
+    const gone = serverOn(server.value, { type: 'unit_succeeded', unit: wuId, kind: 'delete', compute: server.value.compute_id, from: server.value.status });
+    if (!done.ok || !gone.ok) return;
+    // The project's quota usage is released first (ts/auth/quota.ts); a server whose build failed holds none.
+    await (await releaseServerUsage(zk, paths, zk.txn(), wu.server_id))
+      .remove(paths.server(wu.server_id), server.version)
+      .set(paths.workUnit(wuId), done.next, version)
       .remove(paths.inboxEntry(wu.shard, wuId))
       .commit()
       .catch((e) => {
@@ -361,25 +391,42 @@ export class Orc {
   }
 
   /** Terminal failure decided by the orc: the unit FAILS, the server shows why, the inbox forgets it. */
-  private async fail(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, error: ErrorInfo): Promise<void> {
+  private async fail(wuId: WorkUnitId, version: number, wu: WorkUnitRecord, error: ErrorInfo & { code: UnitErrorCode }): Promise<void> {
+    const failed = unitOn(wu, { type: 'failed', error, at: Date.now() });
+    if (failed.ok) await this.commitFailure(version, failed.next);
+  }
+
+  /**
+   * The unit's task still waiting in its compute's next_tasks, removed in the transaction that
+   * ends or moves the unit: a compute that comes back must not find it and run its first step
+   * (a stop would stop a VM whose record says ACTIVE). A task already taken in (active_tasks)
+   * needs no such care: the compute reads the unit before resuming it.
+   */
+  private async queuedTask(wuId: WorkUnitId, compute: ComputeId | null): Promise<Op[]> {
+    return compute ? removeWalked(await this.o.zk.walk(this.o.paths.nextTask(compute, wuId))) : [];
+  }
+
+  /** Writes a unit the lifecycle failed, with its server (while the unit is its task), its inbox entry and its queued task. */
+  private async commitFailure(version: number, failed: WorkUnitRecord): Promise<void> {
     const { zk, paths, log } = this.o;
-    log.warn('work unit failed', { wu: wuId, code: error.code, message: error.message });
-    const now = Date.now();
+    const { id: wuId, kind, error } = failed;
+    log.warn('work unit failed', { wu: wuId, code: error?.code, message: error?.message });
     for (;;) {
-      const txn = zk.txn();
-      txn.set(paths.workUnit(wuId), { ...wu, state: 'FAILED', error, updated_at: now, finished_at: now }, version);
-      const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
-      if (server?.value && server.value.task === wuId) {
-        const status = wu.kind === 'build' || wu.kind === 'delete' ? 'ERROR' : server.value.status;
-        txn.set(paths.server(wu.server_id), { ...server.value, status, task: null, last_error: error }, server.stat.version);
-      }
-      txn.remove(paths.inboxEntry(wu.shard, wuId));
+      const txn = applyOps(zk.txn(), await this.queuedTask(wuId, failed.compute_id));
+      txn.set(paths.workUnit(wuId), failed, version);
+      if (kind === 'build') await releaseServerUsage(zk, paths, txn, failed.server_id); // quota usage (ts/auth/quota.ts)
+      const server = await zk.get<ServerRecord>(paths.server(failed.server_id));
+      const shown = server?.value && error ? serverOn(server.value, { type: 'unit_failed', unit: wuId, kind, error }) : null;
+      if (server && shown?.ok) txn.set(paths.server(failed.server_id), shown.next, server.stat.version);
+      txn.remove(paths.inboxEntry(failed.shard, wuId));
       try {
         await txn.commit();
         this.driving.delete(wuId);
         return;
       } catch (e) {
-        if (isZkError(e, 'BAD_VERSION') && e.path === paths.server(wu.server_id)) continue;
+        if (isZkError(e, 'BAD_VERSION') && e.path === paths.server(failed.server_id)) continue;
+        // The queued task changed under us (removed as an orphan): walk it again.
+        if (isZkError(e, 'NO_NODE') && failed.compute_id && e.path?.startsWith(paths.nextTask(failed.compute_id, wuId))) continue;
         if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NO_NODE')) return;
         throw e;
       }
@@ -399,46 +446,112 @@ export class Orc {
     for (const [wu, d] of [...this.driving]) {
       if (d.computeId === id && this.owns(d.shard)) await this.retryAfterLoss(wu, id);
     }
-    await this.markVmsLost(id);
+    if (this.owns(shardOf(id, this.config.shards))) await this.superviseDown(id);
   }
 
   private async retryAfterLoss(wuId: WorkUnitId, lost: ComputeId): Promise<void> {
     const { zk, paths, log } = this.o;
     const cur = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
-    if (!cur?.value || cur.value.compute_id !== lost || (cur.value.state !== 'SCHEDULED' && cur.value.state !== 'RUNNING')) return;
+    if (!cur?.value) return;
     const wu = cur.value;
-    if (wu.kind !== 'build' || wu.attempts >= this.config.max_attempts) {
-      return this.fail(wuId, cur.stat.version, wu, {
-        code: 'COMPUTE_LOST',
-        message: `compute ${lost} was lost while running this ${wu.kind} (attempt ${wu.attempts} of ${this.config.max_attempts})`,
-      });
-    }
+    // Retried while a build has attempts left, failed with COMPUTE_LOST otherwise; refused if the unit is no longer there.
+    const t = unitOn(wu, { type: 'compute_lost', compute: lost, maxAttempts: this.config.max_attempts, at: Date.now() });
+    if (!t.ok) return;
+    if (t.next.state === 'FAILED') return this.commitFailure(cur.stat.version, t.next);
     this.stats.retried++;
     log.info('retrying a build from a lost compute', { wu: wuId, lost, attempt: wu.attempts + 1 });
-    const back: WorkUnitRecord = { ...wu, state: 'PENDING', compute_id: null, updated_at: Date.now() };
+    const back = t.next;
     const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
-    const txn = zk.txn().set(paths.workUnit(wuId), back, cur.stat.version);
-    if (server?.value) txn.set(paths.server(wu.server_id), { ...server.value, status: 'BUILDING', compute_id: null }, server.stat.version);
+    // The task it leaves on the lost compute goes with it (what its claim took there is
+    // recounted by that compute if it returns).
+    const queued = await this.queuedTask(wuId, lost);
+    const txn = applyOps(zk.txn(), queued).set(paths.workUnit(wuId), back, cur.stat.version);
+    const retried = server?.value ? serverOn(server.value, { type: 'build_retried', unit: wuId }) : null;
+    if (server && retried?.ok) txn.set(paths.server(wu.server_id), retried.next, server.stat.version);
     try {
       const res = await txn.commit();
-      await this.schedule(wuId, res[0]!.stat!.version, back);
+      await this.schedule(wuId, res[queued.length]!.stat!.version, back);
     } catch (e) {
-      if (!isZkError(e, 'BAD_VERSION')) throw e;
+      if (!isZkError(e, 'BAD_VERSION') && !isZkError(e, 'NO_NODE')) throw e;
     }
   }
 
-  /** VMs on a lost compute: the owner of the compute's shard marks them LOST. */
-  private async markVmsLost(id: ComputeId): Promise<void> {
+  /**
+   * What follows from a compute being down, derived from ZooKeeper as it is now (so it is the same
+   * whether this orc saw the compute go, acquired its shard later, or started after it died): its
+   * idle VMs are LOST, and tasks left in its directories for units that ended or moved elsewhere
+   * are removed. Done by the owner of the compute's shard. A compute found with nothing left to do
+   * is passed over until its directories change.
+   */
+  private async superviseDown(id: ComputeId): Promise<void> {
+    const { zk, paths } = this.o;
+    const dirs = await Promise.all([paths.managing(id), paths.nextTasks(id), paths.activeTasks(id)].map((p) => zk.exists(p)));
+    const shape = dirs.map((st) => (st ? `${st.cversion}` : '-')).join('/');
+    if (this.settled.get(id) === shape) return;
+    const unsettled = (await this.markVmsLost(id)) + (await this.removeOrphanTasks(id));
+    if (unsettled === 0 && this.cluster.liveness(id) === 'down') this.settled.set(id, shape);
+  }
+
+  /**
+   * VMs on a down compute: the owner of the compute's shard marks them LOST. Returns how many it
+   * had to leave for now (a unit in flight on them decides their fate first).
+   */
+  private async markVmsLost(id: ComputeId): Promise<number> {
     const { zk, paths, log } = this.o;
-    if (!this.owns(shardOf(id, this.config.shards))) return;
+    if (!this.owns(shardOf(id, this.config.shards))) return 0;
+    let left = 0;
     for (const vm of (await zk.children(paths.managing(id))) ?? []) {
-      const m = await zk.get<ManagedRecord>(paths.managed(id, vm as ServerId));
       const s = await zk.get<ServerRecord>(paths.server(vm as ServerId));
-      if (!m?.value || !s?.value || s.value.compute_id !== id || s.value.status === 'LOST') continue;
-      if (s.value.task) continue; // the unit in flight decides its fate
-      await zk.set(paths.server(vm as ServerId), { ...s.value, status: 'LOST' }, s.stat.version).catch(() => {});
-      log.warn('VM lost with its compute', { vm, compute: id });
+      if (!s?.value) continue;
+      // Refused for a VM elsewhere, already LOST, or with a unit in flight (its outcome decides).
+      const lost = serverOn(s.value, { type: 'compute_lost', compute: id });
+      if (!lost.ok) {
+        if (lost.code === 'SERVER_BUSY') left++;
+        continue;
+      }
+      if (this.cluster.liveness(id) !== 'down') return left;
+      try {
+        await zk.set(paths.server(vm as ServerId), lost.next, s.stat.version);
+        log.warn('VM lost with its compute', { vm, compute: id });
+      } catch (e) {
+        if (!isZkError(e, 'BAD_VERSION') && !isZkError(e, 'NO_NODE')) throw e;
+        left++; // changed meanwhile: judged again on the next pass
+      }
     }
+    return left;
+  }
+
+  /**
+   * Tasks a down compute will never run: in next_tasks or active_tasks, for a unit that is gone,
+   * has ended, or was placed elsewhere since. Removed, so the compute, if it ever returns, finds
+   * only work that is still its own (it would drop the rest, but an action's effect would come
+   * first). Tasks of units still in flight there are left to those units' orcs, which retry or
+   * fail them; returns how many.
+   */
+  private async removeOrphanTasks(id: ComputeId): Promise<number> {
+    const { zk, paths, log } = this.o;
+    let left = 0;
+    for (const dir of [paths.nextTasks(id), paths.activeTasks(id)]) {
+      for (const wu of (await zk.children(dir)) ?? []) {
+        const unit = await zk.get<WorkUnitRecord>(paths.workUnit(wu as WorkUnitId));
+        const u = unit?.value;
+        if (u && !TERMINAL.has(u.state) && u.compute_id === id) {
+          left++;
+          continue;
+        }
+        if (this.cluster.liveness(id) !== 'down') return left;
+        const walked = await zk.walk(`${dir}/${wu}`);
+        if (walked.length === 0) continue;
+        await applyOps(zk.txn(), removeWalked(walked))
+          .commit()
+          .then(() => log.warn('removed a task a down compute will never run', { compute: id, wu, state: u?.state ?? 'gone' }))
+          .catch((e) => {
+            // Changed under us (the compute back, or another remover): judged again next time.
+            if (!isZkError(e, 'NO_NODE') && !isZkError(e, 'NOT_EMPTY')) throw e;
+            left++;
+          });
+      }
+    }
+    return left;
   }
 }
-

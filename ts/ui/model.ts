@@ -1,6 +1,7 @@
 // What the pages show, derived from the API's JSON: each chart node's status and the timeline of a
 // work unit's steps. Pure functions (no DOM), so they are unit-tested without a browser.
 import type { Chart } from './statechart.js';
+import { TERMINAL_STATES as TERMINAL, type WorkUnitState } from '../common/vocabulary.js';
 
 export interface StepDoneView {
   name: string;
@@ -19,7 +20,7 @@ export interface ErrorView {
 export interface WorkUnitView {
   id: string;
   kind: string;
-  state: 'PENDING' | 'SCHEDULED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
+  state: WorkUnitState;
   server_id: string;
   compute_id: string | null;
   attempts: number;
@@ -46,7 +47,7 @@ export interface ServerView {
   console?: boolean;
 }
 
-export const TERMINAL_STATES: ReadonlySet<string> = new Set(['SUCCEEDED', 'FAILED']);
+export const TERMINAL_STATES: ReadonlySet<string> = new Set(TERMINAL);
 
 /**
  * pending: not reached; current: where the unit is now; done: completed (a step) or reached (a

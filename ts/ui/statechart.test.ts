@@ -4,13 +4,17 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import ELK from 'elkjs/lib/elk.bundled.js';
+import ElkModule from 'elkjs/lib/elk.bundled.js';
+import type { ELK as ElkApi } from 'elkjs/lib/elk-api.js';
 import { WORK_KINDS, stepsOf } from '../actors/kinds.js';
 import { workUnitMachine } from '../actors/work-unit.js';
 import { VM_STATUSES, vmMachine } from '../actors/vm.js';
 import { chartOf } from './statechart.js';
 import { layoutChart } from './layout.js';
 import { failedStep, formatMs, timeline, unitNodes, type WorkUnitView } from './model.js';
+
+// A CommonJS module: under NodeNext its default import types as the module, not the class.
+const ELK = ElkModule as unknown as new () => ElkApi;
 
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
 const at = (ms: number) => new Date(T0 + ms).toISOString();

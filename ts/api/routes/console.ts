@@ -5,6 +5,7 @@ import type { Zk } from '../../zk/client.js';
 import type { Paths } from '../../zk/paths.js';
 import * as S from '../schemas/index.js';
 import { ApiError, notFound } from '../errors.js';
+import { canSee, scopeOf, type ProjectId } from '../../auth/policy.js';
 
 /** Where a compute serves its guests' consoles (written by the compute into self/). */
 export const consoleUrlPath = (paths: Paths, compute: ComputeId): string => `${paths.self(compute)}/console`;
@@ -12,15 +13,16 @@ export const consoleUrlPath = (paths: Paths, compute: ComputeId): string => `${p
 /**
  * GET /v1/servers/:id/console?lines=N: the last N lines of the guest's serial console, as text
  * (Nova's os-getConsoleOutput). The file lives on the compute's host; the compute serves it.
+ * Read access, like the server itself: another project's server is 404.
  */
 export const consoleRoutes: FastifyPluginAsync<{ zk: Zk; paths: Paths }> = async (app, { zk, paths }) => {
   app.get<{ Params: { id: ServerId }; Querystring: { lines?: string } }>(
     '/servers/:id/console',
-    { schema: { params: S.idParams, querystring: S.consoleQuery } },
+    { schema: { params: S.idParams, querystring: S.consoleQuery }, config: { access: 'read' } },
     async (req, reply) => {
       const lines = Math.min(Number(req.query.lines ?? '100'), 10_000);
-      const server = await zk.get<ServerRecord>(paths.server(req.params.id));
-      if (!server?.value) throw notFound('server', req.params.id);
+      const server = await zk.get<ServerRecord & { project?: ProjectId }>(paths.server(req.params.id));
+      if (!server?.value || !canSee(scopeOf(req.principal!), server.value.project)) throw notFound('server', req.params.id);
       const compute = server.value.compute_id;
       if (!compute) throw new ApiError('NO_CONSOLE', `server ${req.params.id} is on no compute (${server.value.status})`);
       const url = await zk.get<string>(consoleUrlPath(paths, compute));

@@ -1,20 +1,24 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ServerId } from '../../common/ids.js';
 import type { ServerAction } from '../../actors/kinds.js';
+import { scopeOf } from '../../auth/policy.js';
 import * as S from '../schemas/index.js';
 import type { ApiStore, CreateServer } from '../store.js';
 import { ApiError } from '../errors.js';
 
-const accepted = { 202: S.workUnitAccepted, '4xx': S.errorBody };
+const accepted = { 202: S.workUnitAccepted, '4xx': S.errorBody, '5xx': S.errorBody };
 
 /** Base64 user data a boot may carry on top of the API's body limit. */
 const USER_DATA_ROOM = 64 * 1024;
+/** The API's body limit unless told otherwise. */
+export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
 
-export const serverRoutes: FastifyPluginAsync<{ store: ApiStore; bodyLimitBytes: number }> = async (app, { store, bodyLimitBytes }) => {
+export const serverRoutes: FastifyPluginAsync<{ store: ApiStore; bodyLimitBytes?: number }> = async (app, { store, bodyLimitBytes = DEFAULT_BODY_LIMIT_BYTES }) => {
   app.post<{ Body: CreateServer }>(
     '/servers',
     {
       schema: { body: S.createServerBody, response: accepted },
+      config: { access: 'write' },
       // The API's limit holds for everything but the user data, which has its own (64 KiB).
       bodyLimit: bodyLimitBytes + USER_DATA_ROOM + 1024,
       preValidation: async (req) => {
@@ -31,36 +35,37 @@ export const serverRoutes: FastifyPluginAsync<{ store: ApiStore; bodyLimitBytes:
       if (Array.isArray(key) || (key !== undefined && (key.length < 1 || key.length > 255))) {
         throw new ApiError('BAD_REQUEST', 'Idempotency-Key must be one header of 1 to 255 characters');
       }
-      return reply.status(202).send(await store.createServer(req.body, key));
+      // A boot counts against the caller's own project, an admin's included.
+      return reply.status(202).send(await store.createServer(req.body, req.principal!.project, key));
     },
   );
 
   app.get<{ Querystring: { status?: string } }>(
     '/servers',
-    { schema: { querystring: S.listServersQuery, response: { 200: { type: 'array', items: S.server } } } },
-    async (req) => store.listServers(req.query.status),
+    { schema: { querystring: S.listServersQuery, response: { 200: { type: 'array', items: S.server } } }, config: { access: 'read' } },
+    async (req) => store.listServers(req.query.status, scopeOf(req.principal!)),
   );
 
   app.get<{ Params: { id: ServerId } }>(
     '/servers/:id',
-    { schema: { params: S.idParams, response: { 200: S.server, '4xx': S.errorBody } } },
-    async (req) => store.getServer(req.params.id),
+    { schema: { params: S.idParams, response: { 200: S.server, '4xx': S.errorBody } }, config: { access: 'read' } },
+    async (req) => store.getServer(req.params.id, scopeOf(req.principal!)),
   );
 
   app.post<{ Params: { id: ServerId }; Body: { action: ServerAction } }>(
     '/servers/:id/actions',
-    { schema: { params: S.idParams, body: S.actionBody, response: accepted } },
+    { schema: { params: S.idParams, body: S.actionBody, response: accepted }, config: { access: 'write' } },
     async (req, reply) => {
-      const { work_unit_id } = await store.act(req.params.id, req.body.action);
+      const { work_unit_id } = await store.act(req.params.id, req.body.action, scopeOf(req.principal!));
       return reply.status(202).send({ work_unit_id });
     },
   );
 
   app.delete<{ Params: { id: ServerId } }>(
     '/servers/:id',
-    { schema: { params: S.idParams, response: accepted } },
+    { schema: { params: S.idParams, response: accepted }, config: { access: 'write' } },
     async (req, reply) => {
-      const { work_unit_id } = await store.act(req.params.id, 'delete');
+      const { work_unit_id } = await store.act(req.params.id, 'delete', scopeOf(req.principal!));
       return reply.status(202).send({ work_unit_id });
     },
   );

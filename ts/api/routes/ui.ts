@@ -11,10 +11,12 @@ import type { Paths } from '../../zk/paths.js';
 import type { Logger } from '../../common/log.js';
 import type { ServerId, WorkUnitId } from '../../common/ids.js';
 import type { WorkUnitRecord, ServerRecord } from '../../common/model.js';
-import { WORK_KINDS } from '../../actors/kinds.js';
+import { WORK_KINDS, WORK_UNIT_STATES } from '../../common/vocabulary.js';
 import * as S from '../schemas/index.js';
 import { ApiError, notFound } from '../errors.js';
 import { openEventStream, streamServer, streamWorkUnit, WatchHub, WorkUnitScanner, type EventStream } from '../ui-feed.js';
+import { canSee, scopeOf, type Principal } from '../../auth/policy.js';
+import type { TokenStore } from '../../auth/tokens.js';
 
 export interface UiRoutesOptions {
   zk: Zk;
@@ -22,6 +24,10 @@ export interface UiRoutesOptions {
   log?: Logger;
   /** Where the built assets are; default dist/ui of this package. */
   assetsDir?: string;
+  /** Open event streams one token may hold at once (default 32). */
+  maxStreamsPerToken?: number;
+  /** Told when a token's record changes: that token's open streams are ended (a revoke cuts them). */
+  tokens?: TokenStore;
 }
 
 /** dist/ui of the package this file belongs to, whether it runs compiled (dist/ts/…) or from source. */
@@ -80,7 +86,7 @@ const listQuery = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    state: { type: 'string', enum: ['PENDING', 'SCHEDULED', 'RUNNING', 'SUCCEEDED', 'FAILED'] },
+    state: { type: 'string', enum: WORK_UNIT_STATES },
     kind: { type: 'string', enum: WORK_KINDS },
     server_id: S.idParams.properties.id,
     // Query strings are strings and the API does not coerce types: a number in digits.
@@ -100,9 +106,32 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, o) => {
   const hub = new WatchHub(o.zk, o.log);
   const scanner = new WorkUnitScanner(o.zk, o.paths);
   const streams = new Set<EventStream>();
+  const byToken = new Map<string, Set<EventStream>>();
+  const maxPerToken = o.maxStreamsPerToken ?? 32;
+  const unwatchTokens = o.tokens?.onChange((id) => {
+    for (const s of [...(byToken.get(id) ?? [])]) s.end();
+  });
+
+  /** Opens a stream for `p`, counted against its token; refused past the cap. */
+  const openFor = (p: Principal, reply: FastifyReply): EventStream => {
+    const mine = byToken.get(p.tokenId) ?? new Set<EventStream>();
+    if (mine.size >= maxPerToken) {
+      throw new ApiError('TOO_MANY_STREAMS', `this token already holds ${mine.size} open event streams (at most ${maxPerToken}); close one first`);
+    }
+    reply.hijack();
+    const s = openEventStream(reply.raw, streams);
+    mine.add(s);
+    byToken.set(p.tokenId, mine);
+    s.onClose(() => {
+      mine.delete(s);
+      if (mine.size === 0 && byToken.get(p.tokenId) === mine) byToken.delete(p.tokenId);
+    });
+    return s;
+  };
 
   // Open streams would keep close() waiting forever: end them first, then forget every watch.
   app.addHook('preClose', (done) => {
+    unwatchTokens?.();
     for (const s of [...streams]) s.end();
     hub.close();
     done();
@@ -122,13 +151,15 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, o) => {
       .type('text/html; charset=utf-8')
       .send(SHELL);
   };
-  app.get('/ui', shell);
-  app.get('/ui/', shell);
-  app.get('/ui/cluster', shell);
-  app.get('/ui/work-units/:id', shell);
-  app.get('/ui/servers/:id', shell);
+  // The shell and its assets hold no data: public. Every call they make for data carries the token.
+  const open = { config: { access: 'public' } } as const;
+  app.get('/ui', open, shell);
+  app.get('/ui/', open, shell);
+  app.get('/ui/cluster', open, shell);
+  app.get('/ui/work-units/:id', open, shell);
+  app.get('/ui/servers/:id', open, shell);
 
-  app.get<{ Params: { name: string } }>('/ui/assets/:name', async (req, reply) => {
+  app.get<{ Params: { name: string } }>('/ui/assets/:name', open, async (req, reply) => {
     const { name } = req.params;
     if (!ASSET.test(name)) throw notFound('asset', name);
     let body: Buffer;
@@ -144,31 +175,30 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, o) => {
       .send(body);
   });
 
-  app.get<{ Querystring: ListQuery }>('/v1/work-units', { schema: { querystring: listQuery } }, async (req, reply) => {
+  app.get<{ Querystring: ListQuery }>('/v1/work-units', { schema: { querystring: listQuery }, config: { access: 'read' } }, async (req, reply) => {
     const limit = req.query.limit === undefined ? 100 : Number(req.query.limit);
     if (limit < 1 || limit > 1000) throw new ApiError('BAD_REQUEST', 'limit must be between 1 and 1000');
-    const { units, matched, scanned } = await scanner.list({ ...req.query, limit });
-    return reply.header('x-total-count', String(matched)).header('x-scanned-count', String(scanned)).send(units);
+    const { units, matched, scanned } = await scanner.list({ ...req.query, limit, scope: scopeOf(req.principal!) });
+    // How many units exist in all is other projects' business: admins only.
+    if (req.principal!.role === 'admin') void reply.header('x-scanned-count', String(scanned));
+    return reply.header('x-total-count', String(matched)).send(units);
   });
 
-  app.get<{ Params: { id: WorkUnitId } }>(
-    '/v1/work-units/:id/events',
-    { schema: { params: S.idParams } },
-    async (req, reply) => {
-      const w = await o.zk.get<WorkUnitRecord>(o.paths.workUnit(req.params.id));
-      if (!w?.value) throw notFound('work unit', req.params.id);
-      reply.hijack();
-      streamWorkUnit(hub, o.paths, req.params.id, openEventStream(reply.raw, streams));
-    },
-  );
+  // EventSource cannot send headers: these two also take a stream ticket (?ticket=, GET /v1/stream-ticket).
+  const streamRoute = { schema: { params: S.idParams }, config: { access: 'read', stream: true } } as const;
+  app.get<{ Params: { id: WorkUnitId } }>('/v1/work-units/:id/events', streamRoute, async (req, reply) => {
+    const w = await o.zk.get<WorkUnitRecord & { project?: string }>(o.paths.workUnit(req.params.id));
+    if (!w?.value || !canSee(scopeOf(req.principal!), w.value.project)) throw notFound('work unit', req.params.id);
+    streamWorkUnit(hub, o.paths, req.params.id, openFor(req.principal!, reply));
+  });
 
-  app.get<{ Params: { id: ServerId } }>('/v1/servers/:id/events', { schema: { params: S.idParams } }, async (req, reply) => {
-    const s = await o.zk.get<ServerRecord>(o.paths.server(req.params.id));
-    if (!s?.value) throw notFound('server', req.params.id);
-    reply.hijack();
-    streamServer(hub, o.paths, req.params.id, openEventStream(reply.raw, streams));
+  // A server's units are its project's, so seeing the server is seeing them.
+  app.get<{ Params: { id: ServerId } }>('/v1/servers/:id/events', streamRoute, async (req, reply) => {
+    const s = await o.zk.get<ServerRecord & { project?: string }>(o.paths.server(req.params.id));
+    if (!s?.value || !canSee(scopeOf(req.principal!), s.value.project)) throw notFound('server', req.params.id);
+    streamServer(hub, o.paths, req.params.id, openFor(req.principal!, reply));
   });
 
   // How many pages are watching and what that holds in ZooKeeper (operators; the leak test).
-  app.get('/v1/ui/feed', async () => ({ streams: streams.size, ...hub.stats() }));
+  app.get('/v1/ui/feed', { config: { access: 'admin' } }, async () => ({ streams: streams.size, tokens: byToken.size, ...hub.stats() }));
 };

@@ -1,4 +1,7 @@
 // JSON schemas: they validate every body, param and query, and document the API (GET /openapi.json).
+// Every enum is Quark's vocabulary (ts/common/vocabulary.ts), never a list written again here.
+import { ACTIONS, SERVER_STATUSES, STEP_NAMES, WORK_KINDS, WORK_UNIT_STATES } from '../../common/vocabulary.js';
+
 const uuid = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' } as const;
 const name = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' } as const;
 const label = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._:/=-]*$' } as const;
@@ -41,7 +44,7 @@ export const createServerBody = {
     labels: { type: 'array', items: label, maxItems: 32, uniqueItems: true, description: 'the compute must carry every one of these labels' },
     zone: { ...name, description: 'the compute must be in this zone' },
     bandwidth_mbps: { type: 'integer', minimum: 0, maximum: 1_000_000 },
-    image: { type: 'string', minLength: 1, maxLength: 63, description: 'image name or id; required on a compute that runs real guests' },
+    image: { ...name, description: "image name or id, of the booting project's images; required on a compute that runs real guests" },
     user_data: {
       type: 'string',
       maxLength: 64 * 1024,
@@ -70,6 +73,7 @@ export const image = {
   type: 'object',
   properties: {
     id: uuid,
+    project: { type: ['string', 'null'], description: 'the project that uploaded it' },
     name: { type: 'string' },
     format: { type: 'string' },
     size_bytes: { type: 'integer' },
@@ -88,7 +92,7 @@ export const actionBody = {
   type: 'object',
   additionalProperties: false,
   required: ['action'],
-  properties: { action: { type: 'string', enum: ['start', 'stop', 'reboot'] } },
+  properties: { action: { type: 'string', enum: ACTIONS } },
 } as const;
 
 export const idParams = {
@@ -101,7 +105,7 @@ export const idParams = {
 export const listServersQuery = {
   type: 'object',
   additionalProperties: false,
-  properties: { status: { type: 'string', enum: ['BUILDING', 'ACTIVE', 'STOPPED', 'DELETING', 'ERROR', 'LOST'] } },
+  properties: { status: { type: 'string', enum: SERVER_STATUSES } },
 } as const;
 
 export const workUnitAccepted = {
@@ -113,8 +117,9 @@ export const server = {
   type: 'object',
   properties: {
     id: uuid,
+    project: { type: ['string', 'null'], description: 'the project the server counts against' },
     name: { type: 'string' },
-    status: { type: 'string' },
+    status: { type: 'string', enum: SERVER_STATUSES },
     compute_id: { type: ['string', 'null'] },
     flavor: { type: 'object', properties: flavor.properties },
     labels: { type: 'array', items: { type: 'string' } },
@@ -132,16 +137,17 @@ export const workUnit = {
   type: 'object',
   properties: {
     id: uuid,
-    kind: { type: 'string', enum: ['build', 'delete', 'start', 'stop', 'reboot'] },
-    state: { type: 'string', enum: ['PENDING', 'SCHEDULED', 'RUNNING', 'SUCCEEDED', 'FAILED'] },
+    project: { type: ['string', 'null'] },
+    kind: { type: 'string', enum: WORK_KINDS },
+    state: { type: 'string', enum: WORK_UNIT_STATES },
     server_id: uuid,
     compute_id: { type: ['string', 'null'] },
     attempts: { type: 'integer' },
     steps_completed: {
       type: 'array',
-      items: { type: 'object', properties: { name: { type: 'string' }, time_to_completion_ms: { type: 'number' }, completed_at: timestamp } },
+      items: { type: 'object', properties: { name: { type: 'string', enum: STEP_NAMES }, time_to_completion_ms: { type: 'number' }, completed_at: timestamp } },
     },
-    steps_left: { type: 'array', items: { type: 'string' } },
+    steps_left: { type: 'array', items: { type: 'string', enum: STEP_NAMES } },
     error: errorInfo,
     created_at: timestamp,
     finished_at: timestamp,
@@ -166,5 +172,101 @@ export const compute = {
 
 export const errorBody = {
   type: 'object',
-  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
+  properties: {
+    error: {
+      type: 'object',
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+      // Details some errors carry: the numbers of a QUOTA_EXCEEDED, the ids of an OUTCOME_UNKNOWN.
+      additionalProperties: true,
+    },
+  },
+} as const;
+
+// ---- tokens, projects, audit ----------------------------------------------------------------------
+
+export const projectId = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' } as const;
+export const projectParams = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: projectId },
+} as const;
+export const tokenParams = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: { type: 'string', pattern: '^[0-9a-f]{24}$' } },
+} as const;
+
+export const createTokenBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['project', 'role'],
+  properties: {
+    project: projectId,
+    role: { type: 'string', enum: ['admin', 'member', 'reader'] },
+    ttl_seconds: { type: 'integer', minimum: 1, maximum: 10 * 365 * 86_400, description: 'absent: the token never expires' },
+    name: { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9 ._-]*$' },
+  },
+} as const;
+
+export const tokenView = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    project: { type: 'string' },
+    role: { type: 'string' },
+    name: { type: ['string', 'null'] },
+    status: { type: 'string', enum: ['active', 'expired', 'revoked'] },
+    created_at: timestamp,
+    expires_at: timestamp,
+    revoked_at: timestamp,
+    created_by: { type: ['string', 'null'] },
+  },
+} as const;
+
+const limit = { type: ['integer', 'null'], minimum: 0, maximum: 1_000_000_000 } as const;
+export const quotaBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { instances: limit, vcpus: limit, ram_mb: limit, disk_gb: limit },
+  description: 'a resource left out or null is unlimited',
+} as const;
+const counts = {
+  type: 'object',
+  properties: { instances: { type: 'integer' }, vcpus: { type: 'integer' }, ram_mb: { type: 'integer' }, disk_gb: { type: 'integer' } },
+} as const;
+export const quotaView = {
+  type: 'object',
+  properties: { project: { type: 'string' }, quota: quotaBody },
+} as const;
+export const usageView = {
+  type: 'object',
+  properties: { project: { type: 'string' }, usage: counts, quota: quotaBody },
+} as const;
+
+export const auditQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    since: { type: 'string', maxLength: 40, description: 'ISO 8601 time or milliseconds since the epoch' },
+    limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
+  },
+} as const;
+
+export const auditEntry = {
+  type: 'object',
+  properties: {
+    seq: { type: 'integer' },
+    at: timestamp,
+    token_id: { type: ['string', 'null'] },
+    project: { type: ['string', 'null'] },
+    role: { type: ['string', 'null'] },
+    method: { type: 'string' },
+    route: { type: ['string', 'null'] },
+    path: { type: 'string' },
+    target: { type: ['string', 'null'] },
+    status: { type: 'integer' },
+    code: { type: ['string', 'null'] },
+  },
 } as const;

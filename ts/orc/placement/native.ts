@@ -3,64 +3,42 @@
 // compute id (mirroring the addon's swap-remove) and caches of interned zone, label and group
 // ids (append-only in the addon, so a cached id never goes stale). A placement is one call with
 // one Uint32Array that carries the request in and the answer out.
-import { nativeExport } from '../../native/load.js';
+import { nativeExport, type NativeAddon } from '../../native/load.js';
+import type { OvercommitPm } from '../../common/capacity.js';
 import { FILTERS } from './types.js';
-import type { ClusterView, ComputeRecord, Placement, PlacementRequest, Resources, ScorerOptions } from './types.js';
+import type {
+  ClusterView,
+  ComputeRecord,
+  Placement,
+  PlacementRequest,
+  PolicySetting,
+  Resources,
+  ScorerOptions,
+} from './types.js';
 import {
   checkNeed,
+  checkPolicy,
   checkRecord,
   checkResources,
   fnv1a64,
   I32_MAX,
   I32_MIN,
   INLINE_LABELS,
+  packs,
   rejectionsOf,
   resolveOptions,
   ZONE_NONE,
 } from './twin.js';
 import type { Explained, ResolvedOptions } from './twin.js';
 
-/** The addon's class, as crates/quark-native/src/face/placement.rs declares it. */
-interface NativeBinding {
-  readonly size: number;
-  readonly answerWords: number;
-  readonly hotBytesPerNode: number;
-  readonly simd: boolean;
-  setSimd(on: boolean): void;
-  upsert(
-    id: string,
-    capacity: number[],
-    free: number[],
-    zone: string,
-    labels: string[],
-    alive: boolean,
-    groups: string[],
-  ): number;
-  removeAt(idx: number): number;
-  setFreeAt(idx: number, free: number[]): void;
-  setAliveAt(idx: number, alive: boolean): void;
-  setGroupsAt(idx: number, groups: string[]): void;
-  claimAt(idx: number, need: number[], sign: number): void;
-  zoneId(name: string): number;
-  labelId(name: string): number;
-  groupId(name: string): number;
-  idAt(idx: number): string | null;
-  place(io: Uint32Array): number;
-  placeBatch(reqs: Uint32Array, count: number): Uint32Array;
-  scanColumns(): number;
-}
-
-type NativeBindingCtor = new (
-  overcommitPm: number[],
-  pack: boolean,
-  resourceWeight: number,
-  bandwidthWeight: number,
-  alternates: number,
-) => NativeBinding;
+/** The addon's class (its type is the generated declaration, see ts/native/addon.d.ts). */
+type NativeBinding = InstanceType<NativeAddon['NativeClusterView']>;
 
 /** Words before the variable part of an encoded request (see face/placement.rs). */
 const HEADER = 14;
 const NO_GROUP = 0;
+const FLAG_LABEL_UNKNOWN = 1;
+const FLAG_PACK = 2;
 
 const res = (r: Resources): number[] => [r.vcpus, r.ram_mb, r.disk_gb, r.bandwidth_mbps];
 
@@ -75,18 +53,33 @@ export class NativeClusterView implements ClusterView {
   private readonly groups = new Map<string, number>();
   /** Request in, answer out; private and never shared, as the addon requires. */
   private io: Uint32Array;
+  /** Resolved here per request (the addon takes each request's policy in its flags). */
+  private setting: PolicySetting;
 
   constructor(opts: ScorerOptions = {}) {
     this.options = resolveOptions(opts);
-    const Ctor = nativeExport<NativeBindingCtor>('NativeClusterView');
+    this.setting = this.options.policy;
+    const Ctor = nativeExport('NativeClusterView');
     const o = this.options;
-    this.b = new Ctor(o.overcommitPm, o.pack, o.resourceWeight, o.bandwidthWeight, o.alternates);
+    this.b = new Ctor([...o.overcommitPm], o.resourceWeight, o.bandwidthWeight, o.labelWeight, o.alternates);
     this.k = o.alternates + 1;
     this.io = new Uint32Array(Math.max(64, this.b.answerWords));
   }
 
   get size(): number {
     return this.ids.length;
+  }
+
+  get overcommitPm(): OvercommitPm {
+    return this.options.overcommitPm;
+  }
+
+  get policy(): PolicySetting {
+    return this.setting;
+  }
+
+  setPolicy(s: PolicySetting): void {
+    this.setting = checkPolicy(s);
   }
 
   /** Bytes per compute of the columns every placement scans. */
@@ -195,10 +188,10 @@ export class NativeClusterView implements ClusterView {
     const extra: number[] = [];
     let w0 = 0;
     let w1 = 0;
-    let impossible = 0;
+    let flags = packs(this.setting, req) ? FLAG_PACK : 0;
     for (const l of req.labels ?? []) {
       const id = this.cached(this.labels, l, (n) => this.b.labelId(n));
-      if (id < 0) impossible = 1;
+      if (id < 0) flags |= FLAG_LABEL_UNKNOWN;
       else if (id < 32) w0 |= 1 << id;
       else if (id < INLINE_LABELS) w1 |= 1 << (id - 32);
       else extra.push(id);
@@ -222,7 +215,7 @@ export class NativeClusterView implements ClusterView {
     }
     io[5] = w0;
     io[6] = w1;
-    io[7] = impossible;
+    io[7] = flags;
     io[8] = this.groupOf(req.affinity);
     io[9] = this.groupOf(req.antiAffinity);
     const seed = fnv1a64(req.id);

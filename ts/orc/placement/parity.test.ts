@@ -1,11 +1,12 @@
-// Properties on random clusters, random update histories and random requests:
-// the native scorer and the twin pick the same compute (and alternates) and count the same
-// rejections; no pick is ever infeasible; a batch never over-commits a compute.
+// Properties on random clusters, random update histories (policy changes included) and random
+// requests, under both policies: the native scorer and the twin pick the same compute (and
+// alternates) and count the same rejections; no pick is ever infeasible; a batch never
+// over-commits a compute. The native cases need the addon: without it they fail (CI builds it).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { NativeClusterView } from './native.js';
 import { TwinClusterView } from './twin.js';
-import type { ComputeRecord, Placement, PlacementRequest, Resources, ScorerOptions } from './types.js';
+import type { ComputeRecord, Placement, PlacementRequest, PolicySetting, Resources, ScorerOptions } from './types.js';
 
 const KEYS = ['vcpus', 'ram_mb', 'disk_gb', 'bandwidth_mbps'] as const;
 const ZONES = ['z1', 'z2', 'z3'];
@@ -13,23 +14,21 @@ const LABELS = ['ssd', 'gpu', 'sriov', 'arm', 'nvme'];
 const GROUPS = ['g1', 'g2', 'g3', 'g4'];
 const N_IDS = 40;
 
-function nativeAvailable(): boolean {
-  try {
-    new NativeClusterView();
-    return true;
-  } catch {
-    return false;
-  }
-}
-const HAVE_NATIVE = nativeAvailable();
-if (!HAVE_NATIVE && process.env.CI) throw new Error('the native addon must be built for these tests in CI');
-
 const resources = (max: Resources): fc.Arbitrary<Resources> =>
   fc.record({
     vcpus: fc.integer({ min: 0, max: max.vcpus }),
     ram_mb: fc.integer({ min: 0, max: max.ram_mb }),
     disk_gb: fc.integer({ min: 0, max: max.disk_gb }),
     bandwidth_mbps: fc.integer({ min: 0, max: max.bandwidth_mbps }),
+  });
+
+/** Needs where a resource is often not asked for at all (pack counts only those asked). */
+const needs = (max: Resources): fc.Arbitrary<Resources> =>
+  fc.record({
+    vcpus: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: max.vcpus })),
+    ram_mb: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: max.ram_mb })),
+    disk_gb: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: max.disk_gb })),
+    bandwidth_mbps: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: max.bandwidth_mbps })),
   });
 
 const idOf = (i: number): string => `compute-${i}`;
@@ -57,7 +56,7 @@ const requestArb: fc.Arbitrary<PlacementRequest> = fc
   .record(
     {
       id: fc.string({ minLength: 1, maxLength: 12 }),
-      need: resources({ vcpus: 6, ram_mb: 1500, disk_gb: 80, bandwidth_mbps: 400 }),
+      need: needs({ vcpus: 6, ram_mb: 1500, disk_gb: 80, bandwidth_mbps: 400 }),
       zone: fc.constantFrom(...ZONES, 'unknown'),
       labels: fc.array(fc.constantFrom(...LABELS, 'unknown'), { maxLength: 2 }),
       affinity: fc.constantFrom(...GROUPS, 'unknown'),
@@ -74,7 +73,14 @@ type Op =
   | { op: 'claim'; id: string; need: Resources; apply: boolean }
   | { op: 'free'; id: string; free: Resources }
   | { op: 'alive'; id: string; alive: boolean }
-  | { op: 'groups'; id: string; groups: string[] };
+  | { op: 'groups'; id: string; groups: string[] }
+  | { op: 'policy'; setting: PolicySetting };
+
+const policyArb = fc.constantFrom('spread' as const, 'pack' as const);
+const settingArb: fc.Arbitrary<PolicySetting> = fc.record({
+  policy: policyArb,
+  byZone: fc.dictionary(fc.constantFrom(...ZONES, 'unknown'), policyArb, { maxKeys: 3 }),
+});
 
 const idArb = fc.integer({ min: 0, max: N_IDS - 1 }).map(idOf);
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -99,9 +105,11 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       .record({ id: idArb, groups: fc.uniqueArray(fc.constantFrom(...GROUPS), { maxLength: 2 }) })
       .map((x) => ({ op: 'groups' as const, ...x })),
   },
+  { weight: 1, arbitrary: settingArb.map((setting) => ({ op: 'policy' as const, setting })) },
 );
 
 const optionsArb: fc.Arbitrary<ScorerOptions> = fc.record({
+  policy: fc.option(settingArb, { nil: undefined }),
   overcommit: fc.record({
     vcpus: fc.oneof(fc.constant(1), fc.double({ min: 0.5, max: 4, noNaN: true })),
     ram_mb: fc.oneof(fc.constant(1), fc.double({ min: 0.5, max: 2, noNaN: true })),
@@ -109,9 +117,10 @@ const optionsArb: fc.Arbitrary<ScorerOptions> = fc.record({
     bandwidth_mbps: fc.oneof(fc.constant(1), fc.constant(1.5)),
   }),
   weights: fc.record({
-    strategy: fc.constantFrom('spread' as const, 'pack' as const),
+    strategy: policyArb,
     resource: fc.oneof(fc.constant(1), fc.double({ min: 0, max: 3, noNaN: true })),
     bandwidth: fc.oneof(fc.constant(0.5), fc.double({ min: 0, max: 3, noNaN: true })),
+    labels: fc.oneof(fc.constant(1), fc.constant(0), fc.double({ min: 0, max: 3, noNaN: true })),
   }),
   alternates: fc.integer({ min: 0, max: 4 }),
 });
@@ -140,6 +149,9 @@ function apply(v: AnyView, ops: Op[]): void {
       case 'groups':
         v.setGroups(o.id, o.groups);
         break;
+      case 'policy':
+        v.setPolicy(o.setting);
+        break;
     }
   }
 }
@@ -148,6 +160,7 @@ function apply(v: AnyView, ops: Op[]): void {
 function model(opts: ScorerOptions, ops: Op[]): Map<string, ComputeRecord> {
   const m = new Map<string, ComputeRecord>();
   for (const o of ops) {
+    if (o.op === 'policy') continue;
     const c = 'id' in o ? m.get(o.id) : undefined;
     if (o.op === 'upsert') m.set(o.c.id, structuredClone(o.c));
     else if (o.op === 'remove') m.delete(o.id);
@@ -172,7 +185,7 @@ function fits(c: ComputeRecord, need: Resources, opts: ScorerOptions): boolean {
 const RUNS = Number(process.env.QUARK_PROPERTY_RUNS ?? 200);
 
 describe('placement properties', () => {
-  it.skipIf(!HAVE_NATIVE)('native and twin pick the same computes and count the same rejections', () => {
+  it('native and twin pick the same computes and count the same rejections', () => {
     fc.assert(
       fc.property(optionsArb, fc.array(opArb, { maxLength: 200 }), fc.array(requestArb, { minLength: 1, maxLength: 8 }), fc.boolean(), (opts, ops, reqs, simd) => {
         const twin = new TwinClusterView(opts);
@@ -189,7 +202,7 @@ describe('placement properties', () => {
 
   // Mathematically equal scores whose f32 values depend on the order of operations: any
   // divergence in the arithmetic between the two shows up as a different pick.
-  it.skipIf(!HAVE_NATIVE)('native and twin agree where only rounding separates computes', () => {
+  it('native and twin agree where only rounding separates computes', () => {
     const perms = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] as const;
     fc.assert(
       fc.property(
@@ -225,8 +238,36 @@ describe('placement properties', () => {
     );
   });
 
+  // A request follows its zone's override, else the cluster's policy: both views agree with a
+  // view that has that one policy for everything, on computes that all fit.
+  it.each([['twin'], ['native']])('%s places a request by its zone override, else by the cluster policy', (impl) => {
+    const make = (o: ScorerOptions): AnyView => (impl === 'twin' ? new TwinClusterView(o) : new NativeClusterView(o));
+    const roomy = computeArb.map((c) => ({ ...c, alive: true, capacity: { ...c.capacity, vcpus: c.capacity.vcpus + 8 } }));
+    fc.assert(
+      fc.property(
+        settingArb,
+        fc.array(roomy, { minLength: 2, maxLength: 30 }),
+        fc.array(fc.record({ id: fc.string({ maxLength: 8 }), zone: fc.option(fc.constantFrom(...ZONES, 'unknown'), { nil: undefined }), need: needs({ vcpus: 2, ram_mb: 100, disk_gb: 10, bandwidth_mbps: 50 }) }), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        (setting, computes, reqs) => {
+          const v = make({});
+          v.setPolicy(setting);
+          const single = { spread: make({ weights: { strategy: 'spread' } }), pack: make({ weights: { strategy: 'pack' } }) };
+          for (const c of computes) for (const x of [v, single.spread, single.pack]) x.upsert(c);
+          for (const r of reqs) {
+            const req: PlacementRequest = r.zone === undefined ? { id: r.id, need: r.need } : r;
+            const want = r.zone !== undefined && r.zone in setting.byZone ? setting.byZone[r.zone]! : setting.policy;
+            expect(v.place(req)).toEqual(single[want].place(req));
+          }
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
   it.each([['twin'], ['native']])('%s never picks an infeasible compute', (impl) => {
-    if (impl === 'native' && !HAVE_NATIVE) return;
     fc.assert(
       fc.property(optionsArb, fc.array(opArb, { maxLength: 200 }), fc.array(requestArb, { minLength: 1, maxLength: 8 }), (opts, ops, reqs) => {
         const v = impl === 'twin' ? new TwinClusterView(opts) : new NativeClusterView(opts);
@@ -254,7 +295,6 @@ describe('placement properties', () => {
   });
 
   it.each([['twin'], ['native']])('%s batch never over-commits a compute', (impl) => {
-    if (impl === 'native' && !HAVE_NATIVE) return;
     fc.assert(
       fc.property(optionsArb, fc.array(opArb, { maxLength: 150 }), fc.array(requestArb, { minLength: 1, maxLength: 60 }), (opts, ops, reqs) => {
         const v = impl === 'twin' ? new TwinClusterView(opts) : new NativeClusterView(opts);

@@ -17,8 +17,12 @@
 // - Score in f32, each operation rounded as written (Math.fround here, f32 ops in Rust):
 //   f[r] = f32(avail[r] - need[r]) * inv[r], the fraction of the overcommitted capacity left
 //   after the placement, in [0, 1] for a feasible pick: that division is the one normalisation.
-//   score = wr * ((f[0] + f[1]) + f[2]) + wb * f[3], wr = f32(±resourceWeight / 3) (+ spread,
-//   - pack), wb = f32(bandwidthWeight). Defaults: spread, weights 1 and 0.5, 3 alternates.
+//   The request's policy (its zone's override, else the view's setting) picks the score:
+//   spread: score = wr * ((f[0] + f[1]) + f[2]) + wb * f[3], wr = f32(resourceWeight / 3),
+//   wb = f32(bandwidthWeight); pack: score = -(m + wl * f32(labels)), m the largest
+//   f[r] * a[r] (and 0) with a[r] = 1 if need[r] > 0 else 0, labels the compute's count of
+//   distinct labels (at most 255), wl = f32(labelWeight).
+//   Defaults: spread, weights 1, 0.5 and 1, 3 alternates.
 // - Ranking: higher score, then higher tie key mix64(fnv1a64(request id) ^ fnv1a64(compute
 //   id)), then (64-bit hash collision) the smaller id in code point order. Best plus the next
 //   `alternates`. placeBatch places in order, applying each success's claim before the next.
@@ -27,6 +31,15 @@
 //
 // Speed: columns in typed arrays, one branchy pass per request, no per-compute objects on the
 // scoring path; top k kept in small typed arrays.
+import { availOf, I32_MAX, overcommitPm, RES_KEYS, type OvercommitPm } from '../../common/capacity.js';
+import {
+  DEFAULT_POLICY_SETTING,
+  parsePlacementPolicy,
+  policyFor,
+  policySettingOf,
+  type PlacementPolicy,
+  type PolicySetting,
+} from '../../common/placement-policy.js';
 import { FILTERS } from './types.js';
 import type {
   ClusterView,
@@ -38,15 +51,14 @@ import type {
   ScorerOptions,
 } from './types.js';
 
+export { availOf, AVAIL_MIN, I32_MAX, OVERCOMMIT_PM_MAX, RES_KEYS } from '../../common/capacity.js';
 export const N_RES = 4;
-export const RES_KEYS = ['vcpus', 'ram_mb', 'disk_gb', 'bandwidth_mbps'] as const;
 export const I32_MIN = -(2 ** 31);
-export const I32_MAX = 2 ** 31 - 1;
 export const NEED_MAX = 2 ** 30;
-export const AVAIL_MIN = -(2 ** 30);
 export const FREE_LIMIT = 2 ** 40;
-export const OVERCOMMIT_PM_MAX = 1_000_000;
 export const ALTERNATES_MAX = 16;
+/** A compute's label count is kept in 8 bits (as in the native meta word). */
+export const LABEL_COUNT_MAX = 255;
 /** Request zone id that no compute has (an unknown name). */
 export const ZONE_NONE = 0x10000;
 export const ZONES_MAX = 0xffff;
@@ -55,51 +67,59 @@ export const INLINE_LABELS = 64;
 
 /** Scorer options in the integer / f32 form both implementations compute with. */
 export interface ResolvedOptions {
-  overcommitPm: [number, number, number, number];
-  pack: boolean;
+  overcommitPm: OvercommitPm;
+  /** The policy setting the view starts with (`setPolicy` replaces it). */
+  policy: PolicySetting;
   resourceWeight: number;
   bandwidthWeight: number;
+  labelWeight: number;
   alternates: number;
-  /** f32(±resourceWeight / 3) */
+  /** f32(resourceWeight / 3) */
   wResource: number;
   /** f32(bandwidthWeight) */
   wBandwidth: number;
+  /** f32(labelWeight) */
+  wLabels: number;
 }
 
 export function resolveOptions(o: ScorerOptions = {}): ResolvedOptions {
-  const overcommitPm = RES_KEYS.map((k) => {
-    const ratio = o.overcommit?.[k] ?? 1;
-    const pm = Math.round(ratio * 1000);
-    if (!Number.isFinite(ratio) || pm < 1 || pm > OVERCOMMIT_PM_MAX) {
-      throw new RangeError(`overcommit.${k} must be a ratio from 0.001 to 1000, got ${ratio}`);
-    }
-    return pm;
-  }) as [number, number, number, number];
-  const strategy = o.weights?.strategy ?? 'spread';
-  if (strategy !== 'spread' && strategy !== 'pack') {
-    throw new RangeError(`weights.strategy must be 'spread' or 'pack', got ${String(strategy)}`);
-  }
+  const strategy = parsePlacementPolicy(o.weights?.strategy ?? 'spread', 'weights.strategy');
   const weight = (name: string, w: number): number => {
     if (!Number.isFinite(w) || w < 0) throw new RangeError(`weights.${name} must be finite and >= 0, got ${w}`);
     return w;
   };
   const resourceWeight = weight('resource', o.weights?.resource ?? 1);
   const bandwidthWeight = weight('bandwidth', o.weights?.bandwidth ?? 0.5);
+  const labelWeight = weight('labels', o.weights?.labels ?? 1);
   const alternates = o.alternates ?? 3;
   if (!Number.isInteger(alternates) || alternates < 0 || alternates > ALTERNATES_MAX) {
     throw new RangeError(`alternates must be an integer from 0 to ${ALTERNATES_MAX}, got ${alternates}`);
   }
-  const pack = strategy === 'pack';
   return {
-    overcommitPm,
-    pack,
+    overcommitPm: overcommitPm(o.overcommit),
+    policy: o.policy ? checkPolicy(o.policy) : { policy: strategy, byZone: {} },
     resourceWeight,
     bandwidthWeight,
+    labelWeight,
     alternates,
-    wResource: Math.fround((pack ? -resourceWeight : resourceWeight) / 3),
+    wResource: Math.fround(resourceWeight / 3),
     wBandwidth: Math.fround(bandwidthWeight),
+    wLabels: Math.fround(labelWeight),
   };
 }
+
+/** A policy setting checked and copied (the caller may change its object afterwards). */
+export function checkPolicy(s: PolicySetting): PolicySetting {
+  return policySettingOf({ placement_policy: s?.policy, placement_policy_by_zone: s?.byZone });
+}
+
+/** Whether `req` packs under setting `s` (see ts/common/placement-policy.ts). */
+export function packs(s: PolicySetting, req: PlacementRequest): boolean {
+  return policyFor(s, req.zone) === 'pack';
+}
+
+export type { PlacementPolicy };
+export { DEFAULT_POLICY_SETTING };
 
 // ---- validation, shared with native.ts so that both throw the same errors ----
 
@@ -140,21 +160,7 @@ export function checkNeed(need: Resources): void {
   checkResources('need', need, 0, NEED_MAX);
 }
 
-// ---- the shared arithmetic ----
-
-/** floor((free*1000 + cap*(pm-1000)) / 1000), clamped; exact: every term stays below 2^53. */
-export function availOf(free: number, cap: number, pm: number): number {
-  const n = free * 1000 + cap * (pm - 1000);
-  let q = Math.floor(n / 1000);
-  if (q * 1000 > n) q -= 1;
-  else if ((q + 1) * 1000 <= n) q += 1;
-  return q < AVAIL_MIN ? AVAIL_MIN : q > I32_MAX ? I32_MAX : q;
-}
-
-/** The scorer's fits filter for one compute: need[r] <= avail[r] for every resource. */
-export function fitsOf(need: Resources, free: Resources, cap: Resources, pm: readonly number[]): boolean {
-  return RES_KEYS.every((k, r) => need[k] <= availOf(free[k], cap[k], pm[r]!));
-}
+// ---- the scores' arithmetic (headroom and fits are ts/common/capacity.ts) ----
 
 export function invOf(cap: number, pm: number): number {
   return cap === 0 ? 0 : Math.fround(1000 / (cap * pm));
@@ -309,6 +315,8 @@ export class TwinClusterView implements ClusterView {
   private mark: Uint8Array = new Uint8Array(0);
   /** One column per 32 label ids. */
   private labelWords: Int32Array[] = [];
+  /** Distinct labels per compute (at most LABEL_COUNT_MAX): what the pack score reads. */
+  private labelCount: Uint8Array = new Uint8Array(0);
   private idHi: Uint32Array = new Uint32Array(0);
   private idLo: Uint32Array = new Uint32Array(0);
   // Cold data.
@@ -327,9 +335,11 @@ export class TwinClusterView implements ClusterView {
   private readonly tHi: Uint32Array;
   private readonly tLo: Uint32Array;
   private readonly tIdx: Int32Array;
+  private setting: PolicySetting;
 
   constructor(opts: ScorerOptions = {}) {
     this.options = resolveOptions(opts);
+    this.setting = this.options.policy;
     this.k = this.options.alternates + 1;
     this.tScore = new Float64Array(this.k);
     this.tHi = new Uint32Array(this.k);
@@ -342,9 +352,21 @@ export class TwinClusterView implements ClusterView {
     return this.n;
   }
 
+  get overcommitPm(): OvercommitPm {
+    return this.options.overcommitPm;
+  }
+
+  get policy(): PolicySetting {
+    return this.setting;
+  }
+
+  setPolicy(s: PolicySetting): void {
+    this.setting = checkPolicy(s);
+  }
+
   /** Bytes per compute of the columns a placement scans (same layout idea as the native one). */
   get hotBytesPerNode(): number {
-    return 4 * 4 + 4 * 4 + 4 + 1 + 1 + 4 * Math.max(2, this.labelWords.length);
+    return 4 * 4 + 4 * 4 + 4 + 1 + 1 + 1 + 4 * Math.max(2, this.labelWords.length);
   }
 
   private grow(min: number): void {
@@ -386,6 +408,7 @@ export class TwinClusterView implements ClusterView {
     this.zone = g32(this.zone);
     this.alive = g8(this.alive);
     this.mark = g8(this.mark);
+    this.labelCount = g8(this.labelCount);
     this.labelWords = this.labelWords.map(g32);
     this.idHi = gu(this.idHi);
     this.idLo = gu(this.idLo);
@@ -446,14 +469,14 @@ export class TwinClusterView implements ClusterView {
       zone = this.zones.size + 1;
       this.zones.set(c.zone, zone);
     }
-    const labelIds: number[] = [];
+    const labelIds = new Set<number>();
     for (const l of c.labels) {
       let id = this.labels.get(l);
       if (id === undefined) {
         id = this.labels.size;
         this.labels.set(l, id);
       }
-      labelIds.push(id);
+      labelIds.add(id);
     }
     const groups = this.internGroups(c.groups);
     let i = this.index.get(c.id);
@@ -478,6 +501,7 @@ export class TwinClusterView implements ClusterView {
       while (this.labelWords.length <= w) this.labelWords.push(new Int32Array(this.cap));
       this.labelWords[w]![i]! |= 1 << (id & 31);
     }
+    this.labelCount[i] = Math.min(labelIds.size, LABEL_COUNT_MAX);
     this.zone[i] = zone;
     this.alive[i] = c.alive ? 1 : 0;
     this.replaceGroups(i, groups);
@@ -495,7 +519,8 @@ export class TwinClusterView implements ClusterView {
       }
       const cols: { [k: number]: number }[] = [
         this.a0, this.a1, this.a2, this.a3, this.i0, this.i1, this.i2, this.i3,
-        this.zone, this.alive, this.mark, this.idHi, this.idLo, ...this.labelWords, ...this.capacity, ...this.free,
+        this.zone, this.alive, this.mark, this.labelCount, this.idHi, this.idLo, ...this.labelWords, ...this.capacity,
+        ...this.free,
       ];
       for (const col of cols) col[i] = col[last]!;
       this.ids[i] = this.ids[last]!;
@@ -609,9 +634,16 @@ export class TwinClusterView implements ClusterView {
     }
     for (const i of anti) mark[i]! |= ANTI_AFFINE;
 
-    const { a0, a1, a2, a3, i0, i1, i2, i3, zone, labelWords, tScore, tIdx } = this;
+    const { a0, a1, a2, a3, i0, i1, i2, i3, zone, labelWords, labelCount, tScore, tIdx } = this;
     const wr = this.options.wResource;
     const wb = this.options.wBandwidth;
+    const wl = this.options.wLabels;
+    const pack = packs(this.setting, req);
+    // Pack counts only the resources the request asks for.
+    const q0 = n0 > 0 ? 1 : 0;
+    const q1 = n1 > 0 ? 1 : 0;
+    const q2 = n2 > 0 ? 1 : 0;
+    const q3 = n3 > 0 ? 1 : 0;
     const fr = Math.fround;
     const seed = fnv1a64(req.id);
     let rAlive = 0;
@@ -664,12 +696,24 @@ export class TwinClusterView implements ClusterView {
         rFits++;
         continue;
       }
-      // Same operations, same order as the kernel: f32 products, then sums left to right.
+      // Same operations, same order as the kernel (crates/quark-native/src/placement/rule.rs).
       const f0 = fr(fr(d0) * i0[i]!);
       const f1 = fr(fr(d1) * i1[i]!);
       const f2 = fr(fr(d2) * i2[i]!);
       const fb = fr(fr(d3) * i3[i]!);
-      const score = fr(fr(wr * fr(fr(f0 + f1) + f2)) + fr(wb * fb));
+      let score: number;
+      if (pack) {
+        let m = 0;
+        const m0 = f0 * q0;
+        if (m0 > m) m = m0;
+        const m1 = f1 * q1;
+        if (m1 > m) m = m1;
+        const m2 = f2 * q2;
+        if (m2 > m) m = m2;
+        const m3 = fb * q3;
+        if (m3 > m) m = m3;
+        score = -fr(m + fr(wl * labelCount[i]!));
+      } else score = fr(fr(wr * fr(fr(f0 + f1) + f2)) + fr(wb * fb));
       if (tLen === k && score < tScore[k - 1]!) continue;
       tLen = this.offer(score, i, seed, tLen);
     }

@@ -1,12 +1,10 @@
 // The placement contract shared by the native scorer and its TypeScript twin.
 // Units: vcpus (count), ram_mb, disk_gb, bandwidth_mbps. All integers.
+import type { OvercommitPm, Resources } from '../../common/capacity.js';
+import type { PolicySetting } from '../../common/placement-policy.js';
 
-export interface Resources {
-  vcpus: number;
-  ram_mb: number;
-  disk_gb: number;
-  bandwidth_mbps: number;
-}
+export type { OvercommitPm, Resources } from '../../common/capacity.js';
+export type { PlacementPolicy, PolicySetting } from '../../common/placement-policy.js';
 
 /** What the orc knows of one compute; fed from ZooKeeper watches. */
 export interface ComputeRecord {
@@ -51,15 +49,24 @@ export interface Overcommit {
 }
 
 export interface Weights {
-  /** 'spread' prefers the emptiest compute (default); 'pack' the fullest that fits. */
+  /**
+   * The policy of every request, unless `ScorerOptions.policy` or `setPolicy` says otherwise:
+   * 'spread' prefers the emptiest compute (default); 'pack' the fullest that fits.
+   */
   strategy: 'spread' | 'pack';
+  /** Spread: weight of vcpu, ram and disk headroom. */
   resource: number;
+  /** Spread: weight of bandwidth headroom. */
   bandwidth: number;
+  /** Pack: the cost of each label a compute has beyond the request's (keeps them for it). */
+  labels: number;
 }
 
 export interface ScorerOptions {
   overcommit?: Partial<Overcommit>;
   weights?: Partial<Weights>;
+  /** The policy setting to start with (cluster-wide policy and zone overrides). */
+  policy?: PolicySetting;
   alternates?: number;
 }
 
@@ -69,6 +76,12 @@ export interface ScorerOptions {
  */
 export interface ClusterView {
   readonly size: number;
+  /** Overcommit per resource in per-mille: the fits rule the view filters with. */
+  readonly overcommitPm: OvercommitPm;
+  /** The policy setting placements follow now. */
+  readonly policy: PolicySetting;
+  /** Replaces the policy setting; the next placement follows it (no rebuild). */
+  setPolicy(s: PolicySetting): void;
   upsert(c: ComputeRecord): void;
   remove(id: string): void;
   setFree(id: string, free: Resources): void;

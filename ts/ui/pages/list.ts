@@ -1,12 +1,13 @@
 // /ui — work units, newest first, filtered by state and kind (kept in the URL so a view can be
 // shared); refreshed every few seconds.
-import { WORK_KINDS, isWorkKind, stepsOf } from '../../actors/kinds.js';
+import { stepsOf } from '../../actors/kinds.js';
+import { WORK_KINDS, WORK_UNIT_STATES, isWorkKind } from '../../common/vocabulary.js';
 import { getJson } from '../api.js';
 import { ago, badge, fill, h, link, serverHref, shortId, unitHref } from '../dom.js';
 import type { WorkUnitView } from '../model.js';
 import { every, failure, type Page } from './common.js';
 
-const STATES = ['PENDING', 'SCHEDULED', 'RUNNING', 'SUCCEEDED', 'FAILED'];
+const STATES: readonly string[] = WORK_UNIT_STATES;
 const LIMIT = 200;
 
 function select(name: string, label: string, values: readonly string[], current: string): HTMLSelectElement {

@@ -2,7 +2,7 @@
 // and every work unit that touched it; live through the server's event stream.
 import { vmMachine } from '../../actors/vm.js';
 import { isWorkKind, stepsOf } from '../../actors/kinds.js';
-import { ApiFailure, LiveFeed, getJson, parseFeed } from '../api.js';
+import { ApiFailure, LiveFeed, authHeader, getJson, parseFeed } from '../api.js';
 import { drawChart, layOut } from '../chart.js';
 import { ago, badge, fill, h, link, shortId, unitHref } from '../dom.js';
 import { formatMs, type NodeView, type ServerView, type WorkUnitView } from '../model.js';
@@ -82,7 +82,7 @@ export const serverPage: Page = async (root, id) => {
         fill(consoleEl);
         return;
       }
-      const res = await fetch(`/v1/servers/${encodeURIComponent(id)}/console?lines=40`);
+      const res = await fetch(`/v1/servers/${encodeURIComponent(id)}/console?lines=40`, { headers: authHeader() });
       if (!res.ok) {
         fill(consoleNote, `no console (HTTP ${res.status})`);
         return;

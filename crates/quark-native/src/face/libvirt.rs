@@ -26,12 +26,12 @@ pub struct JsDomainSpec {
     /// The compute id kept in Quark's metadata.
     pub owner: Option<String>,
     /// A real guest's devices; absent on the test driver.
-    pub guest: Option<JsGuestSpec>,
+    pub guest: Option<NativeGuestSpec>,
 }
 
 /// A real guest's devices and CPU. `accel`: kvm | tcg; `cpu`: host-passthrough | host-model | default.
-#[napi(object, js_name = "NativeGuestSpec")]
-pub struct JsGuestSpec {
+#[napi(object)]
+pub struct NativeGuestSpec {
     pub accel: String,
     pub cpu: String,
     #[napi(js_name = "disk_path")]
@@ -42,23 +42,23 @@ pub struct JsGuestSpec {
     pub seed_path: Option<String>,
     #[napi(js_name = "console_log")]
     pub console_log: String,
-    pub nic: JsNic,
+    pub nic: NativeNic,
     #[napi(js_name = "bandwidth_mbps")]
     pub bandwidth_mbps: f64,
 }
 
 /// `kind`: none | user (QEMU's user-mode network; `isolated`, `forwards`) | network | bridge (`name`).
-#[napi(object, js_name = "NativeNic")]
-pub struct JsNic {
+#[napi(object)]
+pub struct NativeNic {
     pub kind: String,
     pub isolated: Option<bool>,
-    pub forwards: Option<Vec<JsPortForward>>,
+    pub forwards: Option<Vec<NativePortForward>>,
     pub name: Option<String>,
 }
 
 /// TCP `host_port` of 127.0.0.1 forwarded to `guest_port` of the guest.
-#[napi(object, js_name = "NativePortForward")]
-pub struct JsPortForward {
+#[napi(object)]
+pub struct NativePortForward {
     #[napi(js_name = "host_port")]
     pub host_port: f64,
     #[napi(js_name = "guest_port")]
@@ -110,10 +110,10 @@ fn port(field: &str, value: f64) -> Result<u16, QuarkError> {
     u16::try_from(n).map_err(|_| QuarkError::invalid_arg(format!("{field} is out of range")))
 }
 
-impl TryFrom<&JsGuestSpec> for GuestSpec {
+impl TryFrom<&NativeGuestSpec> for GuestSpec {
     type Error = QuarkError;
 
-    fn try_from(js: &JsGuestSpec) -> Result<Self, QuarkError> {
+    fn try_from(js: &NativeGuestSpec) -> Result<Self, QuarkError> {
         let accel = match js.accel.as_str() {
             "kvm" => Accel::Kvm,
             "tcg" => Accel::Tcg,

@@ -2,13 +2,15 @@
 //! `placement::ClusterView`. Updates take strings and plain numbers (they are rare); `place`
 //! takes one `Uint32Array` holding the request already resolved to numbers by
 //! ts/orc/placement/native.ts and writes the answer back into it, so a placement costs one
-//! call with one argument and no allocation on either side. The buffer must not be backed by a
+//! call with one argument and no allocation on either side. Each request carries its policy
+//! (the wrapper resolves the cluster's and its zone's setting), so a policy change costs nothing
+//! here. The buffer must not be backed by a
 //! SharedArrayBuffer (it is written in place).
 //!
 //! Request layout (u32 words):
 //!   0..4  need (vcpus, ram_mb, disk_gb, bandwidth_mbps)
 //!   4     zone id (0 any, 0x10000 unknown)      5, 6  inline label words
-//!   7     flags (bit 0: a required label is unknown)
+//!   7     flags (bit 0: a required label is unknown; bit 1: pack, else spread)
 //!   8     affinity group id (0 none)            9     anti-affinity group id (0 none)
 //!   10    seed high 32 bits                     11    seed low 32 bits
 //!   12    count of extra label ids (>= 64)      13    count of excluded compute indices
@@ -21,7 +23,8 @@ use napi_derive::napi;
 
 use crate::error::QuarkError;
 use crate::placement::{
-    self, extra_masks, ClusterView, Compute, Options, Outcome, Prepared, FILTER_COUNT, N_RES,
+    self, extra_masks, ClusterView, Compute, Options, Outcome, Policy, Prepared, FILTER_COUNT,
+    N_RES,
 };
 
 pub const REQUEST_HEADER: usize = 14;
@@ -67,6 +70,11 @@ fn decode(view: &ClusterView, words: &[u32], at: usize, p: &mut Prepared) -> nap
     p.zone = head[4];
     p.labels = [head[5], head[6]];
     p.labels_impossible = head[7] & 1 != 0;
+    p.policy = if head[7] & 2 != 0 {
+        Policy::Pack
+    } else {
+        Policy::Spread
+    };
     p.affinity = head[8];
     p.anti_affinity = head[9];
     p.seed = (u64::from(head[10]) << 32) | u64::from(head[11]);
@@ -90,13 +98,14 @@ fn encode(o: &Outcome, k: usize, out: &mut [u32]) {
 
 #[napi]
 impl NativeClusterView {
-    /// `overcommit_pm`: per-mille ratios for vcpus, ram, disk, bandwidth.
+    /// `overcommit_pm`: per-mille ratios for vcpus, ram, disk, bandwidth. The weights are the
+    /// spread score's (resource, bandwidth) and the pack score's (label).
     #[napi(constructor)]
     pub fn new(
         overcommit_pm: Vec<u32>,
-        pack: bool,
         resource_weight: f64,
         bandwidth_weight: f64,
+        label_weight: f64,
         alternates: u32,
     ) -> napi::Result<Self> {
         let overcommit_pm: [u32; N_RES] = overcommit_pm
@@ -104,9 +113,10 @@ impl NativeClusterView {
             .map_err(|_| arg(format!("overcommitPm must have {N_RES} numbers")))?;
         let opts = Options {
             overcommit_pm,
-            pack,
+            policy: Policy::Spread,
             resource_weight,
             bandwidth_weight,
+            label_weight,
             alternates,
         };
         Ok(Self {

@@ -2,119 +2,24 @@
 //! pass over the hot columns, eight computes at a time with branch-free lane code that
 //! vectorises. Scores go to a small block buffer that is looked at compute by compute only if the
 //! block's best can enter the top k. All meta filters (alive, excluded, zone, affinity,
-//! anti-affinity) are one masked compare of the meta word; labels add two more. The kernel is
-//! monomorphised on whether labels are asked for (a request without labels never reads them),
-//! and compiled twice: portable (SSE2) and AVX2, picked at run time.
+//! anti-affinity) are one masked compare of the meta word; labels add two more. The scores are
+//! the rule's (`rule::spread_score`, `rule::pack_score`); pack reads the label count from the
+//! meta word too. The kernel is monomorphised on the policy and on whether labels are asked for
+//! (a request without labels never reads them), and compiled twice: portable (SSE2) and AVX2,
+//! picked at run time.
 
+use super::columns::{label_count, Hot};
+use super::filters::Query;
 use super::hash::tie_key;
-use super::view::Hot;
+use super::rule::{fits_mask, left, score, Policy};
+use super::topk::TopK;
 
 const L: usize = 8;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Entry {
-    pub score: f32,
-    pub tie: u64,
-    pub idx: u32,
-}
-
-/// The best k (score, tie) so far, best first.
-#[derive(Debug, Clone)]
-pub struct TopK {
-    k: usize,
-    e: Vec<Entry>,
-}
-
-impl TopK {
-    pub fn new(k: usize) -> Self {
-        Self {
-            k,
-            e: Vec::with_capacity(k + 1),
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.e.clear();
-    }
-
-    pub fn entries(&self) -> &[Entry] {
-        &self.e
-    }
-
-    #[inline]
-    fn threshold(&self) -> f32 {
-        if self.e.len() < self.k {
-            f32::NEG_INFINITY
-        } else {
-            self.e[self.k - 1].score
-        }
-    }
-
-    /// Offers a feasible compute; its tie key is computed only if it can enter.
-    fn offer(&mut self, score: f32, idx: u32, tie: impl Fn(u32) -> u64, ids: &[String]) {
-        if self.e.len() == self.k && score < self.e[self.k - 1].score {
-            return;
-        }
-        let cand = Entry {
-            score,
-            tie: tie(idx),
-            idx,
-        };
-        let pos = self
-            .e
-            .iter()
-            .position(|x| better(&cand, x, ids))
-            .unwrap_or(self.e.len());
-        if pos >= self.k {
-            return;
-        }
-        self.e.insert(pos, cand);
-        self.e.truncate(self.k);
-    }
-}
-
-/// Higher score, then higher tie key; equal keys mean the id hashes collided: smaller id wins.
-#[inline]
-pub fn better(a: &Entry, b: &Entry, ids: &[String]) -> bool {
-    if a.score != b.score {
-        return a.score > b.score;
-    }
-    if a.tie != b.tie {
-        return a.tie > b.tie;
-    }
-    ids[a.idx as usize] < ids[b.idx as usize]
-}
-
 pub struct Columns<'a> {
     pub hot: &'a Hot,
-    pub extra_labels: &'a [Vec<u32>],
     pub id_hash: &'a [u64],
     pub ids: &'a [String],
-}
-
-/// A request as the kernel sees it.
-pub struct Query<'a> {
-    pub need: [i32; 4],
-    /// `meta & mask_pre == want_pre`: alive, not excluded, in the zone (the filters before labels).
-    pub mask_pre: u32,
-    pub want_pre: u32,
-    /// `meta & mask_all == want_all`: all meta filters, affinity and anti-affinity included.
-    pub mask_all: u32,
-    pub want_all: u32,
-    pub labels: [u32; 2],
-    /// (extra word, mask) pairs for labels >= 64; every word exists.
-    pub extra_labels: &'a [(usize, u32)],
-    /// Some required label can never match.
-    pub labels_impossible: bool,
-    pub w_resource: f32,
-    pub w_bandwidth: f32,
-    pub seed: u64,
-}
-
-impl Query<'_> {
-    pub fn labels_active(&self) -> bool {
-        self.labels != [0, 0] || !self.extra_labels.is_empty() || self.labels_impossible
-    }
 }
 
 /// What only a full pass can count.
@@ -130,23 +35,30 @@ pub struct Counts {
 pub fn scan(c: &Columns, q: &Query, topk: &mut TopK, simd: bool) -> Counts {
     let labels = q.labels_active();
     let extra = !q.extra_labels.is_empty() && !q.labels_impossible;
+    let pack = q.policy == Policy::Pack;
     #[cfg(target_arch = "x86_64")]
     if simd {
         // SAFETY: `simd` is only true when the CPU reported AVX2 (see `avx2_available`).
         #[allow(unsafe_code)]
         return unsafe {
-            match (labels, extra) {
-                (false, _) => run_avx2::<false, false>(c, q, topk),
-                (true, false) => run_avx2::<true, false>(c, q, topk),
-                (true, true) => run_avx2::<true, true>(c, q, topk),
+            match (pack, labels, extra) {
+                (false, false, _) => run_avx2::<false, false, false>(c, q, topk),
+                (false, true, false) => run_avx2::<false, true, false>(c, q, topk),
+                (false, true, true) => run_avx2::<false, true, true>(c, q, topk),
+                (true, false, _) => run_avx2::<true, false, false>(c, q, topk),
+                (true, true, false) => run_avx2::<true, true, false>(c, q, topk),
+                (true, true, true) => run_avx2::<true, true, true>(c, q, topk),
             }
         };
     }
     let _ = simd;
-    match (labels, extra) {
-        (false, _) => run::<false, false>(c, q, topk),
-        (true, false) => run::<true, false>(c, q, topk),
-        (true, true) => run::<true, true>(c, q, topk),
+    match (pack, labels, extra) {
+        (false, false, _) => run::<false, false, false>(c, q, topk),
+        (false, true, false) => run::<false, true, false>(c, q, topk),
+        (false, true, true) => run::<false, true, true>(c, q, topk),
+        (true, false, _) => run::<true, false, false>(c, q, topk),
+        (true, true, false) => run::<true, true, false>(c, q, topk),
+        (true, true, true) => run::<true, true, true>(c, q, topk),
     }
 }
 
@@ -164,12 +76,12 @@ pub fn avx2_available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn run_avx2<const LABELS: bool, const EXTRA: bool>(
+fn run_avx2<const PACK: bool, const LABELS: bool, const EXTRA: bool>(
     c: &Columns,
     q: &Query,
     topk: &mut TopK,
 ) -> Counts {
-    run::<LABELS, EXTRA>(c, q, topk)
+    run::<PACK, LABELS, EXTRA>(c, q, topk)
 }
 
 /// One chunk's columns, as fixed-size lane arrays.
@@ -190,14 +102,18 @@ const BLOCK: usize = 256;
 type Acc = [[u32; L]; 2];
 
 #[inline(always)]
-fn run<const LABELS: bool, const EXTRA: bool>(c: &Columns, q: &Query, topk: &mut TopK) -> Counts {
+fn run<const PACK: bool, const LABELS: bool, const EXTRA: bool>(
+    c: &Columns,
+    q: &Query,
+    topk: &mut TopK,
+) -> Counts {
     let h = c.hot;
     let n = h.meta.len();
     // Labels >= 64 are rare: their verdict is computed up front into one more lane column.
     let extra_ok: Vec<u32> = if EXTRA {
         let mut ok = vec![!0u32; n];
         for &(w, mask) in q.extra_labels {
-            for (o, &x) in ok.iter_mut().zip(&c.extra_labels[w]) {
+            for (o, &x) in ok.iter_mut().zip(&h.extra_labels[w]) {
                 *o &= if x & mask == mask { !0 } else { 0 };
             }
         }
@@ -236,7 +152,7 @@ fn run<const LABELS: bool, const EXTRA: bool>(c: &Columns, q: &Query, topk: &mut
                 avail: [&avail[0][i], &avail[1][i], &avail[2][i], &avail[3][i]],
                 inv: [&inv[0][i], &inv[1][i], &inv[2][i], &inv[3][i]],
             };
-            let scores = chunk::<LABELS>(q, possible, &ch, &mut acc);
+            let scores = chunk::<PACK, LABELS>(q, possible, &ch, &mut acc);
             for j in 0..L {
                 // NaN (rejected) never wins: one max instruction per group of lanes.
                 best[j] = if scores[j] > best[j] {
@@ -279,7 +195,7 @@ fn run<const LABELS: bool, const EXTRA: bool>(c: &Columns, q: &Query, topk: &mut
             avail: std::array::from_fn(|r| &avail[r]),
             inv: std::array::from_fn(|r| &inv[r]),
         };
-        let scores = chunk::<LABELS>(q, possible, &ch, &mut acc);
+        let scores = chunk::<PACK, LABELS>(q, possible, &ch, &mut acc);
         offer_all(&[scores], start, topk, &tie, c.ids);
     }
     Counts {
@@ -320,7 +236,12 @@ const NAN_BITS: u32 = 0x7FC0_0000;
 /// The per-compute work for eight computes, branch-free: lane counts of survivors and the
 /// score, NaN where rejected.
 #[inline(always)]
-fn chunk<const LABELS: bool>(q: &Query, possible: u32, ch: &Chunk, acc: &mut Acc) -> [f32; L] {
+fn chunk<const PACK: bool, const LABELS: bool>(
+    q: &Query,
+    possible: u32,
+    ch: &Chunk,
+    acc: &mut Acc,
+) -> [f32; L] {
     let [n0, n1, n2, n3] = q.need;
     let [r0, r1] = q.labels;
     let mut out = [0f32; L];
@@ -336,44 +257,47 @@ fn chunk<const LABELS: bool>(q: &Query, possible: u32, ch: &Chunk, acc: &mut Acc
         } else {
             all
         };
-        // avail >= AVAIL_MIN and need <= NEED_MAX, so these never overflow; fits iff all >= 0.
+        // avail >= AVAIL_MIN and need <= NEED_MAX, so these never overflow.
         let d0 = ch.avail[0][j].wrapping_sub(n0);
         let d1 = ch.avail[1][j].wrapping_sub(n1);
         let d2 = ch.avail[2][j].wrapping_sub(n2);
         let d3 = ch.avail[3][j].wrapping_sub(n3);
-        let p7 = p6 & !(((d0 | d1 | d2 | d3) >> 31) as u32);
+        let p7 = p6 & fits_mask([d0, d1, d2, d3]);
         acc[1][j] = acc[1][j].wrapping_sub(p7);
-        // Same operations, same order as the twin: f32 products, then sums left to right.
-        let f0 = d0 as f32 * ch.inv[0][j];
-        let f1 = d1 as f32 * ch.inv[1][j];
-        let f2 = d2 as f32 * ch.inv[2][j];
-        let fb = d3 as f32 * ch.inv[3][j];
-        let score = q.w_resource * ((f0 + f1) + f2) + q.w_bandwidth * fb;
+        // The rule's scores, lane by lane (the same operations, in the same order, as the twin).
+        let f = [
+            left(d0, ch.inv[0][j]),
+            left(d1, ch.inv[1][j]),
+            left(d2, ch.inv[2][j]),
+            left(d3, ch.inv[3][j]),
+        ];
+        let policy = if PACK { Policy::Pack } else { Policy::Spread };
+        let score = score(policy, f, &q.asked, label_count(m), &q.weights);
         out[j] = f32::from_bits(score.to_bits() | (NAN_BITS & !p7));
     }
     out
 }
 
 /// Folds every word of the hot columns into a checksum: each byte read once, nothing else done.
-pub fn scan_columns(h: &Hot, extra_labels: &[Vec<u32>], simd: bool) -> u32 {
+pub fn scan_columns(h: &Hot, simd: bool) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if simd {
         // SAFETY: `simd` is only true when the CPU reported AVX2 (see `avx2_available`).
         #[allow(unsafe_code)]
-        return unsafe { fold_columns_avx2(h, extra_labels) };
+        return unsafe { fold_columns_avx2(h) };
     }
     let _ = simd;
-    fold_columns(h, extra_labels)
+    fold_columns(h)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn fold_columns_avx2(h: &Hot, extra_labels: &[Vec<u32>]) -> u32 {
-    fold_columns(h, extra_labels)
+fn fold_columns_avx2(h: &Hot) -> u32 {
+    fold_columns(h)
 }
 
 #[inline(always)]
-fn fold_columns(h: &Hot, extra_labels: &[Vec<u32>]) -> u32 {
+fn fold_columns(h: &Hot) -> u32 {
     let fold = |xs: &[u32]| xs.iter().fold(0u32, |a, &x| a.wrapping_add(x));
     let mut acc = 0u32;
     for r in 0..4 {
@@ -390,7 +314,7 @@ fn fold_columns(h: &Hot, extra_labels: &[Vec<u32>]) -> u32 {
     }
     acc = acc.wrapping_add(fold(&h.labels[0]));
     acc = acc.wrapping_add(fold(&h.labels[1]));
-    for col in extra_labels {
+    for col in &h.extra_labels {
         acc = acc.wrapping_add(fold(col));
     }
     acc.wrapping_add(fold(&h.meta))

@@ -28,11 +28,16 @@
 //! `f[r] = f32(avail[r] - need[r]) * inv[r]` is the fraction of the overcommitted capacity that
 //! would be left after the placement: for a feasible pick it lies in [0, 1] (more if free >
 //! capacity), which is the one normalisation step, done by the division; no min/max pass over
-//! the candidates. Then
-//! `score = wr * ((f[0] + f[1]) + f[2]) + wb * f[3]` where
-//! `wr = f32(±resource_weight / 3)` (+ for spread: more free is better; − for pack) and
-//! `wb = f32(bandwidth_weight)` (bandwidth headroom, always more is better).
-//! Defaults: spread, resource weight 1, bandwidth weight 0.5, 3 alternates.
+//! the candidates. The request's policy (its own, else the view's) picks the score:
+//! - spread: `score = wr * ((f[0] + f[1]) + f[2]) + wb * f[3]` with
+//!   `wr = f32(resource_weight / 3)`, `wb = f32(bandwidth_weight)`: more headroom is better.
+//! - pack: `score = -(m + wl * f32(labels))` where `m` is the largest `f[r] * a[r]` (and 0),
+//!   `a[r] = 1.0` if `need[r] > 0` else `0.0` (only the resources the request asks for count),
+//!   `labels` the compute's count of distinct labels (at most 255) and `wl = f32(label_weight)`:
+//!   the compute left fullest in its least used resource wins, and one that carries labels the
+//!   request does not ask for is kept for requests that do.
+//!
+//! Defaults: spread, resource weight 1, bandwidth weight 0.5, label weight 1, 3 alternates.
 //!
 //! Ranking: higher score first; equal scores by the higher tie key
 //! `mix64(fnv1a64(request id) ^ fnv1a64(compute id))` (see `hash`), so a replay of the same
@@ -45,12 +50,22 @@
 //! Compute ids map to dense indices; removal swaps the last compute into the hole. The hot
 //! columns (read by every scan) are 44 bytes per compute: avail 4×i32, inv 4×f32, labels
 //! 2×u32 (bitset of the first 64 label names; later labels get extra word columns, 4 bytes per
-//! 32 labels), meta u32 (zone id, alive flag, and transient per-request marks for excluded /
-//! affinity / anti-affinity computes, set from the group index and cleared after the scan).
+//! 32 labels), meta u32 (zone id, label count, alive flag, and transient per-request marks for
+//! excluded / affinity / anti-affinity computes, set from the group index and cleared after the
+//! scan).
+//!
+//! Modules, each depending only on those above it: `rule` (headroom, fits, scores), `hash`,
+//! `intern`, `columns` (the hot columns and the meta word), `filters` (requests resolved to
+//! numbers and masks), `topk`, `kernel` (the scan), `view` (updates, marks and counts). The napi
+//! face (crate::face::placement) is the only layer that knows JavaScript.
 
+mod columns;
+mod filters;
 mod hash;
 mod intern;
 mod kernel;
+mod rule;
+mod topk;
 mod view;
 
 #[cfg(test)]
@@ -58,14 +73,15 @@ mod reference;
 #[cfg(test)]
 mod tests;
 
+pub use columns::{INLINE_LABELS, ZONE_ANY, ZONE_NONE};
+pub use filters::{extra_masks, Prepared, Request};
 pub use hash::{fnv1a64, mix64, tie_key};
-pub use view::{
-    avail_of, check_need, extra_masks, inv_of, ClusterView, Compute, Options, Outcome, Prepared,
-    Request, Res, ALTERNATES_MAX, AVAIL_MIN, FREE_LIMIT, GROUP_NONE, INLINE_LABELS, NEED_MAX,
-    OVERCOMMIT_PM_MAX, ZONE_ANY, ZONE_NONE,
+pub use rule::{
+    avail_of, check_need, fits, inv_of, Policy, Res, AVAIL_MIN, FREE_LIMIT, LABEL_COUNT_MAX,
+    NEED_MAX, N_RES, OVERCOMMIT_PM_MAX,
 };
+pub use view::{ClusterView, Compute, Options, Outcome, ALTERNATES_MAX, GROUP_NONE};
 
-pub const N_RES: usize = 4;
 pub const FILTER_COUNT: usize = 7;
 
 /// The filters in the order they run (the contract's `FILTERS`).

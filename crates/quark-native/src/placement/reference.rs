@@ -1,8 +1,10 @@
-//! A deliberately naive scorer over plain records, written from the module's doc comment:
-//! one compute at a time, exact i128 arithmetic for fits, a full sort for the ranking.
-//! Property tests check the columnar view against it.
+//! A deliberately naive scorer over plain records: one compute at a time, the filters as written
+//! in the module's doc comment, a full sort for the ranking, and the rule's own functions for
+//! headroom, fits and the scores. Property tests check the columnar view (its marks, counts,
+//! lanes, top k and swap-removal) against it.
 
 use super::hash::{fnv1a64, tie_key};
+use super::rule::{self, Policy, Weights, LABEL_COUNT_MAX};
 use super::{Compute, Options, Request, FILTER_COUNT, FREE_LIMIT, N_RES};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,35 +39,29 @@ impl Reference {
         }
     }
 
-    fn fits(&self, c: &Compute, need: &[i64; N_RES]) -> bool {
-        (0..N_RES).all(|r| {
-            let pm = i128::from(self.opts.overcommit_pm[r]);
-            let lhs = i128::from(need[r]) * 1000;
-            let rhs = i128::from(c.free[r]) * 1000 + i128::from(c.capacity[r]) * (pm - 1000);
-            // The view clamps avail to i32; a need is at most i32::MAX, so that clamp is harmless
-            // except for avail below i32::MIN, where nothing fits either way.
-            lhs <= rhs
+    fn avail(&self, c: &Compute) -> [i32; N_RES] {
+        std::array::from_fn(|r| {
+            rule::avail_of(c.free[r], c.capacity[r] as i32, self.opts.overcommit_pm[r])
         })
     }
 
-    fn score(&self, c: &Compute, need: &[i64; N_RES]) -> f32 {
-        let f = |r: usize| {
-            let pm = self.opts.overcommit_pm[r];
-            let cap = c.capacity[r] as i32;
-            let avail = super::avail_of(c.free[r], cap, pm);
-            (avail - need[r] as i32) as f32 * super::inv_of(cap, pm)
-        };
-        let signed = if self.opts.pack {
-            -self.opts.resource_weight
-        } else {
-            self.opts.resource_weight
-        };
-        let wr = (signed / 3.0) as f32;
-        let wb = self.opts.bandwidth_weight as f32;
-        wr * ((f(0) + f(1)) + f(2)) + wb * f(3)
+    fn score(&self, c: &Compute, need: &[i32; N_RES], policy: Policy) -> f32 {
+        let avail = self.avail(c);
+        let f = std::array::from_fn(|r| {
+            let inv = rule::inv_of(c.capacity[r] as i32, self.opts.overcommit_pm[r]);
+            rule::left(avail[r] - need[r], inv)
+        });
+        let w: Weights = self.opts.validate().unwrap();
+        let mut labels = c.labels.clone();
+        labels.sort();
+        labels.dedup();
+        let count = (labels.len() as u32).min(LABEL_COUNT_MAX) as f32;
+        rule::score(policy, f, &rule::asked(need), count, &w)
     }
 
     pub fn place(&self, req: &Request) -> RefOutcome {
+        let need = rule::check_need(&req.need).unwrap();
+        let policy = req.policy.unwrap_or(self.opts.policy);
         let mut rejected = [0u32; FILTER_COUNT];
         let hosts =
             |c: &Compute, g: &Option<String>| g.as_ref().is_some_and(|g| c.groups.contains(g));
@@ -84,12 +80,12 @@ impl Reference {
                 req.labels.iter().all(|l| c.labels.contains(l)),
                 !affinity_active || hosts(c, &req.affinity),
                 !hosts(c, &req.anti_affinity),
-                self.fits(c, &req.need),
+                rule::fits(&need, &self.avail(c)),
             ];
             match checks.iter().position(|ok| !ok) {
                 Some(f) => rejected[f] += 1,
                 None => feasible.push((
-                    self.score(c, &req.need),
+                    self.score(c, &need, policy),
                     tie_key(seed, fnv1a64(&c.id)),
                     &c.id,
                 )),

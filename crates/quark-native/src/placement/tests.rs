@@ -27,6 +27,15 @@ fn view() -> ClusterView {
     ClusterView::new(Options::default()).unwrap()
 }
 
+fn pack_view(label_weight: f64) -> ClusterView {
+    ClusterView::new(Options {
+        policy: Policy::Pack,
+        label_weight,
+        ..Options::default()
+    })
+    .unwrap()
+}
+
 fn picks(v: &ClusterView, o: &Outcome) -> Vec<String> {
     o.picks
         .iter()
@@ -205,15 +214,55 @@ fn spread_prefers_the_emptiest_and_pack_the_fullest() {
         .unwrap();
     let r = req("wu", [1, 1, 1, 1]);
     assert_eq!(place_ids(&mut v, &r), vec!["empty", "half"]);
-    let mut p = ClusterView::new(Options {
-        pack: true,
-        ..Options::default()
-    })
-    .unwrap();
+    let mut p = pack_view(1.0);
     p.upsert(&compute("empty", BIG, BIG)).unwrap();
     p.upsert(&compute("half", BIG, [32, 131_072, 1000, 10_000]))
         .unwrap();
     assert_eq!(place_ids(&mut p, &r), vec!["half", "empty"]);
+    // A request's own policy wins over the view's.
+    let mut spread_here = r.clone();
+    spread_here.policy = Some(Policy::Spread);
+    assert_eq!(place_ids(&mut p, &spread_here), vec!["empty", "half"]);
+    let mut pack_here = r;
+    pack_here.policy = Some(Policy::Pack);
+    assert_eq!(place_ids(&mut v, &pack_here), vec!["half", "empty"]);
+}
+
+#[test]
+fn pack_keeps_labelled_computes_for_requests_that_ask_for_their_labels() {
+    let mut v = pack_view(1.0);
+    let mut ssd = compute("ssd", BIG, [8, 32_768, 200, 1000]);
+    ssd.labels = vec!["ssd".into(), "ssd".into()];
+    v.upsert(&ssd).unwrap();
+    v.upsert(&compute("plain", BIG, [32, 131_072, 1000, 5000]))
+        .unwrap();
+    // The plain compute is emptier, but the ssd one is kept for requests that need an ssd.
+    assert_eq!(place_ids(&mut v, &req("wu", [1, 1, 1, 1]))[0], "plain");
+    let mut r = req("wu", [1, 1, 1, 1]);
+    r.labels = vec!["ssd".into()];
+    assert_eq!(place_ids(&mut v, &r), vec!["ssd"]);
+    // Without the label weight, the fuller compute wins.
+    let mut w = pack_view(0.0);
+    w.upsert(&ssd).unwrap();
+    w.upsert(&compute("plain", BIG, [32, 131_072, 1000, 5000]))
+        .unwrap();
+    assert_eq!(place_ids(&mut w, &req("wu", [1, 1, 1, 1]))[0], "ssd");
+}
+
+#[test]
+fn pack_fills_the_compute_whose_least_used_resource_is_fullest() {
+    let mut v = pack_view(1.0);
+    // Same vcpus free; "stranded" has most of its ram left, "even" does not.
+    v.upsert(&compute("stranded", BIG, [8, 200_000, 250, 1250]))
+        .unwrap();
+    v.upsert(&compute("even", BIG, [8, 32_768, 250, 1250]))
+        .unwrap();
+    assert_eq!(place_ids(&mut v, &req("wu", [1, 1, 1, 1]))[0], "even");
+    // A request that asks for no ram does not weigh it: the tie key decides, both orders occur.
+    let firsts: std::collections::HashSet<String> = (0..32)
+        .map(|i| place_ids(&mut v, &req(&format!("wu-{i}"), [1, 0, 1, 1]))[0].clone())
+        .collect();
+    assert_eq!(firsts.len(), 2);
 }
 
 #[test]
@@ -398,8 +447,13 @@ fn arb_compute(n_ids: usize) -> impl Strategy<Value = Compute> {
         })
 }
 
+fn arb_policy() -> impl Strategy<Value = Policy> {
+    prop_oneof![Just(Policy::Spread), Just(Policy::Pack)]
+}
+
 fn arb_request(n_ids: usize) -> impl Strategy<Value = Request> {
     (
+        proptest::option::weighted(0.3, arb_policy()),
         any::<u32>(),
         arb_res([6, 1500, 80, 400]),
         proptest::option::weighted(0.3, 0..ZONES.len() + 1),
@@ -408,7 +462,7 @@ fn arb_request(n_ids: usize) -> impl Strategy<Value = Request> {
         proptest::option::weighted(0.2, 0..GROUPS.len() + 1),
         proptest::collection::vec(0..n_ids, 0..3),
     )
-        .prop_map(|(id, need, zone, labels, aff, anti, exclude)| {
+        .prop_map(|(policy, id, need, zone, labels, aff, anti, exclude)| {
             let name =
                 |xs: &[&str], i: usize| xs.get(i).map_or("unknown".to_owned(), |s| (*s).to_owned());
             Request {
@@ -422,6 +476,7 @@ fn arb_request(n_ids: usize) -> impl Strategy<Value = Request> {
                     .into_iter()
                     .map(|i| format!("compute-{i}"))
                     .collect(),
+                policy,
             }
         })
 }
@@ -445,18 +500,29 @@ fn arb_ops(n_ids: usize) -> impl Strategy<Value = Vec<Op>> {
 fn arb_options() -> impl Strategy<Value = Options> {
     (
         proptest::array::uniform4(prop_oneof![Just(1000u32), 500u32..4000]),
-        any::<bool>(),
+        arb_policy(),
         prop_oneof![Just(1.0), 0.0..3.0f64],
         prop_oneof![Just(0.5), 0.0..3.0f64],
+        prop_oneof![Just(1.0), Just(0.0), 0.0..3.0f64],
         0u32..5,
     )
         .prop_map(
-            |(overcommit_pm, pack, resource_weight, bandwidth_weight, alternates)| Options {
+            |(
                 overcommit_pm,
-                pack,
+                policy,
                 resource_weight,
                 bandwidth_weight,
+                label_weight,
                 alternates,
+            )| {
+                Options {
+                    overcommit_pm,
+                    policy,
+                    resource_weight,
+                    bandwidth_weight,
+                    label_weight,
+                    alternates,
+                }
             },
         )
 }

@@ -1,51 +1,39 @@
-//! The cluster view: one dense index per compute, hot columns for the scan, cold data beside.
+//! The cluster view: one dense index per compute, hot columns for the scan (`columns`), cold
+//! data beside; updates keep both in step, and a placement marks, scans (`kernel`) and counts.
 
 use std::collections::HashMap;
 
+use super::columns::{
+    meta_of, Hot, AFFINE, ALIVE, ANTI_AFFINE, EXCLUDED, INLINE_LABELS, LABEL_COUNT_MASK, ZONE_ANY,
+    ZONE_MASK, ZONE_NONE,
+};
+use super::filters::{extra_masks, Prepared, Query, Request};
 use super::hash::fnv1a64;
 use super::intern::Interner;
-use super::kernel::{self, TopK};
-use super::{Error, Filter, FILTER_COUNT, N_RES};
+use super::kernel;
+use super::rule::{
+    asked, check, check_need, Policy, Res, Weights, FREE_LIMIT, N_RES, OVERCOMMIT_PM_MAX, RES_NAMES,
+};
+use super::topk::TopK;
+use super::{Error, Filter, FILTER_COUNT};
 
-/// Resources in contract order: vcpus, ram_mb, disk_gb, bandwidth_mbps.
-pub type Res = [i64; N_RES];
-
-/// A compute's free resources are clamped to ±2^40 so that the twin's doubles stay exact.
-pub const FREE_LIMIT: i64 = 1 << 40;
-/// Largest need per resource; with avail >= AVAIL_MIN, `avail - need` never overflows an i32.
-pub const NEED_MAX: i64 = 1 << 30;
-/// Headroom is clamped to [AVAIL_MIN, i32::MAX]; below AVAIL_MIN nothing fits either way.
-pub const AVAIL_MIN: i32 = -(1 << 30);
-/// Per-mille overcommit ratios accepted: 0.001 .. 1000.
-pub const OVERCOMMIT_PM_MAX: u32 = 1_000_000;
 pub const ALTERNATES_MAX: u32 = 16;
-
-// The `meta` column: zone id in the low 16 bits, then flags.
-pub(crate) const ZONE_MASK: u32 = 0xFFFF;
-// Flags sit in the top bits so that an arithmetic shift turns each into a lane mask.
-pub(crate) const ALIVE: u32 = 1 << 31;
-/// Transient marks, set for one request and cleared after it.
-pub(crate) const EXCLUDED: u32 = 1 << 30;
-pub(crate) const AFFINE: u32 = 1 << 29;
-pub(crate) const ANTI_AFFINE: u32 = 1 << 28;
-/// Request zone meaning "any zone".
-pub const ZONE_ANY: u32 = 0;
-/// Request zone that no compute has (an unknown name): matches nothing.
-pub const ZONE_NONE: u32 = ZONE_MASK + 1;
 /// Request group meaning "no group".
 pub const GROUP_NONE: u32 = 0;
-/// Label ids below this live in the two 32-bit label words; the rest in extra word columns.
-pub const INLINE_LABELS: u32 = 64;
 
 /// Scorer options, already in the integer / f32 form both implementations compute with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// Overcommit ratio per resource, in per-mille (1000 = no overcommit).
     pub overcommit_pm: [u32; N_RES],
-    /// Bin-packing instead of spreading.
-    pub pack: bool,
+    /// The policy of requests that name none.
+    pub policy: Policy,
+    /// Spread: weight of vcpus, ram and disk headroom.
     pub resource_weight: f64,
+    /// Spread: weight of bandwidth headroom.
     pub bandwidth_weight: f64,
+    /// Pack: what one label a request does not ask for costs, in fractions of a compute.
+    pub label_weight: f64,
     pub alternates: u32,
 }
 
@@ -53,11 +41,46 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             overcommit_pm: [1000; N_RES],
-            pack: false,
+            policy: Policy::Spread,
             resource_weight: 1.0,
             bandwidth_weight: 0.5,
+            label_weight: 1.0,
             alternates: 3,
         }
+    }
+}
+
+impl Options {
+    pub fn validate(&self) -> Result<Weights, Error> {
+        for pm in self.overcommit_pm {
+            if pm == 0 || pm > OVERCOMMIT_PM_MAX {
+                return Err(Error::InvalidOption(format!(
+                    "overcommit per-mille {pm} not in 1..={OVERCOMMIT_PM_MAX}"
+                )));
+            }
+        }
+        for w in [
+            self.resource_weight,
+            self.bandwidth_weight,
+            self.label_weight,
+        ] {
+            if !w.is_finite() || w < 0.0 {
+                return Err(Error::InvalidOption(format!(
+                    "weight {w} must be finite and >= 0"
+                )));
+            }
+        }
+        if self.alternates > ALTERNATES_MAX {
+            return Err(Error::InvalidOption(format!(
+                "alternates {} > {ALTERNATES_MAX}",
+                self.alternates
+            )));
+        }
+        Ok(Weights {
+            resource: (self.resource_weight / 3.0) as f32,
+            bandwidth: self.bandwidth_weight as f32,
+            labels: self.label_weight as f32,
+        })
     }
 }
 
@@ -71,38 +94,6 @@ pub struct Compute {
     pub labels: Vec<String>,
     pub alive: bool,
     pub groups: Vec<String>,
-}
-
-/// A placement request (the contract's `PlacementRequest`).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Request {
-    pub id: String,
-    pub need: Res,
-    pub zone: Option<String>,
-    pub labels: Vec<String>,
-    pub affinity: Option<String>,
-    pub anti_affinity: Option<String>,
-    pub exclude: Vec<String>,
-}
-
-/// A request resolved against the view's dictionaries: plain numbers, ready to scan.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Prepared {
-    pub need: [i32; N_RES],
-    /// `ZONE_ANY`, `ZONE_NONE` or an interned zone id.
-    pub zone: u32,
-    /// Required inline labels (ids 0..64) as two 32-bit words.
-    pub labels: [u32; 2],
-    /// Required labels with ids >= 64, as (extra word index, mask) pairs.
-    pub extra_labels: Vec<(usize, u32)>,
-    /// A required label no compute has ever had: the labels filter rejects everything.
-    pub labels_impossible: bool,
-    pub affinity: u32,
-    pub anti_affinity: u32,
-    /// Dense indices of excluded computes.
-    pub exclude: Vec<u32>,
-    /// `fnv1a64(request id)`: the tie-break seed.
-    pub seed: u64,
 }
 
 /// The answer to one request: the best compute first, then alternates; and why others lost.
@@ -122,28 +113,13 @@ impl Outcome {
     }
 }
 
-/// Hot columns: what the scan reads for every compute (see `hot_bytes_per_node`).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Hot {
-    /// Usable headroom: floor((free*1000 + capacity*(pm-1000)) / 1000), clamped to [AVAIL_MIN, i32::MAX].
-    pub avail: [Vec<i32>; N_RES],
-    /// 1 / (capacity * pm / 1000) as f32; 0 when capacity is 0.
-    pub inv: [Vec<f32>; N_RES],
-    pub labels: [Vec<u32>; 2],
-    pub meta: Vec<u32>,
-}
-
 #[derive(Debug, Clone)]
 pub struct ClusterView {
     opts: Options,
-    /// Signed resource weight / 3 (negative for pack) and bandwidth weight, as the kernel uses them.
-    pub(crate) w_resource: f32,
-    pub(crate) w_bandwidth: f32,
-    pub(crate) hot: Hot,
-    /// Label words 2.. (labels with ids >= 64), one column per word; empty while unused.
-    pub(crate) extra_labels: Vec<Vec<u32>>,
+    weights: Weights,
+    hot: Hot,
     /// fnv1a64 of each compute id: read only to break ties.
-    pub(crate) id_hash: Vec<u64>,
+    id_hash: Vec<u64>,
     // Cold data, read on updates only.
     ids: Vec<String>,
     index: HashMap<String, u32>,
@@ -163,82 +139,21 @@ pub struct ClusterView {
     simd: bool,
 }
 
-fn floor_div_1000(n: i64) -> i64 {
-    n.div_euclid(1000)
-}
-
-/// Headroom the fits filter compares with: need <= avail  <=>  need*1000 <= free*1000 + cap*(pm-1000).
-pub fn avail_of(free: i64, cap: i32, pm: u32) -> i32 {
-    let n = free * 1000 + i64::from(cap) * (i64::from(pm) - 1000);
-    floor_div_1000(n).clamp(i64::from(AVAIL_MIN), i64::from(i32::MAX)) as i32
-}
-
-/// The weighers' normalisation: 1 / effective capacity, so a fraction of it lands in [0, 1].
-pub fn inv_of(cap: i32, pm: u32) -> f32 {
-    if cap == 0 {
-        0.0
-    } else {
-        (1000.0 / (f64::from(cap) * f64::from(pm))) as f32
-    }
-}
-
-fn check(field: &'static str, v: i64, min: i64, max: i64) -> Result<(), Error> {
-    if v < min || v > max {
-        return Err(Error::OutOfRange {
-            field,
-            value: v,
-            min,
-            max,
-        });
+fn check_free(free: &Res) -> Result<(), Error> {
+    for (r, &f) in free.iter().enumerate() {
+        check(RES_NAMES[r], f, i64::from(i32::MIN), i64::from(i32::MAX))?;
     }
     Ok(())
 }
 
-const RES_NAMES: [&str; N_RES] = ["vcpus", "ram_mb", "disk_gb", "bandwidth_mbps"];
-
-pub fn check_need(need: &Res) -> Result<[i32; N_RES], Error> {
-    let mut out = [0; N_RES];
-    for r in 0..N_RES {
-        check(RES_NAMES[r], need[r], 0, NEED_MAX)?;
-        out[r] = need[r] as i32;
-    }
-    Ok(out)
-}
-
 impl ClusterView {
     pub fn new(opts: Options) -> Result<Self, Error> {
-        for pm in opts.overcommit_pm {
-            if pm == 0 || pm > OVERCOMMIT_PM_MAX {
-                return Err(Error::InvalidOption(format!(
-                    "overcommit per-mille {pm} not in 1..={OVERCOMMIT_PM_MAX}"
-                )));
-            }
-        }
-        for w in [opts.resource_weight, opts.bandwidth_weight] {
-            if !w.is_finite() || w < 0.0 {
-                return Err(Error::InvalidOption(format!(
-                    "weight {w} must be finite and >= 0"
-                )));
-            }
-        }
-        if opts.alternates > ALTERNATES_MAX {
-            return Err(Error::InvalidOption(format!(
-                "alternates {} > {ALTERNATES_MAX}",
-                opts.alternates
-            )));
-        }
-        let signed = if opts.pack {
-            -opts.resource_weight
-        } else {
-            opts.resource_weight
-        };
+        let weights = opts.validate()?;
         Ok(Self {
-            w_resource: (signed / 3.0) as f32,
-            w_bandwidth: opts.bandwidth_weight as f32,
+            weights,
             topk: TopK::new(opts.alternates as usize + 1),
             opts,
             hot: Hot::default(),
-            extra_labels: Vec::new(),
             id_hash: Vec::new(),
             ids: Vec::new(),
             index: HashMap::new(),
@@ -297,7 +212,7 @@ impl ClusterView {
 
     /// Bytes per compute of the hot columns, the ones every scan reads.
     pub fn hot_bytes_per_node(&self) -> usize {
-        N_RES * 4 + N_RES * 4 + 2 * 4 + 4 + self.extra_labels.len() * 4
+        self.hot.bytes_per_node()
     }
 
     /// Inserts or replaces a compute; returns its dense index.
@@ -305,23 +220,20 @@ impl ClusterView {
         let mut cap = [0i32; N_RES];
         for r in 0..N_RES {
             check(RES_NAMES[r], c.capacity[r], 0, i64::from(i32::MAX))?;
-            check(
-                RES_NAMES[r],
-                c.free[r],
-                i64::from(i32::MIN),
-                i64::from(i32::MAX),
-            )?;
             cap[r] = c.capacity[r] as i32;
         }
+        check_free(&c.free)?;
         let zone = self.zones.get(&c.zone).unwrap_or(self.zones.next_id());
         if zone > ZONE_MASK {
             return Err(Error::TooManyZones);
         }
         let zone = self.zones.intern(&c.zone);
+        let mut label_ids: Vec<u32> = c.labels.iter().map(|l| self.labels.intern(l)).collect();
+        label_ids.sort_unstable();
+        label_ids.dedup();
         let mut words = [0u32; 2];
         let mut extra: Vec<(usize, u32)> = Vec::new();
-        for l in &c.labels {
-            let id = self.labels.intern(l);
+        for &id in &label_ids {
             let w = (id / 32) as usize;
             let bit = 1u32 << (id % 32);
             if w < 2 {
@@ -337,22 +249,10 @@ impl ClusterView {
         };
         let i = idx as usize;
         self.capacity[i] = cap;
-        for (r, &f) in c.free.iter().enumerate() {
-            self.free[i][r] = f;
-        }
+        self.free[i] = c.free;
         self.refresh_resources(i);
-        self.hot.labels[0][i] = words[0];
-        self.hot.labels[1][i] = words[1];
-        for col in &mut self.extra_labels {
-            col[i] = 0;
-        }
-        for (w, bit) in extra {
-            while self.extra_labels.len() <= w {
-                self.extra_labels.push(vec![0; self.ids.len()]);
-            }
-            self.extra_labels[w][i] |= bit;
-        }
-        self.set_meta(i, zone | if c.alive { ALIVE } else { 0 });
+        self.hot.set_labels(i, words, &extra);
+        self.set_meta(i, meta_of(zone, label_ids.len(), c.alive));
         self.replace_groups(idx, group_ids);
         Ok(idx)
     }
@@ -383,16 +283,7 @@ impl ClusterView {
         self.capacity.push([0; N_RES]);
         self.free.push([0; N_RES]);
         self.node_groups.push(Vec::new());
-        for r in 0..N_RES {
-            self.hot.avail[r].push(0);
-            self.hot.inv[r].push(0.0);
-        }
-        self.hot.labels[0].push(0);
-        self.hot.labels[1].push(0);
-        for col in &mut self.extra_labels {
-            col.push(0);
-        }
-        self.hot.meta.push(0);
+        self.hot.push_blank();
         idx
     }
 
@@ -421,11 +312,12 @@ impl ClusterView {
     }
 
     fn refresh_resources(&mut self, i: usize) {
-        for r in 0..N_RES {
-            let pm = self.opts.overcommit_pm[r];
-            self.hot.avail[r][i] = avail_of(self.free[i][r], self.capacity[i][r], pm);
-            self.hot.inv[r][i] = inv_of(self.capacity[i][r], pm);
-        }
+        self.hot.set_resources(
+            i,
+            &self.free[i],
+            &self.capacity[i],
+            &self.opts.overcommit_pm,
+        );
     }
 
     fn idx(&self, id: &str) -> Result<u32, Error> {
@@ -472,17 +364,8 @@ impl ClusterView {
         self.capacity.swap_remove(i);
         self.free.swap_remove(i);
         self.node_groups.swap_remove(i);
-        for r in 0..N_RES {
-            self.hot.avail[r].swap_remove(i);
-            self.hot.inv[r].swap_remove(i);
-        }
-        self.hot.labels[0].swap_remove(i);
-        self.hot.labels[1].swap_remove(i);
-        for col in &mut self.extra_labels {
-            col.swap_remove(i);
-        }
         self.set_meta(i, 0);
-        self.hot.meta.swap_remove(i);
+        self.hot.swap_remove(i);
         (idx, moved)
     }
 
@@ -493,14 +376,7 @@ impl ClusterView {
 
     pub fn set_free_at(&mut self, idx: u32, free: &Res) -> Result<(), Error> {
         let i = self.check_idx(idx)?;
-        for r in 0..N_RES {
-            check(
-                RES_NAMES[r],
-                free[r],
-                i64::from(i32::MIN),
-                i64::from(i32::MAX),
-            )?;
-        }
+        check_free(free)?;
         self.free[i] = *free;
         self.refresh_resources(i);
         Ok(())
@@ -563,6 +439,7 @@ impl ClusterView {
             need,
             zone,
             seed: fnv1a64(&req.id),
+            policy: req.policy.unwrap_or(self.opts.policy),
             ..Prepared::default()
         };
         let mut extra: Vec<u32> = Vec::new();
@@ -599,7 +476,7 @@ impl ClusterView {
     /// Places one prepared request; `out` is overwritten (its buffers are reused).
     pub fn place_prepared(&mut self, p: &Prepared, out: &mut Outcome) {
         let n = self.len() as u32;
-        let zone_active = p.zone != ZONE_ANY;
+        let zone_active = p.zone_active();
         let zone_ok = |m: u32| !zone_active || m & ZONE_MASK == p.zone;
         // Transient marks. Excluded computes are counted as they are marked (ids may repeat).
         let mut excluded_alive = 0u32;
@@ -634,13 +511,14 @@ impl ClusterView {
         let extra_missing = p
             .extra_labels
             .iter()
-            .any(|&(w, _)| w >= self.extra_labels.len());
+            .any(|&(w, _)| w >= self.hot.extra_labels.len());
         let zone_mask = if zone_active { ZONE_MASK } else { 0 };
         let zone_want = if zone_active { p.zone } else { 0 };
         let mask_pre = ALIVE | EXCLUDED | zone_mask;
         let want_pre = ALIVE | zone_want;
         let affine = if affinity_active { AFFINE } else { 0 };
-        let q = kernel::Query {
+        debug_assert_eq!(mask_pre & LABEL_COUNT_MASK, 0);
+        let q = Query {
             need: p.need,
             mask_pre,
             want_pre,
@@ -649,13 +527,13 @@ impl ClusterView {
             labels: p.labels,
             extra_labels: if extra_missing { &[] } else { &p.extra_labels },
             labels_impossible: p.labels_impossible || extra_missing,
-            w_resource: self.w_resource,
-            w_bandwidth: self.w_bandwidth,
+            policy: p.policy,
+            weights: self.weights,
+            asked: asked(&p.need),
             seed: p.seed,
         };
         let cols = kernel::Columns {
             hot: &self.hot,
-            extra_labels: &self.extra_labels,
             id_hash: &self.id_hash,
             ids: &self.ids,
         };
@@ -680,16 +558,21 @@ impl ClusterView {
         } else {
             s3
         };
-        let meta = &self.hot.meta;
-        let passes_pre = |i: u32| meta[i as usize] & mask_pre == want_pre && self.labels_ok(i, &q);
+        let hot = &self.hot;
         let s5 = if affinity_active {
-            affinity.iter().filter(|&&i| passes_pre(i)).count() as u32
+            affinity
+                .iter()
+                .filter(|&&i| q.passes_pre(hot, i as usize))
+                .count() as u32
         } else {
             s4
         };
         let anti_hit = anti
             .iter()
-            .filter(|&&i| passes_pre(i) && (!affinity_active || meta[i as usize] & AFFINE != 0))
+            .filter(|&&i| {
+                q.passes_pre(hot, i as usize)
+                    && (!affinity_active || hot.meta[i as usize] & AFFINE != 0)
+            })
             .count() as u32;
         let s6 = s5 - anti_hit;
         let s7 = counts.feasible;
@@ -717,18 +600,6 @@ impl ClusterView {
         out.picks.extend(self.topk.entries().iter().map(|e| e.idx));
     }
 
-    /// The labels filter for one compute.
-    fn labels_ok(&self, i: u32, q: &kernel::Query) -> bool {
-        let i = i as usize;
-        let [r0, r1] = q.labels;
-        !q.labels_impossible
-            && self.hot.labels[0][i] & r0 == r0
-            && self.hot.labels[1][i] & r1 == r1
-            && q.extra_labels
-                .iter()
-                .all(|&(w, m)| self.extra_labels[w][i] & m == m)
-    }
-
     /// Places requests in order; each success applies its claim before the next request.
     pub fn place_batch(&mut self, reqs: &[Prepared], outs: &mut Vec<Outcome>) {
         outs.resize_with(reqs.len(), Outcome::default);
@@ -745,7 +616,7 @@ impl ClusterView {
     /// The memory floor: reads every byte of the hot columns once and folds them into a checksum,
     /// built like the kernel (AVX2 when the kernel uses it).
     pub fn scan_columns(&self) -> u32 {
-        kernel::scan_columns(&self.hot, &self.extra_labels, self.simd)
+        kernel::scan_columns(&self.hot, self.simd)
     }
 
     /// Runs the portable build of the kernel even where AVX2 is available (for tests).
@@ -756,18 +627,4 @@ impl ClusterView {
     pub fn simd(&self) -> bool {
         self.simd
     }
-}
-
-/// Groups label ids >= 64 into (extra word, mask) pairs.
-pub fn extra_masks(ids: &[u32]) -> Vec<(usize, u32)> {
-    let mut out: Vec<(usize, u32)> = Vec::new();
-    for &id in ids {
-        let w = (id / 32) as usize - 2;
-        let bit = 1u32 << (id % 32);
-        match out.iter_mut().find(|(x, _)| *x == w) {
-            Some((_, m)) => *m |= bit,
-            None => out.push((w, bit)),
-        }
-    }
-    out
 }

@@ -1,0 +1,67 @@
+// The token on this machine: `quark up` makes an admin token and keeps it in .quark/token (mode
+// 0600); the CLI and the README's curl examples read it from there. QUARK_TOKEN overrides it.
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { Zk } from '../zk/client.js';
+import { AuthPaths } from './layout.js';
+import { asProjectId } from './policy.js';
+import { AuthFailure, mintToken, TokenStore } from './tokens.js';
+
+export const tokenFile = (home = resolve('.quark')): string => join(home, 'token');
+
+/** Writes the token readable by its owner only (0600), whatever mode an older file had. */
+export function saveToken(secret: string, file = tokenFile()): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+}
+
+/** QUARK_TOKEN, else the token file, else undefined. */
+export function defaultToken(file = tokenFile()): string | undefined {
+  const env = process.env.QUARK_TOKEN?.trim();
+  if (env) return env;
+  if (!existsSync(file)) return undefined;
+  return readFileSync(file, 'utf8').trim() || undefined;
+}
+
+/** `authorization` for the default token, or nothing. */
+export function authHeaders(file = tokenFile()): Record<string, string> {
+  const t = defaultToken(file);
+  return t ? { authorization: `Bearer ${t}` } : {};
+}
+
+/**
+ * For `quark up`: the admin token in `home`/token if this cluster knows it and it is still usable,
+ * else a new admin token (project "admin"), saved there. Returns the token and whether it is new.
+ */
+export async function ensureLocalAdminToken(o: { zk: string; root: string; home?: string }): Promise<{ token: string; created: boolean }> {
+  const file = tokenFile(o.home);
+  const zk = await Zk.connect(o.zk, { connectTimeoutMs: 15_000 });
+  try {
+    const ap = new AuthPaths({ root: o.root });
+    const have = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+    if (have) {
+      try {
+        const p = await new TokenStore(zk, ap).verify(have);
+        if (p.role === 'admin') return { token: have, created: false };
+      } catch (e) {
+        if (!(e instanceof AuthFailure)) throw e;
+      }
+    }
+    const { secret } = await mintToken(zk, ap, { project: asProjectId('admin'), role: 'admin', name: 'quark up' });
+    saveToken(secret, file);
+    return { token: secret, created: true };
+  } finally {
+    await zk.close();
+  }
+}
+
+/** An admin token made straight in ZooKeeper, for tools that start their own cluster (benchmarks). */
+export async function mintAdminToken(zkConnect: string, root: string, project = 'admin'): Promise<string> {
+  const zk = await Zk.connect(zkConnect, { connectTimeoutMs: 15_000 });
+  try {
+    return (await mintToken(zk, new AuthPaths({ root }), { project: asProjectId(project), role: 'admin', name: 'bench' })).secret;
+  } finally {
+    await zk.close();
+  }
+}
