@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
 import { readConfig } from '../ts/zk/config.js';
-import { startZooKeeper } from '../ts/zk/server.js';
+import { startZooKeeper } from '../ts/dev/zookeeper.js';
 import { ApiStore } from '../ts/api/store.js';
 import { asProjectId } from '../ts/auth/policy.js';
 import { newServerId, newWorkUnitId } from '../ts/common/ids.js';

@@ -9,8 +9,8 @@
 // --sweep-seconds each, for latency. Transactions per boot are counted by ZooKeeper itself: every
 // write transaction (multi or single) takes one zxid, so Δzxid / boots counts them all, including
 // background writes (self/hypervisor reports) made meanwhile.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,11 +19,11 @@ import { parseArgs } from 'node:util';
 import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
 import { shardOf } from '../ts/common/model.js';
-import { fourLetter, freePort, startZooKeeper, type RunningZooKeeper } from '../ts/zk/server.js';
+import { fourLetter, freePort, type RunningZooKeeper } from '../ts/dev/zookeeper.js';
+import { Launcher, QuarkCluster, type LaunchedProcess } from '../ts/dev/cluster.js';
 import { mintAdminToken } from '../ts/auth/local.js';
 
 const SELF = fileURLToPath(import.meta.url);
-const MAIN = fileURLToPath(new URL('../dist/ts/cli/main.js', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const say = (s: string) => process.stderr.write(`[bench:e2e] ${s}\n`);
 const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + '\n');
@@ -117,7 +117,7 @@ async function mntr(port: number): Promise<Record<string, string>> {
 
 interface Proc {
   name: string;
-  p: ChildProcess;
+  p: LaunchedProcess;
   log: string;
   lines: string[];
   count(substr: string): number;
@@ -361,13 +361,15 @@ async function main(): Promise<void> {
   if (cnxn !== 'nio' && cnxn !== 'netty') throw new Error(`--zk-cnxn must be nio or netty, got ${cnxn}`);
   const zkThreads = !!jfr || (v['zk-threads'] as boolean);
   const procs: Proc[] = [];
+  // Unsupervised; stops wait 30 s for a process to drain before SIGKILL.
+  const launcher = new Launcher({ graceMs: 30_000, tailLines: 100 });
   let zk: RunningZooKeeper | undefined;
   let client: Zk | undefined;
   let finisher: Finisher | undefined;
   const root = '/quark';
   say(`logs in ${dir}`);
   try {
-    zk = await startZooKeeper({
+    zk = await launcher.startZooKeeper({
       dataDir: zkDir,
       clientPort: 0,
       maxClientCnxns: 0,
@@ -391,31 +393,23 @@ async function main(): Promise<void> {
 
     // (2) the cluster.
     const apiPort = await freePort();
-    const common = ['--zk', zk.connectionString, '--root', root];
     const profDir = v.profile as string | undefined;
+    const cluster = new QuarkCluster(launcher, { zk: zk.connectionString, root, apiPort, logDir: dir });
     const start = (name: string, args: string[]): Proc => {
-      const log = join(dir, `${name}.log`);
-      const out = createWriteStream(log);
       const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
-      const p = spawn(process.execPath, [...nodeArgs, MAIN, ...args, ...common], { stdio: ['ignore', 'ignore', 'pipe'] });
-      const proc: Proc = {
-        name,
-        p,
-        log,
-        lines: [],
-        count: (s) => proc.lines.filter((l) => l.includes(s)).length,
-      };
-      let partial = '';
-      p.stderr!.on('data', (c: Buffer) => {
-        out.write(c);
-        const parts = (partial + String(c)).split('\n');
-        partial = parts.pop() ?? '';
-        for (const l of parts) if (l.includes('"compute alive"') || l.includes('zk counters') || l.includes('"orc stats"') || l.includes('fleet ready') || l.includes('"level":"error"')) proc.lines.push(l);
+      const lines: string[] = [];
+      const p = cluster.start(name, args, {
+        nodeArgs,
+        onLine: (l, stream) => {
+          if (stream !== 'stderr') return;
+          if (l.includes('"compute alive"') || l.includes('zk counters') || l.includes('"orc stats"') || l.includes('fleet ready') || l.includes('"level":"error"')) lines.push(l);
+        },
       });
-      p.once('exit', () => out.end());
+      const proc: Proc = { name, p, log: join(dir, `${name}.log`), lines, count: (s) => lines.filter((l) => l.includes(s)).length };
       procs.push(proc);
       return proc;
     };
+    const stopAll = (ps: Proc[]) => launcher.stop(ps.map((p) => p.p));
     auth.authorization = `Bearer ${await mintAdminToken(zk.connectionString, root)}`;
     // The load is the point: no per-token rate limit.
     start('api', ['api', '--port', String(apiPort), '--rate-limit', '0']);
@@ -428,7 +422,7 @@ async function main(): Promise<void> {
     const until = async (what: string, fn: () => boolean | Promise<boolean>, ms = 600_000) => {
       const end = Date.now() + ms;
       while (!(await fn())) {
-        for (const p of procs) if (p.p.exitCode !== null) throw new Error(`${p.name} exited (${p.p.exitCode}) while waiting for ${what}; see ${p.log}`);
+        for (const p of procs) if (!p.p.running) throw new Error(`${p.name} exited (${p.p.exit?.signal ?? p.p.exit?.code}) while waiting for ${what}; see ${p.log}`);
         if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
         await sleep(200);
       }
@@ -447,7 +441,7 @@ async function main(): Promise<void> {
         return false;
       }
     });
-    emit({ event: 'cluster_ready', computes: C, orcs: O, ms: Date.now() - t0, hollow_rss_mb: rssMb(fleet.p.pid!).rss_mb });
+    emit({ event: 'cluster_ready', computes: C, orcs: O, ms: Date.now() - t0, hollow_rss_mb: rssMb(fleet.p.pid).rss_mb });
     finisher = new Finisher(client, paths);
     await finisher.ready();
     const fin = finisher;
@@ -508,7 +502,7 @@ async function main(): Promise<void> {
     const closedWall0 = Date.now();
 
     // (3) closed loop.
-    const who = [...procs.map((p) => ({ name: p.name, pid: p.p.pid! })), { name: 'zookeeper', pid: zk.pid }, { name: 'bench', pid: process.pid }];
+    const who = [...procs.map((p) => ({ name: p.name, pid: p.p.pid })), { name: 'zookeeper', pid: zk.pid }, { name: 'bench', pid: process.pid }];
     const cpu0 = who.map((w) => cpuSeconds(w.pid));
     const z0 = await zxid(zk.clientPort);
     const m0 = await mntr(zk.clientPort);
@@ -584,8 +578,8 @@ async function main(): Promise<void> {
     }
 
     // (5) memory and ZooKeeper's view, then stop everything and collect the clients' counters.
-    const orcMem = orcs.map((o) => rssMb(o.p.pid!));
-    const fleetMem = rssMb(fleet.p.pid!);
+    const orcMem = orcs.map((o) => rssMb(o.p.pid));
+    const fleetMem = rssMb(fleet.p.pid);
     const m = await mntr(zk.clientPort);
     emit({
       event: 'zk_mntr',
@@ -641,23 +635,10 @@ async function main(): Promise<void> {
   } finally {
     finisher?.stop();
     await client?.close().catch(() => {});
-    await stopAll(procs);
-    await zk?.stop().catch(() => {});
+    await launcher.stopAll().catch(() => {});
     if (!v.keep) rmSync(dir, { recursive: true, force: true });
     agent.destroy();
   }
-}
-
-async function stopAll(procs: Proc[]): Promise<void> {
-  await Promise.all(
-    procs.map(async (p) => {
-      if (p.p.exitCode !== null || p.p.signalCode !== null) return;
-      p.p.kill('SIGTERM');
-      const timer = setTimeout(() => p.p.kill('SIGKILL'), 30_000);
-      await new Promise((r) => p.p.once('exit', r));
-      clearTimeout(timer);
-    }),
-  );
 }
 
 main().then(

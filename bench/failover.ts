@@ -4,13 +4,12 @@
 // new owner to place it). A new orc joins after each trial. One JSON line per trial on stdout,
 // for each session timeout, side by side.
 //   npm run bench:failover -- --trials 3 --session-timeouts 2000,4000
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort, startZooKeeper } from '../ts/zk/server.js';
+import { freePort } from '../ts/dev/zookeeper.js';
+import { Launcher, QuarkCluster } from '../ts/dev/cluster.js';
 import { shardOf } from '../ts/common/model.js';
 import { mintAdminToken } from '../ts/auth/local.js';
 
@@ -25,10 +24,9 @@ const { values } = parseArgs({
 const TRIALS = Number(values.trials);
 const UNITS = Number(values.units);
 const TICK = Number(values['tick-ms']);
-const MAIN = fileURLToPath(new URL('../dist/ts/cli/main.js', import.meta.url));
 const SHARDS = 64;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const running = new Set<ChildProcess>();
+const launchers = new Set<Launcher>();
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 /** The admin token of the cluster being measured (set once its ZooKeeper is up). */
@@ -54,27 +52,24 @@ async function until<T>(fn: () => Promise<T | undefined | false>, what: string, 
 
 async function run(sessionMs: number): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'quark-failover-'));
-  const zk = await startZooKeeper({ dataDir: join(dir, 'zk'), clientPort: 0, tickTime: TICK });
-  auth.authorization = `Bearer ${await mintAdminToken(zk.connectionString, '/quark')}`;
-  const procs = new Map<string, ChildProcess>();
-  const port = await freePort();
-  const api = `http://127.0.0.1:${port}`;
-  const common = ['--zk', zk.connectionString, '--session-timeout-ms', String(sessionMs)];
-  const start = (name: string, args: string[]) => {
-    const p = spawn(process.execPath, [MAIN, ...args, ...common], { stdio: ['ignore', 'ignore', process.env.QUARK_BENCH_VERBOSE ? 'inherit' : 'ignore'] });
-    procs.set(name, p);
-    running.add(p);
-    p.once('exit', () => running.delete(p));
-  };
+  // Unsupervised: the kills are the experiment.
+  const launcher = new Launcher();
+  launchers.add(launcher);
+  const verbose = !!process.env.QUARK_BENCH_VERBOSE;
+  const launch = verbose ? { onLine: (line: string, stream: string) => void (stream === 'stderr' && log(line)) } : {};
   try {
+    const zk = await launcher.startZooKeeper({ dataDir: join(dir, 'zk'), clientPort: 0, tickTime: TICK });
+    const cluster = new QuarkCluster(launcher, { zk: zk.connectionString, sessionTimeoutMs: sessionMs, apiPort: await freePort(), launch });
+    const api = cluster.api;
+    auth.authorization = `Bearer ${await mintAdminToken(zk.connectionString, '/quark')}`;
     // Polled every 10 ms: no rate limit here.
-    start('api', ['api', '--port', String(port), '--rate-limit', '0']);
-    for (let i = 1; i <= 3; i++) start(`compute-${i}`, ['compute', '--id', `compute-${i}`, '--vcpus', '256', '--ram-mb', '1048576']);
+    cluster.startApi(['--rate-limit', '0']);
+    for (let i = 1; i <= 3; i++) cluster.startCompute(`compute-${i}`, ['--vcpus', '256', '--ram-mb', '1048576']);
     let next = 1;
     const live = new Set<string>();
     const startOrc = () => {
       const id = `orc-${next++}`;
-      start(id, ['orc', '--id', id]);
+      cluster.startOrc(id);
       live.add(id);
     };
     for (let i = 0; i < 3; i++) startOrc();
@@ -100,7 +95,7 @@ async function run(sessionMs: number): Promise<void> {
       const victim = [...live][0]!;
       const deadShards = new Set(Object.entries(before).filter(([, o]) => o === victim).map(([n]) => Number(n)));
       const killedAt = Date.now();
-      procs.get(victim)!.kill(signal);
+      cluster.orcs.get(victim)!.signal(signal);
       live.delete(victim);
       // Ownership is polled from the moment of the kill, while new work arrives; work that lands
       // in the dead orc's shards waits for the takeover.
@@ -146,15 +141,15 @@ async function run(sessionMs: number): Promise<void> {
       await until(balanced, 'rebalanced after a new orc joined');
     }
   } finally {
-    for (const p of procs.values()) p.kill('SIGKILL');
-    await zk.stop();
+    await launcher.killAll();
+    launchers.delete(launcher);
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-// Ctrl-C: the finally blocks stop every process this run started.
+// Ctrl-C: every process this run started is killed (the launcher's exit hook reaps their groups).
 process.once('SIGINT', () => {
-  for (const p of running) p.kill('SIGKILL');
+  for (const l of launchers) void l.killAll();
   process.exit(130);
 });
 

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort, startZooKeeper, type RunningZooKeeper } from '../ts/zk/server.js';
+import { freePort, startZooKeeper, type RunningZooKeeper } from '../ts/dev/zookeeper.js';
 import { Hypervisor } from '../ts/native/libvirt.js';
 import { createLogger } from '../ts/common/log.js';
 import { QemuHost, qemuUnavailable, virsh } from '../ts/dev/qemu-host.js';

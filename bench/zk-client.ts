@@ -1,12 +1,12 @@
 // The ZooKeeper client's reply path: node-zookeeper-client's own framing (each reply re-copies the
-// rest of its chunk) against Quark's (frames split without copying; ts/zk/client.ts), side by
+// rest of its chunk) against Quark's (frames split without copying; ts/zk/wire/patches.ts), side by
 // side against one standalone ZooKeeper. Each variant runs in its own child process (the framing
 // is chosen when the client module loads). A case sends B gets of a small node at once, R times,
 // and reports the client's CPU per reply. With backlog, the event loop is held while the server
 // answers, so the replies queue in the socket and arrive in full chunks, as they do for a
 // session that has fallen behind; only the reading is measured then.
 // JSON lines on stdout, one per variant and burst size. First, without a server: the cost of
-// encoding one multi() request, the library's jute records against ts/zk/multi.ts.
+// encoding one multi() request, the library's jute records against ts/zk/wire/multi.ts.
 //   npm run bench:zk-client -- --bursts 1,100,1000,5000 --replies 50000
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -74,7 +74,7 @@ async function child(variant: string, zkConn: string, bursts: number[], replies:
  * Encoding one multi() request like a compute's intake (7 removes, 16 creates with small values,
  * one set of a ~400-byte record): the library's jute records against Quark's encoder.
  */
-function encoders(multi: typeof import('../ts/zk/multi.js')): void {
+function encoders(multi: typeof import('../ts/zk/wire/multi.js')): void {
   const acls = (createRequire(import.meta.url)('node-zookeeper-client') as { ACL: { OPEN_ACL_UNSAFE: unknown } }).ACL.OPEN_ACL_UNSAFE;
   const base = '/quark/computes/hc-123/';
   const ops = [
@@ -112,8 +112,8 @@ async function main(): Promise<void> {
   if (bursts.some((b) => !Number.isInteger(b) || b < 1) || !(replies > 0)) throw new Error('--bursts: positive integers; --replies: a positive number');
   if (v.child) return child(v.child as string, v.zk as string, bursts, replies);
 
-  encoders(await import('../ts/zk/multi.js'));
-  const { startZooKeeper } = await import('../ts/zk/server.js');
+  encoders(await import('../ts/zk/wire/multi.js'));
+  const { startZooKeeper } = await import('../ts/dev/zookeeper.js');
   const dir = mkdtempSync(join(tmpdir(), 'quark-zk-client-'));
   const zk = await startZooKeeper({ dataDir: join(dir, 'zk'), clientPort: 0 });
   try {

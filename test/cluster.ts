@@ -1,8 +1,10 @@
 // A real local cluster for integration tests: the api, orcs and computes as separate processes
-// against the suite's ZooKeeper, under a root of their own.
+// (the cluster launcher's QuarkCluster, through the test's ProcessGroup) against the suite's
+// ZooKeeper, under a root of their own.
 import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
-import { freePort } from '../ts/zk/server.js';
+import { freePort } from '../ts/dev/zookeeper.js';
+import { QuarkCluster } from '../ts/dev/cluster.js';
 import { uniqueRoot, waitFor, zkConnect, type Child, type ProcessGroup } from './support/index.js';
 import { mintToken } from '../ts/auth/tokens.js';
 import { AuthPaths } from '../ts/auth/layout.js';
@@ -36,15 +38,15 @@ export interface ClusterSpec {
 
 /** Each running test cluster's API and its admin token. */
 const adminTokens = new Map<string, string>();
-/** For a test that starts its own api: http() sends `token` to it (null: no more). */
-export function useTokenFor(api: string, token: string | null): void {
-  if (token === null) adminTokens.delete(api);
-  else adminTokens.set(api, token);
-}
 const tokenFor = (url: string): Record<string, string> => {
   for (const [api, token] of adminTokens) if (url.startsWith(`${api}/`)) return { authorization: `Bearer ${token}` };
   return {};
 };
+
+/** Makes http() send `token` to `api` (a cluster a test starts by itself, not through startCluster). */
+export function useAdminToken(api: string, token: string): void {
+  adminTokens.set(api, token);
+}
 
 export async function http<T = any>(url: string, init?: { method?: string; body?: unknown; headers?: Record<string, string> }) {
   const res = await fetch(url, {
@@ -59,47 +61,35 @@ export async function http<T = any>(url: string, init?: { method?: string; body?
 export async function startCluster(group: ProcessGroup, spec: ClusterSpec): Promise<TestCluster> {
   const root = uniqueRoot('e2e');
   const zkConn = spec.zk ?? zkConnect();
-  const port = await freePort();
-  const common = ['--zk', zkConn, '--root', root, '--session-timeout-ms', String(spec.sessionTimeoutMs ?? 2000)];
   const zk = await Zk.connect(zkConn);
   const paths = new Paths(root);
-  const computes = new Map<string, Child>();
-  const orcs = new Map<string, Child>();
-  const startCompute = (id: string, extra: string[] = []): Child => {
-    const c = group.spawnQuark(['compute', '--id', id, ...(spec.computeArgs ?? []), ...extra, ...common], { label: id });
-    computes.set(id, c);
-    return c;
-  };
-  const startOrc = (id: string): Child => {
-    const c = group.spawnQuark(['orc', '--id', id, ...(spec.orcArgs ?? []), ...common], { label: id });
-    orcs.set(id, c);
-    return c;
-  };
   const { secret: token } = await mintToken(zk, new AuthPaths(paths), { project: asProjectId('admin'), role: 'admin', name: 'test cluster' });
-  const apiProc = group.spawnQuark(['api', '--port', String(port), ...common], { label: 'api' });
-  const api = `http://127.0.0.1:${port}`;
+  const cluster = new QuarkCluster(group, {
+    token,
+    zk: zkConn,
+    root,
+    sessionTimeoutMs: spec.sessionTimeoutMs ?? 2000,
+    apiPort: await freePort(),
+    computeArgs: spec.computeArgs,
+    orcArgs: spec.orcArgs,
+  });
+  const api = cluster.api;
   adminTokens.set(api, token);
-  for (let i = 1; i <= spec.computes; i++) startCompute(`compute-${i}`);
-  for (let i = 1; i <= spec.orcs; i++) startOrc(`orc-${i}`);
-  await waitFor(
-    async () => {
-      const cs = await http<Array<{ alive: boolean }>>(`${api}/v1/computes`);
-      const shards = await http<Record<string, string | null>>(`${api}/v1/shards`);
-      return cs.body.filter((c) => c.alive).length === spec.computes && Object.values(shards.body).every((o) => o !== null);
-    },
-    { what: 'every compute alive and every shard owned', timeoutMs: 60_000, intervalMs: 200 },
-  );
+  const apiProc = cluster.startApi();
+  for (let i = 1; i <= spec.computes; i++) cluster.startCompute(`compute-${i}`);
+  for (let i = 1; i <= spec.orcs; i++) cluster.startOrc(`orc-${i}`);
+  await cluster.ready({ computes: spec.computes, timeoutMs: 60_000 });
   return {
     api,
     token,
     root,
     zk,
     paths,
-    computes,
-    orcs,
+    computes: cluster.computes,
+    orcs: cluster.orcs,
     apiProc,
-    startCompute,
-    startOrc,
+    startCompute: (id, extra) => cluster.startCompute(id, extra),
+    startOrc: (id) => cluster.startOrc(id),
     close: async () => {
       adminTokens.delete(api);
       await group.stopAll();

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { runWithSession, type SessionRunner } from '../ts/zk/session.js';
 import { createLogger } from '../ts/common/log.js';
 import { Orc } from '../ts/orc/orc.js';
-import { lockQueue } from '../ts/orc/shards.js';
+import { lockQueue } from '../ts/zk/recipes/lock.js';
 import { createClusterView } from '../ts/orc/placement/index.js';
 import { Zk } from '../ts/zk/client.js';
 import { readConfig } from '../ts/zk/config.js';
@@ -63,7 +63,7 @@ async function world(): Promise<World> {
     },
     async owners() {
       const out: Array<string | null> = [];
-      for (let n = 0; n < SHARDS; n++) out.push(lockQueue((await admin.children(paths.shardLock(n))) ?? [])[0]?.orc ?? null);
+      for (let n = 0; n < SHARDS; n++) out.push(lockQueue((await admin.children(paths.shardLock(n))) ?? [])[0]?.owner ?? null);
       return out;
     },
   };

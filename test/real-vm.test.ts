@@ -14,14 +14,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
-import { freePort } from '../ts/zk/server.js';
+import { freePort } from '../ts/dev/zookeeper.js';
 import { Hypervisor } from '../ts/native/libvirt.js';
 import { QemuHost, qemuUnavailable, virsh } from '../ts/dev/qemu-host.js';
 import { buildTinyImage, repoRoot, type TinyImage } from '../ts/dev/tiny-image.js';
 import { NoAcceleratorError, probeWithCache, type ProbeResult } from '../ts/guest/probe.js';
 import { countMarker, MARKERS } from '../ts/guest/console.js';
 import { uniqueRoot, useProcessGroup, waitFor, zkConnect, type Child } from './support/index.js';
-import { http, useTokenFor, waitForUnit, type WorkUnitView } from './cluster.js';
+import { http, useAdminToken, waitForUnit, type WorkUnitView } from './cluster.js';
 import { mintToken } from '../ts/auth/tokens.js';
 import { AuthPaths } from '../ts/auth/layout.js';
 import { asProjectId } from '../ts/auth/policy.js';
@@ -109,7 +109,7 @@ describe.skipIf(unavailable !== null)('real guests through libvirtd (qemu:///sys
     api = `http://127.0.0.1:${port}`;
     const { secret } = await mintToken(zk, new AuthPaths(paths), { project: asProjectId('admin'), role: 'admin', name: 'real-vm test' });
     auth = { authorization: `Bearer ${secret}` };
-    useTokenFor(api, secret);
+    useAdminToken(api, secret);
     const common = ['--zk', zkConnect(), '--root', root, '--session-timeout-ms', '3000'];
     group.spawnQuark(['api', '--port', String(port), '--images-dir', join(dir, 'images'), ...common], { label: 'api' });
     group.spawnQuark(['orc', '--id', 'orc-1', '--sweep-ms', '500', ...common], { label: 'orc-1' });
@@ -149,7 +149,6 @@ describe.skipIf(unavailable !== null)('real guests through libvirtd (qemu:///sys
       }
     }
     await group.stopAll();
-    if (api) useTokenFor(api, null);
     for (const id of [fastId, slowId]) {
       await virsh('pool-destroy', `quark-${id}`).catch(() => {});
       await virsh('pool-undefine', `quark-${id}`).catch(() => {});

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Zk } from '../ts/zk/client.js';
-import { freePort } from '../ts/zk/server.js';
+import { freePort } from '../ts/dev/zookeeper.js';
 import { uniqueRoot, useProcessGroup, waitFor, zkConnect } from './support/index.js';
 import { http } from './cluster.js';
 

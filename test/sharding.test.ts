@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { http, startCluster, waitForUnit, type TestCluster } from './cluster.js';
 import { uniqueRoot, useProcessGroup, waitFor, zkConnect } from './support/index.js';
-import { startEnsemble, type Ensemble } from '../ts/zk/server.js';
+import { startEnsemble, type Ensemble } from '../ts/dev/zookeeper.js';
 import type { ComputeId } from '../ts/common/ids.js';
 import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
 import { createLogger } from '../ts/common/log.js';
-import { lockQueue, ShardOwnership } from '../ts/orc/shards.js';
+import { ShardOwnership } from '../ts/orc/shards.js';
+import { lockQueue } from '../ts/zk/recipes/lock.js';
 
 const group = useProcessGroup();
 const SESSION_MS = 2000;
@@ -221,7 +222,7 @@ describe('shard locks (ShardOwnership in-process, against the real ZooKeeper)', 
   /** Each orc's claim must be exactly the shards whose lock queue it heads. */
   async function claimsMatchLocks(admin: Zk, paths: Paths, shards: number, orcs: ShardOwnership[]): Promise<string | true> {
     for (let n = 0; n < shards; n++) {
-      const head = lockQueue((await admin.children(paths.shardLock(n))) ?? [])[0]?.orc;
+      const head = lockQueue((await admin.children(paths.shardLock(n))) ?? [])[0]?.owner;
       for (const o of orcs) {
         if (o.owned.has(n) !== (head === o.orcId)) return `shard ${n}: lock head ${head ?? 'none'}, ${o.orcId} claims it: ${o.owned.has(n)}`;
       }
@@ -264,7 +265,7 @@ describe('shard locks (ShardOwnership in-process, against the real ZooKeeper)', 
       await Promise.race([held, new Promise((_, reject) => setTimeout(() => reject(new Error('b never confirmed shard 1')), 10_000))]);
       // A member ranked ahead of b: b now wants no shard. Give b's rebalance time to act.
       await admin.create(paths.orc('aa'), undefined, 'ephemeral');
-      await waitFor(async () => lockQueue((await admin.children(lock1)) ?? []).every((c) => c.orc !== 'b'), {
+      await waitFor(async () => lockQueue((await admin.children(lock1)) ?? []).every((c) => c.owner !== 'b'), {
         what: 'b to leave shard 1',
         timeoutMs: 1000,
       }).catch(() => {});

@@ -51,7 +51,9 @@ describe('a down compute is supervised from the state, not from a notification',
       expect(c.orcs.has(orc)).toBe(true);
 
       const burst = await boot(c, 10, 'inflight');
-      await waitFor(async () => (await computes(c)).find((x) => x.id === victim)!.active_tasks > 0, {
+      // Taken in (active_tasks) or still queued for it (next_tasks): either is work the kill interrupts.
+      const queued = async (dir: string) => ((await c.zk.children(dir)) ?? []).length;
+      await waitFor(async () => (await queued(c.paths.activeTasks(victim as ComputeId))) + (await queued(c.paths.nextTasks(victim as ComputeId))) > 0, {
         what: `work in flight on ${victim}`,
         timeoutMs: 10_000,
         intervalMs: 20,
@@ -161,8 +163,17 @@ describe('work for a down compute', () => {
       // The compute comes back: what it managed for the deleted servers goes, the rest is found again.
       c.startCompute('compute-1');
       const back = await waitFor(async () => (await computes(c)).find((x) => x.id === 'compute-1' && x.alive), { what: 'compute-1 back', timeoutMs: 30_000 });
-      const managed = (await c.zk.children(c.paths.managing('compute-1' as ComputeId))) ?? [];
-      expect(managed.sort()).toEqual(onVictim.filter((id) => id !== early && id !== late).sort());
+      // `alive` is claimed before the compute reconciles (an id is held before anything is
+      // touched), so managing/ is read once the reconcile has had its say, not at once.
+      const kept = onVictim.filter((id) => id !== early && id !== late).sort();
+      const managed = await waitFor(
+        async () => {
+          const m = ((await c.zk.children(c.paths.managing('compute-1' as ComputeId))) ?? []).sort();
+          return m.length === kept.length ? m : undefined;
+        },
+        { what: 'compute-1 reconciled', timeoutMs: 10_000 },
+      );
+      expect(managed).toEqual(kept);
       expect(back.alive).toBe(true);
       for (const id of managed) await waitFor(async () => (await statusOf(c, id)) === 'ACTIVE', { what: `${id} found again`, timeoutMs: 10_000 });
     } finally {

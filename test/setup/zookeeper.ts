@@ -6,7 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startZooKeeper, type RunningZooKeeper } from '../../ts/zk/server.js';
+import { Launcher } from '../../ts/dev/cluster.js';
+import type { RunningZooKeeper } from '../../ts/dev/zookeeper.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const external = process.env.QUARK_TEST_ZK;
@@ -16,10 +17,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
 
   const dataDir = await mkdtemp(join(tmpdir(), 'quark-test-zk-'));
+  const launcher = new Launcher();
   let server: RunningZooKeeper;
   try {
     // Port 0: startZooKeeper picks a free port, and another if that one is taken meanwhile.
-    server = await startZooKeeper({ dataDir, clientPort: 0 });
+    server = await launcher.startZooKeeper({ dataDir, clientPort: 0 });
   } catch (err) {
     await rm(dataDir, { recursive: true, force: true });
     throw err;
@@ -30,7 +32,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
 
   return async () => {
     try {
-      await server.stop();
+      await launcher.stopAll();
     } finally {
       if (process.env.QUARK_KEEP_ZK_DATA) {
         console.log(`[quark tests] kept ZooKeeper data and logs in ${dataDir}`);

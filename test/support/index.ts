@@ -2,14 +2,13 @@
 // ZooKeeper roots, polling, and child processes that are always cleaned up and whose output is
 // shown when a test fails.
 
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, inject } from 'vitest';
 import { Zk } from '../../ts/zk/client.js';
+import { Launcher, type LaunchedProcess, type LaunchSpec, type Supervision } from '../../ts/dev/cluster.js';
 
 // ---------------------------------------------------------------------------------------------
 // Paths
@@ -104,162 +103,22 @@ export async function waitFor<T>(
   }
 }
 
+/** Whether a process with this pid exists (signal 0 probes without signalling). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
-// Child processes
+// Child processes: the cluster launcher (ts/dev/cluster.ts), unsupervised (tests kill on purpose)
 
-export interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-interface Line {
-  stream: 'stdout' | 'stderr';
-  text: string;
-}
-
-const MAX_LINES = 5_000;
-
-/**
- * The tail of a stream's output, split into lines and bounded so a chatty child cannot
- * exhaust memory.
- */
-class OutputTail extends EventEmitter {
-  readonly lines: Line[] = [];
-  private readonly partial = { stdout: '', stderr: '' };
-
-  attach(stream: NodeJS.ReadableStream | null, name: Line['stream']): void {
-    if (!stream) return;
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      const parts = (this.partial[name] + chunk).split('\n');
-      this.partial[name] = parts.pop() ?? '';
-      for (const text of parts) this.push({ stream: name, text });
-    });
-    stream.on('end', () => {
-      if (this.partial[name]) this.push({ stream: name, text: this.partial[name] });
-      this.partial[name] = '';
-    });
-  }
-
-  private push(line: Line): void {
-    this.lines.push(line);
-    if (this.lines.length > MAX_LINES) this.lines.splice(0, this.lines.length - MAX_LINES);
-    this.emit('line', line);
-  }
-}
-
+export type { ExitInfo } from '../../ts/dev/cluster.js';
 /** A child process started by a ProcessGroup. */
-export class Child {
-  readonly pid: number;
-  readonly exited: Promise<ExitInfo>;
-  private exitInfo: ExitInfo | undefined;
-  private readonly out = new OutputTail();
-
-  constructor(
-    readonly label: string,
-    readonly proc: ChildProcess,
-  ) {
-    if (proc.pid === undefined) throw new Error(`could not spawn ${label}`);
-    this.pid = proc.pid;
-    this.out.attach(proc.stdout, 'stdout');
-    this.out.attach(proc.stderr, 'stderr');
-    this.exited = new Promise((resolve) => {
-      proc.once('exit', (code, signal) => {
-        this.exitInfo = { code, signal };
-        resolve(this.exitInfo);
-      });
-    });
-  }
-
-  get running(): boolean {
-    return this.exitInfo === undefined;
-  }
-
-  get exit(): ExitInfo | undefined {
-    return this.exitInfo;
-  }
-
-  stdout(): string {
-    return this.text('stdout');
-  }
-
-  stderr(): string {
-    return this.text('stderr');
-  }
-
-  /** stdout and stderr interleaved in arrival order. */
-  output(): string {
-    return this.text();
-  }
-
-  /** The last `n` lines, stderr lines marked, for failure reports. */
-  lastLines(n = 60): string {
-    return this.out.lines
-      .slice(-n)
-      .map((l) => (l.stream === 'stderr' ? `[stderr] ${l.text}` : l.text))
-      .join('\n');
-  }
-
-  /**
-   * Resolves with the first output line (either stream, past or future) matching `pattern`;
-   * rejects if the child exits first or on timeout, with the output's tail.
-   */
-  waitForOutput(pattern: RegExp | string, { timeoutMs = 15_000 } = {}): Promise<string> {
-    const matches = (text: string) => (typeof pattern === 'string' ? text.includes(pattern) : pattern.test(text));
-    const seen = this.out.lines.find((l) => matches(l.text));
-    if (seen) return Promise.resolve(seen.text);
-    return new Promise((resolve, reject) => {
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.out.off('line', onLine);
-        this.proc.off('exit', onExit);
-      };
-      const onLine = (l: Line) => {
-        if (matches(l.text)) {
-          cleanup();
-          resolve(l.text);
-        }
-      };
-      const onExit = () => {
-        cleanup();
-        reject(new Error(`${this.label} (pid ${this.pid}) exited before printing ${pattern}\n${this.lastLines()}`));
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`${this.label} (pid ${this.pid}) did not print ${pattern} in ${timeoutMs} ms\n${this.lastLines()}`));
-      }, timeoutMs);
-      this.out.on('line', onLine);
-      if (!this.running) onExit();
-      else this.proc.once('exit', onExit);
-    });
-  }
-
-  /** Sends `sig` to the child itself (not its descendants). */
-  signal(sig: NodeJS.Signals): void {
-    if (!this.running) return;
-    try {
-      process.kill(this.pid, sig);
-    } catch {
-      // already gone
-    }
-  }
-
-  /** SIGKILLs whatever is left of the child's process group (its descendants). */
-  killGroup(): void {
-    try {
-      process.kill(-this.pid, 'SIGKILL');
-    } catch {
-      // no such group left
-    }
-  }
-
-  private text(stream?: Line['stream']): string {
-    return this.out.lines
-      .filter((l) => stream === undefined || l.stream === stream)
-      .map((l) => l.text)
-      .join('\n');
-  }
-}
+export type Child = LaunchedProcess;
 
 export interface SpawnChildOptions {
   /** Name used in failure reports; default the first argument. */
@@ -267,59 +126,42 @@ export interface SpawnChildOptions {
   /** Added to (and overriding) the test process's environment. */
   env?: Record<string, string | undefined>;
   cwd?: string;
+  /** Restart it like `quark up` does; default never (tests kill processes on purpose). */
+  supervise?: Supervision;
 }
-
-/** Every child any group started and has not seen exit, so that they die with this process. */
-const liveChildren = new Set<Child>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const c of liveChildren) {
-      c.signal('SIGKILL');
-      c.killGroup();
-    }
-  });
-}
-
-// Execs into the real command (same pid) after starting a watcher that SIGKILLs it if the test
-// process vanishes without running its exit hook (a killed vitest worker), so nothing lingers.
-const WATCHDOG =
-  'parent=$1; shift; ' +
-  '( while kill -0 $$ 2>/dev/null; do ' +
-  'if ! kill -0 "$parent" 2>/dev/null; then kill -9 $$ 2>/dev/null; break; fi; sleep 1; ' +
-  'done ) </dev/null >/dev/null 2>&1 & exec "$@"';
 
 /**
- * Node child processes that belong to one test file. Each runs in its own process group, so
- * stopping it also reaps anything it started; its output is captured for failure reports.
+ * Node child processes that belong to one test file, through the cluster launcher. Each runs in
+ * its own process group, so stopping it also reaps anything it started; its output is captured
+ * for failure reports. None is restarted unless asked (`supervise`).
  */
 export class ProcessGroup {
-  private readonly children: Child[] = [];
+  private readonly launcher: Launcher;
   /** Children started inside the current test (vs. in beforeAll); afterEach stops only these. */
   private testScoped = new Set<Child>();
   private inTest = false;
 
-  constructor(private readonly graceMs = 5_000) {}
+  constructor(private readonly graceMs = 5_000) {
+    this.launcher = new Launcher({ graceMs, supervision: false });
+  }
+
+  /** A process as the launcher takes it (a quark subcommand by default), scoped like spawn(). */
+  start(spec: LaunchSpec): Child {
+    const child = this.launcher.start({ cwd: repoRoot(), ...spec });
+    if (this.inTest) this.testScoped.add(child);
+    return child;
+  }
 
   /** `node <args…>` with the test process's Node binary. */
   spawn(args: string[], opts: SpawnChildOptions = {}): Child {
-    installExitHook();
-    const spawnOpts: SpawnOptions = {
-      cwd: opts.cwd ?? repoRoot(),
-      env: { ...process.env, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    };
-    const proc = spawn('/bin/sh', ['-c', WATCHDOG, 'quark-test-child', String(process.pid), process.execPath, ...args], spawnOpts);
-    const child = new Child(opts.label ?? args[0] ?? 'node', proc);
-    this.children.push(child);
-    liveChildren.add(child);
-    void child.exited.then(() => liveChildren.delete(child));
-    if (this.inTest) this.testScoped.add(child);
-    return child;
+    return this.start({
+      name: opts.label ?? args[0] ?? 'node',
+      script: null,
+      args,
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
+      env: opts.env,
+      ...(opts.supervise ? { supervise: opts.supervise } : {}),
+    });
   }
 
   /** `node dist/ts/cli/main.js <args…>`, labelled `quark <subcommand>`. */
@@ -328,16 +170,16 @@ export class ProcessGroup {
   }
 
   get all(): readonly Child[] {
-    return this.children;
+    return this.launcher.procs;
   }
 
   pids(): number[] {
-    return this.children.map((c) => c.pid);
+    return this.launcher.procs.map((c) => c.pid);
   }
 
   /** SIGKILLs one process (a crash, not a shutdown) and waits until it has exited. */
   async kill9(pid: number): Promise<void> {
-    const child = this.children.find((c) => c.pid === pid);
+    const child = this.launcher.procs.find((c) => c.pid === pid);
     if (!child) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -352,29 +194,17 @@ export class ProcessGroup {
 
   /** SIGTERM, then after the grace period SIGKILL; waits for every child and reaps its group. */
   async stopAll(): Promise<void> {
-    await this.stop(this.children);
+    await this.launcher.stop();
   }
 
   async stop(children: readonly Child[]): Promise<void> {
-    await Promise.all(
-      children.map(async (c) => {
-        if (c.running) {
-          c.signal('SIGTERM');
-          const timer = setTimeout(() => c.signal('SIGKILL'), this.graceMs);
-          await c.exited;
-          clearTimeout(timer);
-        }
-        c.killGroup();
-      }),
-    );
+    await this.launcher.stop(children, this.graceMs);
   }
 
   /** Prints the last lines of each child's output to stderr. */
-  dump(children: readonly Child[] = this.children, lines = 60): void {
+  dump(children: readonly Child[] = this.launcher.procs, lines = 60): void {
     for (const c of children) {
-      const state = c.exit
-        ? `exited ${c.exit.signal ? `by ${c.exit.signal}` : `with code ${c.exit.code}`}`
-        : 'running';
+      const state = c.exit ? `exited ${c.exit.signal ? `by ${c.exit.signal}` : `with code ${c.exit.code}`}` : 'running';
       console.error(`----- ${c.label} (pid ${c.pid}, ${state}): last ${lines} lines -----\n${c.lastLines(lines)}`);
     }
   }
@@ -383,9 +213,7 @@ export class ProcessGroup {
   beginTest(): void {
     this.inTest = true;
     // Forget children that finished in earlier tests; their reports are no longer needed.
-    for (let i = this.children.length - 1; i >= 0; i--) {
-      if (!this.children[i]!.running) this.children.splice(i, 1);
-    }
+    this.launcher.prune();
     this.testScoped = new Set();
   }
 

@@ -1,15 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { fourLetter } from '../../ts/zk/server.js';
-import { ProcessGroup, uniqueRoot, useProcessGroup, waitFor, zkConnect } from './index.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { fourLetter } from '../../ts/dev/zookeeper.js';
+import { isAlive as alive, ProcessGroup, uniqueRoot, useProcessGroup, waitFor, zkConnect } from './index.js';
 
 describe('the suite ZooKeeper', () => {
   it('is provided by the global setup and answers ruok', async () => {

@@ -5,7 +5,9 @@
 // single file. A transaction whose outcome a dropped connection hid is committed again, unchanged:
 // its creates fail with NODE_EXISTS if it had landed, so the caller is never told "retry" while
 // the unit may exist.
-import { isTransientZkError, isZkError, ZkError, type Stat, type Txn, type Zk } from '../zk/client.js';
+import { isTransientZkError, isZkError, ZkError } from '../zk/errors.js';
+import type { Stat, Zk } from '../zk/client.js';
+import type { Txn } from '../zk/txn.js';
 import type { Logger } from '../common/log.js';
 import type { ProjectId } from '../auth/policy.js';
 import type { AuthPaths } from '../auth/layout.js';

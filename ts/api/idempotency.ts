@@ -2,7 +2,8 @@
 // 24 h, and matched on the canonical body (object keys sorted), so {"a":1,"b":2} and {"b":2,"a":1}
 // are the same request. Expired keys are treated as absent and pruned.
 import { createHash } from 'node:crypto';
-import { isZkError, type Zk } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
+import type { Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import type { Logger } from '../common/log.js';
 import type { ProjectId } from '../auth/policy.js';

@@ -2,7 +2,9 @@
 // writes the work unit, its shard inbox entry and the server change together; the records come
 // from the lifecycle (ts/lifecycle), which also decides whether an action is accepted. A boot's
 // transaction also carries the project's quota usage (./admission.ts).
-import { isZkError, type Zk } from '../zk/client.js';
+import type { Zk } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
+import { ConflictRetries } from '../zk/recipes/retry.js';
 import type { Paths } from '../zk/paths.js';
 import { newServerId, newWorkUnitId, type ComputeId, type ServerId, type WorkUnitId } from '../common/ids.js';
 import {
@@ -12,6 +14,7 @@ import {
   type ComputeCapacity,
   type Consumes,
   type Flavor,
+  type OrcMember,
   type PortMapping,
   type ServerRecord,
   type WorkUnitRecord,
@@ -19,7 +22,7 @@ import {
 import type { ServerAction, WorkKind } from '../common/vocabulary.js';
 import { acceptedServer, acceptedUnit, serverOn } from '../lifecycle/index.js';
 import { ApiError, notFound } from './errors.js';
-import { lockQueue, type OrcMember } from '../orc/shards.js';
+import { lockQueue } from '../zk/recipes/lock.js';
 import type { ImageStore } from '../images/store.js';
 import { imageRef, type ImageRecord } from '../images/model.js';
 import type { Logger } from '../common/log.js';
@@ -111,6 +114,7 @@ export class ApiStore {
       ...(ports ? { ports } : {}),
       project,
     };
+    // The server uses the image: its boot fails NO_NODE once the image is gone (ts/images/store.ts).
     const userPath = image ? this.images!.zkPaths.user(image.id, serverId) : null;
     return this.admission.admit({
       project,
@@ -145,7 +149,7 @@ export class ApiStore {
 
   /** start / stop / reboot / delete: one unit at a time per server, and only what its state allows. */
   async act(serverId: ServerId, action: ServerAction | 'delete', scope: Scope): Promise<Accepted> {
-    for (;;) {
+    for (const conflicts = new ConflictRetries(`${action} server ${serverId}`); ; conflicts.again()) {
       const cur = await this.zk.get<InProject<ServerRecord>>(this.paths.server(serverId));
       if (!cur?.value || !canSee(scope, cur.value.project)) throw notFound('server', serverId);
       const s = cur.value;
@@ -238,7 +242,7 @@ export class ApiStore {
     await Promise.all(
       Array.from({ length: this.config.shards }, async (_, n) => {
         const q = lockQueue((await this.zk.children(this.paths.shardLock(n))) ?? []);
-        out[String(n)] = q[0]?.orc ?? null;
+        out[String(n)] = q[0]?.owner ?? null;
       }),
     );
     return out;

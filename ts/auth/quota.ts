@@ -6,7 +6,8 @@
 // another release. The next accept folds the markers into the counter (removing them in its
 // transaction), and every reader counts the markers not folded yet. The charge makes a release
 // happen once: a server with none (released already, or older than quotas) releases nothing.
-import type { Txn, Zk } from '../zk/client.js';
+import type { Zk } from '../zk/client.js';
+import type { Txn } from '../zk/txn.js';
 import { applyOps, type Op, type Read } from '../lifecycle/ops.js';
 import type { Paths } from '../zk/paths.js';
 import type { Flavor } from '../common/model.js';

@@ -2,7 +2,8 @@
 // the project, the role and the sha256 of the whole token; the secret itself is printed once and
 // never stored. Stream tickets (for EventSource, which cannot send headers) are derived from it.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { isZkError, type Zk } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
+import type { Zk } from '../zk/client.js';
 import type { AuthPaths } from './layout.js';
 import { isProjectId, isRole, type Principal, type ProjectId, type Role } from './policy.js';
 

@@ -334,7 +334,7 @@ async function main(argv: string[]): Promise<void> {
       const a = parse({ port: { type: 'string' }, 'data-dir': { type: 'string' }, 'tick-ms': { type: 'string', default: '200' } }, true);
       const [sub, path] = a.pos;
       if (sub === 'server') {
-        const { startZooKeeper } = await import('../zk/server.js');
+        const { startZooKeeper } = await import('../dev/zookeeper.js');
         const zk = await startZooKeeper({
           clientPort: int(a.v.port ?? 2181, 'port', 1),
           dataDir: resolve((a.v['data-dir'] as string | undefined) ?? join('.quark', 'zk')),

@@ -1,12 +1,12 @@
 // `quark up`: a whole local cluster for a newcomer. ZooKeeper (data under .quark/), one api, N orcs
-// and M computes on the libvirt test driver, each a real process; then a demo VM is booted.
+// and M computes on the libvirt test driver, each a real process started by the cluster launcher
+// (ts/dev/cluster.ts) and supervised like systemd's Restart=on-failure; then a demo VM is booted.
 // Ctrl-C stops everything, children first, ZooKeeper last.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { freePort, startZooKeeper, type RunningZooKeeper } from '../zk/server.js';
+import { DEFAULT_SUPERVISION, Launcher, QuarkCluster } from '../dev/cluster.js';
+import { freePort } from '../dev/zookeeper.js';
 import { authHeaders, ensureLocalAdminToken } from '../auth/local.js';
 
 export interface UpOptions {
@@ -20,8 +20,6 @@ export interface UpOptions {
   /** test: libvirt's test driver; qemu: real guests (ts/dev/qemu-up.ts). */
   hypervisor?: 'test' | 'qemu';
 }
-
-const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((res) => {
@@ -50,23 +48,15 @@ export async function up(o: UpOptions): Promise<void> {
     say(`port ${o.zkPort} is in use; ZooKeeper will listen on ${zkPort}`);
   }
 
-  const children = new Map<string, ChildProcess>();
-  let zk: RunningZooKeeper | undefined;
+  // A child that dies unexpectedly is started again (with backoff, logged here), and given up
+  // after so many failures in a row; its log says why.
+  const launcher = new Launcher({ supervision: DEFAULT_SUPERVISION, graceMs: 5000, say });
   let stopping = false;
   const stopAll = async (code: number): Promise<void> => {
     if (stopping) return;
     stopping = true;
     say('\nstopping the cluster…');
-    const exits = [...children.values()].map(
-      (c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r()))),
-    );
-    for (const c of children.values()) c.kill('SIGTERM');
-    const timer = setTimeout(() => {
-      for (const c of children.values()) c.kill('SIGKILL');
-    }, 5000);
-    await Promise.all(exits);
-    clearTimeout(timer);
-    await zk?.stop();
+    await launcher.stopAll();
     say('stopped.');
     process.exit(code);
   };
@@ -76,48 +66,32 @@ export async function up(o: UpOptions): Promise<void> {
   const qemu = o.hypervisor === 'qemu' ? await (await import('../dev/qemu-up.js')).prepareQemu({ home, say }) : undefined;
 
   say(`starting ZooKeeper on 127.0.0.1:${zkPort} (data in .quark/zk)…`);
-  zk = await startZooKeeper({ dataDir: join(home, 'zk'), clientPort: zkPort });
-  const api = `http://127.0.0.1:${o.apiPort}`;
-  writeFileSync(join(home, 'cluster.json'), JSON.stringify({ zk: zk.connectionString, api, root: o.root }, null, 2));
+  const zk = await launcher.startZooKeeper({ dataDir: join(home, 'zk'), clientPort: zkPort });
   const admin = await ensureLocalAdminToken({ zk: zk.connectionString, root: o.root, home });
   process.env.QUARK_TOKEN = admin.token; // this cluster's, over any stale one in the caller's shell
   say(`${admin.created ? 'created an' : 'reusing the'} admin token in .quark/token (mode 0600; the CLI and the examples below read it)`);
-
-  const common = ['--zk', zk.connectionString, '--root', o.root, '--session-timeout-ms', String(o.sessionTimeoutMs)];
-  const launch = (name: string, args: string[]): void => {
-    const out = createWriteStream(join(logs, `${name}.log`), { flags: 'a' });
-    const child = spawn(process.execPath, [MAIN, ...args, ...common], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.pipe(out);
-    child.stderr!.pipe(out);
-    children.set(name, child);
-    child.once('exit', (code, signal) => {
-      if (!stopping) say(`!! ${name} exited (${signal ?? code}); see .quark/logs/${name}.log`);
-    });
-  };
-
-  launch('api', ['api', '--port', String(o.apiPort)]);
-  for (let i = 1; i <= o.orcs; i++) launch(`orc-${i}`, ['orc', '--id', `orc-${i}`]);
-  for (let i = 1; i <= o.computes; i++) launch(`compute-${i}`, ['compute', '--id', `compute-${i}`, ...(qemu?.computeArgs(i) ?? [])]);
+  const cluster = new QuarkCluster(launcher, {
+    token: admin.token,
+    zk: zk.connectionString,
+    root: o.root,
+    sessionTimeoutMs: o.sessionTimeoutMs,
+    apiPort: o.apiPort,
+    logDir: logs,
+  });
+  const api = cluster.api;
+  writeFileSync(join(home, 'cluster.json'), JSON.stringify({ zk: zk.connectionString, api, root: o.root }, null, 2));
+  cluster.startApi();
+  for (let i = 1; i <= o.orcs; i++) cluster.startOrc(`orc-${i}`);
+  for (let i = 1; i <= o.computes; i++) cluster.startCompute(`compute-${i}`, qemu?.computeArgs(i) ?? []);
 
   // Ready when the API answers, every compute is alive and every shard has an owner. A qemu
   // compute probes its accelerator first, once per host.
-  const deadline = Date.now() + (qemu ? 180_000 : 60_000);
-  for (;;) {
-    try {
-      const health = await http<{ ok: boolean }>(`${api}/healthz`);
-      const computes = await http<Array<{ alive: boolean }>>(`${api}/v1/computes`);
-      const shards = await http<Record<string, string | null>>(`${api}/v1/shards`);
-      const alive = computes.body.filter((c) => c.alive).length;
-      const unowned = Object.values(shards.body).filter((x) => !x).length;
-      if (health.status === 200 && alive >= o.computes && unowned === 0) break;
-    } catch {
-      /* not up yet */
-    }
-    if (Date.now() > deadline) {
-      say(`the cluster did not come up within ${qemu ? 180 : 60} s; see .quark/logs/`);
-      return stopAll(1);
-    }
-    await sleep(250);
+  const readyS = qemu ? 180 : 60;
+  try {
+    await cluster.ready({ computes: o.computes, timeoutMs: readyS * 1000, intervalMs: 250 });
+  } catch {
+    say(`the cluster did not come up within ${readyS} s; see .quark/logs/`);
+    return stopAll(1);
   }
   say(`cluster up: api ${api}, ${o.orcs} orcs, ${o.computes} computes (${qemu?.describe ?? 'libvirt test:///default'}), ZooKeeper ${zk.connectionString}`);
 

@@ -135,6 +135,15 @@ export interface AliveRecord {
   started_at: number;
 }
 
+/** An orc's ephemeral membership node, /orcs/<id>: who it is and the shards it owns. */
+export interface OrcMember {
+  id: string;
+  pid: number;
+  host: string;
+  since: number;
+  shards: number[];
+}
+
 export interface ClusterConfig {
   shards: number;
   /** Per-resource overcommit ratios, used by the orcs' filters and the computes' admission. */

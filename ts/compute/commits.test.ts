@@ -2,7 +2,8 @@
 // docs/architecture.md), which znodes each touches and with which version checks. The last part
 // commits a whole boot's transactions to the real ZooKeeper, one after the other, and reads the tree.
 import { describe, expect, it } from 'vitest';
-import { isZkError, type Zk } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
+import type { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
 import { managedEntries } from '../zk/layout.js';
 import type { ComputeId, ServerId, WorkUnitId } from '../common/ids.js';

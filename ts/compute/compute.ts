@@ -51,9 +51,9 @@ export class Compute {
 
   async start(): Promise<void> {
     this.config = await readConfig(this.o.zk, this.o.paths);
+    await this.self.claimAlive();
     await this.self.publish();
     await reconcile(this.o, this.managed, this.runner);
-    await this.self.claimAlive();
     await this.self.reportHypervisor();
     this.intake.start();
     this.o.log.info('compute ready', { managing: this.managed.size, resumed: this.runner.size });

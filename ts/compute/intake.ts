@@ -2,7 +2,7 @@
 // task is not moved here: the first step's transaction moves it (next_tasks/<wu> → active_tasks/
 // <wu>, the unit RUNNING), which saves a transaction per unit. A crash before then leaves the task
 // in next_tasks, and the restarted compute starts it again from its first step.
-import { watchChildrenOwned } from '../zk/client.js';
+import { watchChildrenOwned } from '../zk/recipes/watch.js';
 import type { WorkUnitId } from '../common/ids.js';
 import type { TaskRecord, WorkUnitRecord } from '../common/model.js';
 import { nextTaskRemovals } from './commits.js';

@@ -1,7 +1,7 @@
 // Reconcile, after a (re)start: libvirt and ZooKeeper are made to agree. VMs recorded in managing/
 // are redefined (the libvirt test driver, like a crashed host, forgets them), quark domains nobody
 // manages are removed, unfinished work units resume, and self/free is recomputed from what is held.
-import { isZkError } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
 import type { ServerId, WorkUnitId } from '../common/ids.js';
 import { addConsumes, ZERO, type Consumes, type ManagedRecord, type ServerRecord, type TaskRecord, type WorkUnitRecord } from '../common/model.js';
 import { stepsOf, type StepName } from '../actors/kinds.js';

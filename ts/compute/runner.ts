@@ -3,7 +3,7 @@
 // libvirt effect, and commits the step's transaction (built whole in commits.ts) before the next
 // step starts. A failed unit is undone and recorded; a unit that moved on without us is dropped.
 import { createActor, type Actor } from 'xstate';
-import { commitSurely, isZkError } from '../zk/client.js';
+import { commitSurely, isZkError } from '../zk/errors.js';
 import type { WorkUnitId } from '../common/ids.js';
 import { addConsumes, ZERO, type ClusterConfig, type Consumes, type ServerRecord, type TaskRecord, type WorkUnitRecord } from '../common/model.js';
 import { overcommitPm, overUse } from '../common/capacity.js';

@@ -1,7 +1,8 @@
 // The compute's self/ directory and liveness: capacity published under the seed's leaf names,
 // the ephemeral `alive` node, and self/hypervisor, what libvirt itself reports.
 import os from 'node:os';
-import { isZkError } from '../zk/client.js';
+import { claimEphemeral } from '../zk/recipes/ephemeral.js';
+import { isZkError } from '../zk/errors.js';
 import { ZERO, type AliveRecord } from '../common/model.js';
 import { vmIdOfDomain } from './steps.js';
 import { freeOf, type ComputeContext } from './context.js';
@@ -40,25 +41,17 @@ export class SelfPublisher {
   }
 
   /**
-   * The ephemeral liveness node. One left by our previous (dead) session is replaced in the same
-   * transaction, so watchers never see the compute vanish (which would mark its VMs LOST).
+   * The ephemeral liveness node, claimed before anything of this compute's is touched. One left
+   * by a previous session (this compute killed, or a power cut) is waited out until that session
+   * expires, never deleted: if it outlives the longest session timeout, another process runs
+   * with this id, and this one refuses to start (IdentityInUse) rather than run twice.
    */
   async claimAlive(): Promise<void> {
     const { zk, paths, id, log } = this.c;
     const me: AliveRecord = { pid: process.pid, host: os.hostname(), started_at: Date.now() };
-    for (;;) {
-      const st = await zk.exists(paths.alive(id));
-      try {
-        if (!st) await zk.create(paths.alive(id), me, 'ephemeral');
-        else {
-          log.warn('replacing a liveness node left by an earlier session', { owner: st.ephemeralOwner });
-          await zk.txn().remove(paths.alive(id), st.version).create(paths.alive(id), me, 'ephemeral').commit();
-        }
-        return;
-      } catch (e) {
-        if (!isZkError(e, 'NODE_EXISTS') && !isZkError(e, 'NO_NODE') && !isZkError(e, 'BAD_VERSION')) throw e;
-      }
-    }
+    // Bumping the compute directory's version with it makes each claim a new incarnation: an orc
+    // marks VMs LOST only against the incarnation it saw gone (see Orc.markVmsLost).
+    await claimEphemeral(zk, paths.alive(id), me, { what: `compute id ${id}`, log, alongWith: (txn) => txn.set(paths.compute(id), undefined, -1) });
   }
 
   /**

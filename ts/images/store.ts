@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { isZkError, type Txn, type Zk } from '../zk/client.js';
+import type { Zk } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
 import type { Paths } from '../zk/paths.js';
 import type { ServerId } from '../common/ids.js';
 import { ApiError, notFound } from '../api/errors.js';
@@ -168,11 +169,6 @@ export class ImageStore {
     const byName = await this.zk.get<string>(this.zkPaths.name(project, ref)).catch(() => null);
     if (!byName?.value) return null;
     return (await this.zk.get<ImageRecord>(this.zkPaths.image(byName.value)))?.value ?? null;
-  }
-
-  /** In a server's creating transaction: the server uses the image (fails NO_NODE once it is gone). */
-  addUser(txn: Txn, imageId: string, server: ServerId): void {
-    txn.create(this.zkPaths.user(imageId, server));
   }
 
   /** The file, for computes to fetch: they show the image's fetch key, not a token. 404 without it. */

@@ -1,7 +1,7 @@
 // A transaction as data: the list of its operations, built by pure functions and only then handed
 // to ZooKeeper (applyOps). Tests read the list directly: which paths, which values, which version
 // checks, and how many ops a step costs.
-import type { Txn } from '../zk/client.js';
+import type { Txn } from '../zk/txn.js';
 import type { Entry } from '../zk/layout.js';
 
 export type Op =

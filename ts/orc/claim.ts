@@ -2,7 +2,9 @@
 // znode version is the one the placement was scored on, together with whatever else the caller
 // adds (the next_tasks entry, the work unit's new state), in one transaction. A lost race
 // refreshes the view and reports 'conflict' so the caller re-places.
-import { isZkError, type Txn, type Zk } from '../zk/client.js';
+import type { Zk } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
+import type { Txn } from '../zk/txn.js';
 import type { Paths } from '../zk/paths.js';
 import type { ComputeId } from '../common/ids.js';
 import { addConsumes, type Consumes } from '../common/model.js';

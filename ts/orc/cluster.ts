@@ -2,7 +2,10 @@
 // and liveness on every change. The placement view is updated incrementally, never rebuilt; the
 // placement policy follows /quark/config as it changes.
 import { EventEmitter } from 'node:events';
-import { Coalescer, OwnWrites, watchChildren, watchData, type ConnectionState, type Zk } from '../zk/client.js';
+import type { ConnectionState, Zk } from '../zk/client.js';
+import { Coalescer } from '../zk/recipes/coalescer.js';
+import { OwnWrites } from '../zk/recipes/own-writes.js';
+import { watchChildren, watchData } from '../zk/recipes/watch.js';
 import type { Paths } from '../zk/paths.js';
 import type { ComputeId } from '../common/ids.js';
 import {

@@ -2,7 +2,10 @@
 // it to a terminal state; supervises computes (a lost compute's work is retried elsewhere). Every
 // record it writes is the lifecycle's answer (ts/lifecycle); server statuses come from the VM machine.
 import { randomUUID } from 'node:crypto';
-import { isZkError, watchChildrenPersistent, type Zk } from '../zk/client.js';
+import type { Zk } from '../zk/client.js';
+import { isZkError } from '../zk/errors.js';
+import { ConflictRetries } from '../zk/recipes/retry.js';
+import { watchChildrenPersistent } from '../zk/recipes/watch.js';
 import type { Paths } from '../zk/paths.js';
 import { createEntries, nextTaskEntries } from '../zk/layout.js';
 import { readConfig } from '../zk/config.js';
@@ -411,7 +414,7 @@ export class Orc {
     const { zk, paths, log } = this.o;
     const { id: wuId, kind, error } = failed;
     log.warn('work unit failed', { wu: wuId, code: error?.code, message: error?.message });
-    for (;;) {
+    for (const conflicts = new ConflictRetries(`fail work unit ${wuId}`); ; conflicts.again()) {
       const txn = applyOps(zk.txn(), await this.queuedTask(wuId, failed.compute_id));
       txn.set(paths.workUnit(wuId), failed, version);
       if (kind === 'build') await releaseServerUsage(zk, paths, txn, failed.server_id); // quota usage (ts/auth/quota.ts)
@@ -499,6 +502,11 @@ export class Orc {
   private async markVmsLost(id: ComputeId): Promise<number> {
     const { zk, paths, log } = this.o;
     if (!this.owns(shardOf(id, this.config.shards))) return 0;
+    // Only while it is still gone: a returning compute bumps its directory's version as it claims
+    // `alive`, so a mark checked against the version read before `alive` was found absent cannot
+    // land after the compute came back (its reconcile reads the servers after that, and restores).
+    const incarnation = await zk.exists(paths.compute(id));
+    if (!incarnation || (await zk.exists(paths.alive(id)))) return 0;
     let left = 0;
     for (const vm of (await zk.children(paths.managing(id))) ?? []) {
       const s = await zk.get<ServerRecord>(paths.server(vm as ServerId));
@@ -511,11 +519,11 @@ export class Orc {
       }
       if (this.cluster.liveness(id) !== 'down') return left;
       try {
-        await zk.set(paths.server(vm as ServerId), lost.next, s.stat.version);
+        await zk.txn().set(paths.server(vm as ServerId), lost.next, s.stat.version).check(paths.compute(id), incarnation.version).commit();
         log.warn('VM lost with its compute', { vm, compute: id });
       } catch (e) {
         if (!isZkError(e, 'BAD_VERSION') && !isZkError(e, 'NO_NODE')) throw e;
-        left++; // changed meanwhile: judged again on the next pass
+        left++; // changed meanwhile (or the compute came back): judged again on the next pass
       }
     }
     return left;

@@ -2,7 +2,9 @@
 // version-0 hazard of node-zookeeper-client 1.1.3), and the watch recipes.
 import { describe, expect, it } from 'vitest';
 import zookeeper from 'node-zookeeper-client';
-import { isZkError, watchChildren, Zk, ZkError } from './client.js';
+import { Zk } from './client.js';
+import { isZkError, ZkError } from './errors.js';
+import { watchChildren } from './recipes/watch.js';
 import { uniqueRoot, useZkRoot, waitFor, zkConnect } from '../../test/support/index.js';
 
 let zk: Zk;

@@ -2,7 +2,8 @@
 // changed by `quark config set` (updateConfig).
 import { DEFAULT_CONFIG, type ClusterConfig } from '../common/model.js';
 import { policySettingOf } from '../common/placement-policy.js';
-import { isZkError, type Zk } from './client.js';
+import { isZkError } from './errors.js';
+import type { Zk } from './client.js';
 import type { Paths } from './paths.js';
 
 /** Creates the persistent skeleton and the config (if absent), and returns the config in force. */

@@ -3,7 +3,7 @@
 import type { Consumes, ManagedRecord, TaskRecord } from '../common/model.js';
 import type { CompletedStep } from '../actors/work-unit.js';
 import { stepsOf } from '../actors/kinds.js';
-import type { Txn } from './client.js';
+import type { Txn } from './txn.js';
 
 export type Entry = readonly [rel: string, value: unknown];
 

@@ -2,7 +2,8 @@
 // 1.1.3 does not speak), against the suite's real server: every change reported in order with no
 // re-arming read, recursive watches, a dropped connection on the same session, and stop().
 import { describe, expect, it } from 'vitest';
-import { watchChildrenOwned, watchChildrenPersistent, Zk, type ConnectionState } from './client.js';
+import { Zk, type ConnectionState } from './client.js';
+import { watchChildrenOwned, watchChildrenPersistent } from './recipes/watch.js';
 import { uniqueRoot, useZkRoot, waitFor, zkConnect } from '../../test/support/index.js';
 import { FaultyLink } from '../../test/support/proxy.js';
 

@@ -14,7 +14,8 @@ import type { WorkUnitRecord, ServerRecord } from '../../common/model.js';
 import { WORK_KINDS, WORK_UNIT_STATES } from '../../common/vocabulary.js';
 import * as S from '../schemas/index.js';
 import { ApiError, notFound } from '../errors.js';
-import { openEventStream, streamServer, streamWorkUnit, WatchHub, WorkUnitScanner, type EventStream } from '../ui-feed.js';
+import { FanOutWatch } from '../../zk/recipes/fan-out.js';
+import { openEventStream, streamServer, streamWorkUnit, WorkUnitScanner, type EventStream } from '../ui-feed.js';
 import { canSee, scopeOf, type Principal } from '../../auth/policy.js';
 import type { TokenStore } from '../../auth/tokens.js';
 
@@ -103,7 +104,7 @@ interface ListQuery {
 
 export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, o) => {
   const assetsDir = o.assetsDir ?? defaultAssetsDir();
-  const hub = new WatchHub(o.zk, o.log);
+  const hub = new FanOutWatch(o.zk, o.log);
   const scanner = new WorkUnitScanner(o.zk, o.paths);
   const streams = new Set<EventStream>();
   const byToken = new Map<string, Set<EventStream>>();

@@ -3,18 +3,9 @@ import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../test/support/index.js';
-import { fourLetter, freePort, freePorts, startEnsemble, startZooKeeper, type Ensemble } from './server.js';
-import { Zk } from './client.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { isAlive as alive, waitFor } from '../../test/support/index.js';
+import { fourLetter, freePort, freePorts, startEnsemble, startZooKeeper, type Ensemble } from './zookeeper.js';
+import { Zk } from '../zk/client.js';
 
 const dirs: string[] = [];
 async function tempDir(prefix: string): Promise<string> {

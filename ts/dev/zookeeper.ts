@@ -9,6 +9,7 @@ import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { reapedOnExit, WATCHDOG } from './reap.js';
 
 export interface ZooKeeperServerOptions {
   dataDir: string;
@@ -206,16 +207,7 @@ async function tail(path: string, lines = 40): Promise<string> {
 // One JVM
 
 /** Every JVM we started and have not seen exit, so that they die with us. */
-const live = new Set<ZooKeeperProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const p of live) p.signal('SIGKILL');
-  });
-}
+const live = reapedOnExit<ZooKeeperProcess>((p) => p.signal('SIGKILL'));
 
 interface ProcessSpec {
   dataDir: string;
@@ -232,7 +224,6 @@ class ZooKeeperProcess {
   exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
   constructor(readonly spec: ProcessSpec) {
-    installExitHook();
     const java = [
       '-Xmx512m',
       '-XX:+ExitOnOutOfMemoryError',
@@ -250,15 +241,9 @@ class ZooKeeperProcess {
     ];
     const out = openSync(outFileFor(spec.logFile), 'a');
     try {
-      // A tiny shell watchdog execs into the JVM (same pid) and SIGKILLs it if our process
-      // disappears without running its exit hook (SIGKILL, crash), so no ZooKeeper is orphaned.
-      // Its own process group keeps a terminal's Ctrl-C from reaching it before we shut down.
-      const watchdog =
-        'parent=$1; shift; ' +
-        '( while kill -0 $$ 2>/dev/null; do ' +
-        'if ! kill -0 "$parent" 2>/dev/null; then kill -9 $$ 2>/dev/null; break; fi; sleep 1; ' +
-        'done ) </dev/null >/dev/null 2>&1 & exec "$@"';
-      this.child = spawn('/bin/sh', ['-c', watchdog, 'quark-zookeeper', String(process.pid), javaBinary(), ...java], {
+      // Under the watchdog, so no ZooKeeper is orphaned; its own process group keeps a
+      // terminal's Ctrl-C from reaching it before we shut down.
+      this.child = spawn('/bin/sh', ['-c', WATCHDOG, 'quark-zookeeper', String(process.pid), javaBinary(), ...java], {
         cwd: spec.dataDir,
         detached: true,
         stdio: ['ignore', out, out],

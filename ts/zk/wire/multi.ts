@@ -1,7 +1,7 @@
 // A multi() request written straight into one buffer. node-zookeeper-client builds a jute record
 // per op and per field and walks them twice (length, then bytes); a compute's transactions carry
 // 4 to 29 ops, and that walk was the largest share of the client library's CPU in a busy hollow
-// process. The bytes are the library's own, to the byte (ts/zk/multi.test.ts checks it against
+// process. The bytes are the library's own, to the byte (ts/zk/wire/multi.test.ts checks it against
 // the library for any ops), so its reply parsing is unchanged.
 //
 // Wire format (ZooKeeper's jute): int32 length, RequestHeader {int32 xid, int32 type = 14}, then
@@ -10,7 +10,7 @@
 // check {path, int32 version}; setData {path, data, int32 version}. A string or a buffer is an
 // int32 length (-1 for none) and its bytes; an ACL is {int32 perms, scheme, id}.
 
-import { createRequire } from 'node:module';
+import { jute as loadJute, type Jute } from './library.js';
 
 export const OP_MULTI = 14;
 /** The op types a multi() carries (ZooKeeper's opcodes). */
@@ -103,19 +103,14 @@ export function encodeMulti(xid: number, ops: readonly MultiOp[], chroot = ''): 
   return b;
 }
 
-type Jute = {
-  protocol: { RequestHeader: new () => { xid: number; type: number } };
-  Request: new (header: unknown, payload: unknown) => { toBuffer(): Buffer };
-  TransactionRequest: new (ops: unknown[]) => { setChrootPath(p: string): void };
-};
 let jute: Jute | undefined;
 
 /**
  * The same request encoded by node-zookeeper-client's own jute records: the reference that
- * `encodeMulti` is checked against (ts/zk/multi.test.ts) and measured against (bench:zk-client).
+ * `encodeMulti` is checked against (ts/zk/wire/multi.test.ts) and measured against (bench:zk-client).
  */
 export function encodeMultiByLibrary(xid: number, ops: readonly MultiOp[], chroot = ''): Buffer {
-  jute ??= createRequire(import.meta.url)('node-zookeeper-client/lib/jute/index.js') as Jute;
+  jute ??= loadJute();
   const header = new jute.protocol.RequestHeader();
   header.type = OP_MULTI;
   header.xid = xid;

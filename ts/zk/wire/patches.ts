@@ -1,0 +1,80 @@
+// Two patches of node-zookeeper-client's ConnectionManager, applied once when this module loads
+// (before any client exists: the library binds these methods per session at connect).
+import { connectionManagerClass, type ConnectionManager } from './library.js';
+
+const cm = connectionManagerClass();
+
+/**
+ * node-zookeeper-client writes every request to the socket the moment it is queued: one write
+ * syscall per request. A session with many requests in flight (an orc, the api) spent most of its
+ * busy time in those writes. Here a session's requests queued in one tick go out together: the
+ * flush runs on the next tick with the socket corked, so they leave in one writev. Order, xids and
+ * back-pressure ('drain' calls the flush again) are the library's own.
+ */
+if (!cm.prototype.__quarkCorked) {
+  type Corked = ConnectionManager & { __flushQueued?: boolean };
+  const flushNow = cm.prototype.onPacketQueueReadable;
+  cm.prototype.__quarkCorked = true;
+  cm.prototype.onPacketQueueReadable = function (this: Corked) {
+    if (this.__flushQueued) return;
+    this.__flushQueued = true;
+    process.nextTick(() => {
+      this.__flushQueued = false;
+      const socket = this.socket;
+      const cork = !!socket && socket.writable && !socket.destroyed;
+      if (cork) socket.cork();
+      try {
+        flushNow.call(this);
+      } finally {
+        if (cork) socket.uncork();
+      }
+    });
+  };
+}
+
+/**
+ * node-zookeeper-client frames replies by recursion: after each reply it calls itself with the
+ * rest of the chunk, and each call first concatenates that rest into a new buffer. A chunk of n
+ * replies therefore copies O(n²) bytes, and a session that falls behind (its socket delivering
+ * full 64 KB chunks of replies and notifications) spends ever more time copying, so it falls
+ * further behind. Here chunks are split into whole frames without copying (one concat only when
+ * a frame spans chunks, once it is complete), and the library's handler is given one frame at a
+ * time, which it takes whole. A partial frame is kept per socket: the library kept it across a
+ * reconnect, glueing an old connection's half reply onto the new connection's first.
+ * (bench:zk-client sets `__quarkFramed` before loading the client to measure the library's own.)
+ */
+if (!cm.prototype.__quarkFramed) {
+  type Framed = ConnectionManager & { __rx?: { socket: unknown; parts: Buffer[]; have: number; need: number } };
+  const onFrame = cm.prototype.onSocketData;
+  cm.prototype.__quarkFramed = true;
+  cm.prototype.onSocketData = function (this: Framed, chunk: Buffer) {
+    const socket = this.socket;
+    let rx = this.__rx;
+    if (!rx || rx.socket !== socket) rx = this.__rx = { socket, parts: [], have: 0, need: 0 };
+    let buf = chunk;
+    if (rx.have > 0) {
+      rx.parts.push(chunk);
+      rx.have += chunk.length;
+      if (rx.have < rx.need) return;
+      buf = Buffer.concat(rx.parts, rx.have);
+      rx.parts = [];
+      rx.have = 0;
+    }
+    let off = 0;
+    while (buf.length - off >= 4) {
+      const end = off + 4 + buf.readInt32BE(off);
+      if (end > buf.length) break;
+      this.pendingBuffer = null;
+      onFrame.call(this, buf.subarray(off, end));
+      off = end;
+      // The library drops the connection on a reply it cannot place: the rest is moot.
+      if (this.socket !== socket || socket?.destroyed) return;
+    }
+    if (off < buf.length) {
+      const rest = buf.subarray(off);
+      rx.parts = [rest];
+      rx.have = rest.length;
+      rx.need = rest.length >= 4 ? 4 + rest.readInt32BE(0) : 4;
+    }
+  };
+}
