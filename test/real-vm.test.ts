@@ -230,6 +230,8 @@ describe.skipIf(unavailable !== null)('real guests through libvirtd (qemu:///sys
     // The server, the compute's published accelerator and host-sized capacity, the domain's owner.
     expect((await http(`${api}/v1/servers/${server}`)).body).toMatchObject({ status: 'ACTIVE', image: imageId, ports: [{ host_port: forwarded, guest_port: 8080 }], console: true });
     expect((await zk.get<string>(`${paths.self(fastId as never)}/accel`))?.value).toBe(probe!.accel);
+    // Builds without an image are kept off it (the orc reads this).
+    expect((await zk.get<{ image_required?: boolean }>(paths.selfCapacity(fastId as never)))?.value?.image_required).toBe(true);
     const hostInfo = await hv.hostInfo();
     const fast = (await http<Array<{ id: string; capacity: { vcpus: number; ram_mb: number } }>>(`${api}/v1/computes`)).body.find((c) => c.id === fastId);
     expect(fast?.capacity).toMatchObject({ vcpus: hostInfo.cpus, ram_mb: Math.floor(hostInfo.memory_kib / 1024) });

@@ -321,7 +321,8 @@ async function main(argv: string[]): Promise<void> {
       const { openGuestHost } = await import('../guest/cli.js');
       // qemu:// connections run real guests: pool, image cache, consoles, the probed accelerator.
       const guest = await openGuestHost(hv, id, a.v, log);
-      const capacity = capacityOf(uri, guest ? await hv.hostInfo() : undefined);
+      // A real guest boots from an image: builds without one are placed elsewhere (ts/orc/orc.ts).
+      const capacity = { ...capacityOf(uri, guest ? await hv.hostInfo() : undefined), ...(guest ? { image_required: true } : {}) };
       const drainTimeoutMs = int(a.v['drain-timeout-ms'], 'drain-timeout-ms');
       await runWithSession({ ...a, log }, async (zk, paths) => {
         const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs, hypervisorReportMs, drainTimeoutMs, shutdownTimeoutMs, ...(guest ? { guest } : {}) });

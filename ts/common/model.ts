@@ -126,6 +126,8 @@ export interface ComputeCapacity extends Consumes {
   zone: string;
   labels: string[];
   libvirt_uri: string;
+  /** A compute that runs real guests: the orcs place only builds that name an image there. */
+  image_required?: boolean;
 }
 
 /** The ephemeral `alive` node. */

@@ -44,7 +44,7 @@ export const createServerBody = {
     labels: { type: 'array', items: label, maxItems: 32, uniqueItems: true, description: 'the compute must carry every one of these labels' },
     zone: { ...name, description: 'the compute must be in this zone' },
     bandwidth_mbps: { type: 'integer', minimum: 0, maximum: 1_000_000 },
-    image: { ...name, description: "image name or id, of the booting project's images; required on a compute that runs real guests" },
+    image: { ...name, description: "image name or id, of the booting project's images; a build without one is placed only on computes that run no real guests" },
     user_data: {
       type: 'string',
       maxLength: 64 * 1024,
