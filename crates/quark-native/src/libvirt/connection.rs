@@ -247,7 +247,7 @@ impl Connection {
                         return Err(e.into());
                     }
                 }
-            } else if pool.refresh(0).is_err() {
+            } else if refresh_settled(&pool).is_err() {
                 // Running, but its directory went away under it: start it again from scratch.
                 pool.destroy()?;
                 let _ = pool.build(0);
@@ -278,7 +278,7 @@ impl Connection {
                 Ok(created) => volume_info(&created),
                 Err(e) => {
                     // A file libvirt had not seen yet (a create cut short): look again after a refresh.
-                    let _ = pool.refresh(0);
+                    let _ = refresh_settled(&pool);
                     match lookup_vol(pool.lookup_storage_vol_by_name(vol))? {
                         Some(existing) => volume_info(&existing),
                         None => Err(e.into()),
@@ -295,7 +295,7 @@ impl Connection {
             let mut found = lookup_vol(pool.lookup_storage_vol_by_name(vol))?;
             if found.is_none() {
                 // Files written beside libvirt (seeds, images) are volumes after a refresh.
-                pool.refresh(0)?;
+                refresh_settled(&pool)?;
                 found = lookup_vol(pool.lookup_storage_vol_by_name(vol))?;
             }
             let Some(v) = found else { return Ok(false) };
@@ -311,7 +311,7 @@ impl Connection {
     pub fn list_volumes(&self, pool: &str) -> Result<Vec<VolumeInfo>, QuarkError> {
         self.with(|conn| {
             let pool = find_pool(conn, pool)?;
-            pool.refresh(0)?;
+            refresh_settled(&pool)?;
             let mut out = Vec::new();
             for v in pool.list_all_volumes(0)? {
                 match volume_info(&v) {
@@ -470,6 +470,25 @@ fn find_pool(conn: &Connect, name: &str) -> Result<StoragePool, QuarkError> {
         message: format!("no storage pool named '{name}'"),
         libvirt: None,
     })
+}
+
+/// How long a refresh waits for volumes other calls are building in the same pool.
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Refreshes `pool`, waiting while libvirt refuses because a volume is being built in it (another
+/// build's overlay, another compute's probe): libvirt answers "has asynchronous jobs running"
+/// then, which says "later", not "failed".
+fn refresh_settled(pool: &StoragePool) -> Result<(), QuarkError> {
+    let deadline = std::time::Instant::now() + REFRESH_WAIT;
+    loop {
+        match pool.refresh(0) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.message().contains("asynchronous jobs") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn lookup_vol(
