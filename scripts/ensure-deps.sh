@@ -2,6 +2,7 @@
 # Installs what Quark needs to build and test, and nothing else; a no-op when all is present.
 #   scripts/ensure-deps.sh            system packages, node_modules, and a check for cargo
 #   scripts/ensure-deps.sh --browser  also chromium (for the visualizer's browser tests)
+#   scripts/ensure-deps.sh --qemu     also libvirtd, QEMU and the image tools (real guests; scripts/ensure-qemu.sh)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,10 +19,12 @@ say() { printf '[ensure-deps] %s\n' "$*"; }
 die() { printf '[ensure-deps] error: %s\n' "$*" >&2; exit 1; }
 
 want_browser=0
+want_qemu=0
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=1 ;;
-    -h|--help) sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --qemu) want_qemu=1 ;;
+    -h|--help) sed -n '2,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $arg" ;;
   esac
 done
@@ -55,6 +58,11 @@ if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
   fi
 else
   say "warning: not a Debian/apt system; make sure these are installed: $packages"
+fi
+
+# Real guests: packages and qemu.conf only; whoever runs guests starts the daemons (no systemd here).
+if [ "$want_qemu" = 1 ]; then
+  scripts/ensure-qemu.sh --install
 fi
 
 # --- Toolchains -----------------------------------------------------------------------------

@@ -8,8 +8,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-# --browser: the visualizer test drives Debian's chromium.
-scripts/ensure-deps.sh --browser
+# --browser: the visualizer test drives Debian's chromium; --qemu: the real-guest tests boot QEMU guests.
+scripts/ensure-deps.sh --browser --qemu
 
 failed=()
 

@@ -26,8 +26,8 @@ export interface Boot<A> {
   write: (txn: Txn) => void;
   answer: A;
   idempotency?: { path: string; fingerprint: string };
-  /** A node `write` creates under a parent that may go meanwhile (a server group's members/): NO_NODE there refuses this boot alone. */
-  requires?: { path: string; refusal: () => Error };
+  /** The refusal of this boot alone when one of its own ops failed (an image removed meanwhile); null: not its op. */
+  refusal?: (e: ZkError) => ApiError | null;
 }
 
 interface Pending<A> {
@@ -211,12 +211,6 @@ export class Admission<A> {
         group = group.filter((p) => p !== keyOwner && admitted.includes(p));
         continue;
       }
-      const orphan = admitted.find((p) => p.boot.requires?.path === e.path);
-      if (orphan && isZkError(e, 'NO_NODE')) {
-        orphan.reject(orphan.boot.requires!.refusal());
-        group = group.filter((p) => p !== orphan && admitted.includes(p));
-        continue;
-      }
       const folding = e.path?.startsWith(`${this.ap.released(project)}/`) && isZkError(e, 'NO_NODE');
       if ((e.path === usagePath && (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NODE_EXISTS'))) || folding) {
         if (++conflicts > (this.o.maxConflicts ?? 16)) {
@@ -225,6 +219,13 @@ export class Admission<A> {
         }
         group = group.filter((p) => admitted.includes(p));
         if (conflicts > 2) await sleep(Math.random() * 5 * conflicts);
+        continue;
+      }
+      // One boot's own op failed: refuse that boot and commit the others without it.
+      const own = admitted.map((p) => [p, p.boot.refusal?.(e) ?? null] as const).find(([, r]) => r !== null);
+      if (own) {
+        own[0].reject(own[1]);
+        group = group.filter((p) => p !== own[0] && admitted.includes(p));
         continue;
       }
       for (const p of admitted) p.reject(e);

@@ -11,11 +11,14 @@ import { ApiStore } from './store.js';
 import { installGuard, type GuardOptions } from './guard.js';
 import { AuditLog } from './audit.js';
 import { startIdempotencyPruner } from './idempotency.js';
-import { serverRoutes } from './routes/servers.js';
+import { DEFAULT_BODY_LIMIT_BYTES, serverRoutes } from './routes/servers.js';
 import { serverGroupRoutes } from './routes/server-groups.js';
 import { workUnitRoutes } from './routes/work-units.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { uiRoutes } from './routes/ui.js';
+import { imageRoutes } from './routes/images.js';
+import { consoleRoutes } from './routes/console.js';
+import { ImageStore, type ImageStoreOptions } from '../images/store.js';
 import { securityRoutes } from './routes/security.js';
 
 export interface AppOptions {
@@ -39,12 +42,15 @@ export interface AppOptions {
   auditMaxEntries?: number;
   /** How long a commit whose outcome a dropped connection hid may wait to settle it (default 10 s). */
   commitSettleMs?: number;
+  /** Where uploaded images are kept, and the URL computes fetch them at; without it, no uploads. */
+  images?: ImageStoreOptions;
 }
 
 export const DEFAULT_RATE_LIMIT = { max: 6000, windowMs: 60_000 } as const;
 export const DEFAULT_PRESSURE = { maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 0, maxEventLoopUtilization: 0, retryAfterS: 5 } as const;
 
 export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
+  const bodyLimitBytes = o.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const requestTimeout = o.requestTimeoutMs ?? 30_000;
   const server = {
     // Headers must arrive within 10 s, the whole request within requestTimeout; checked this often
@@ -54,7 +60,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   };
   const app = Fastify({
     logger: false,
-    bodyLimit: o.bodyLimitBytes ?? 16 * 1024,
+    bodyLimit: bodyLimitBytes,
     // 0 (fastify's default) = forever, which lets a slow client hold a socket.
     requestTimeout,
     // A socket silent this long is closed (event streams send a heartbeat every 15 s).
@@ -69,7 +75,9 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   for (const p of ap.skeleton) await o.zk.mkdirp(p);
   const tokens = new TokenStore(o.zk, ap);
   const audit = new AuditLog(o.zk, ap, { maxEntries: o.auditMaxEntries, log: o.log });
-  const store = new ApiStore(o.zk, o.paths, o.config, o.log, { settleMs: o.commitSettleMs });
+  const images = new ImageStore(o.zk, o.paths, o.images);
+  await images.init();
+  const store = new ApiStore(o.zk, o.paths, o.config, o.log, { settleMs: o.commitSettleMs }, images);
   // JSON only: anything else is 415, not a string that fails validation later.
   app.removeContentTypeParser('text/plain');
 
@@ -111,10 +119,12 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     return { ok: true, zookeeper: o.zk.state };
   });
 
-  await app.register(serverRoutes, { prefix: '/v1', store });
+  await app.register(serverRoutes, { prefix: '/v1', store, bodyLimitBytes });
   await app.register(serverGroupRoutes, { prefix: '/v1', store });
   await app.register(workUnitRoutes, { prefix: '/v1', store });
   await app.register(clusterRoutes, { prefix: '/v1', store });
+  await app.register(imageRoutes, { prefix: '/v1', images });
+  await app.register(consoleRoutes, { prefix: '/v1', zk: o.zk, paths: o.paths });
   await app.register(securityRoutes, { prefix: '/v1', zk: o.zk, ap, tokens, audit });
   await app.register(uiRoutes, { zk: o.zk, paths: o.paths, log: o.log, tokens, maxStreamsPerToken: o.maxStreamsPerToken });
 

@@ -15,6 +15,8 @@ import { groupLeave } from '../lifecycle/groups.js';
 import { applyOps } from '../lifecycle/ops.js';
 import { newGroupId, newServerId, type ServerId } from '../common/ids.js';
 import { Admission } from './admission.js';
+import { ApiError } from './errors.js';
+import { isZkError } from '../zk/errors.js';
 import type { ServerGroupRecord, ServerRecord, WorkUnitRecord } from '../common/model.js';
 
 let zk: Zk;
@@ -187,7 +189,7 @@ describe('membership', () => {
           if (member) txn.create(member);
         },
         answer: unit,
-        ...(member ? { requires: { path: member, refusal: () => new Error(`group of ${name} is gone`) } } : {}),
+        refusal: (e) => (member && e.path === member && isZkError(e, 'NO_NODE') ? new ApiError('NOT_FOUND', `group of ${name} is gone`) : null),
       });
     };
     // b and c queue while a commits, and go in one transaction: the orphan's NO_NODE fails it whole.

@@ -15,6 +15,7 @@ import {
   type Consumes,
   type Flavor,
   type OrcMember,
+  type PortMapping,
   type ServerRecord,
   type WorkUnitRecord,
 } from '../common/model.js';
@@ -22,6 +23,8 @@ import type { ServerAction, WorkKind } from '../common/vocabulary.js';
 import { acceptedServer, acceptedUnit, serverOn } from '../lifecycle/index.js';
 import { ApiError, notFound } from './errors.js';
 import { lockQueue } from '../zk/recipes/lock.js';
+import type { ImageStore } from '../images/store.js';
+import { imageRef, type ImageRecord } from '../images/model.js';
 import type { Logger } from '../common/log.js';
 import { AuthPaths } from '../auth/layout.js';
 import { canSee, type ProjectId, type Scope } from '../auth/policy.js';
@@ -41,6 +44,11 @@ export interface CreateServer {
   bandwidth_mbps?: number;
   /** A server group of the project: the server joins it, and placement follows its policy. */
   group?: GroupId;
+  /** Image name or id. */
+  image?: string;
+  /** base64 */
+  user_data?: string;
+  ports?: PortMapping[];
 }
 
 export interface Accepted {
@@ -62,6 +70,8 @@ export class ApiStore {
     private readonly log?: Logger,
     /** How boots are committed (group size, settle time); the defaults serve. */
     private readonly admit: AdmissionOptions = {},
+    /** Images boots may name; without it, a boot naming one is refused. */
+    private readonly images?: ImageStore,
   ) {
     this.admission = new Admission(zk, new AuthPaths(paths), { log, ...admit });
     this.groups = new GroupStore(zk, paths);
@@ -77,6 +87,11 @@ export class ApiStore {
    * (one transaction with the project's usage); this builds the records.
    */
   async createServer(req: CreateServer, project: ProjectId, idempotencyKey?: string): Promise<Accepted> {
+    const image = await this.imageFor(req, project);
+    const ports = req.ports?.length ? req.ports : undefined;
+    if (ports && new Set(ports.map((p) => p.host_port)).size !== ports.length) {
+      throw new ApiError('BAD_REQUEST', 'two ports forward the same host_port');
+    }
     const serverId = newServerId();
     const group = req.group;
     if (group) await this.groups.joinable(group, project);
@@ -88,6 +103,9 @@ export class ApiStore {
         zone: req.zone,
         labels: req.labels,
         ...(group ? { group } : {}),
+        ...(image ? { image: imageRef(image) } : {}),
+        ...(req.user_data ? { user_data: req.user_data } : {}),
+        ...(ports ? { ports } : {}),
       }),
       project,
     };
@@ -102,8 +120,12 @@ export class ApiStore {
         unit: wu.id,
       }),
       ...(group ? { group } : {}),
+      ...(image ? { image: image.id } : {}),
+      ...(ports ? { ports } : {}),
       project,
     };
+    // The server uses the image: its boot fails NO_NODE once the image is gone (ts/images/store.ts).
+    const userPath = image ? this.images!.zkPaths.user(image.id, serverId) : null;
     return this.admission.admit({
       project,
       serverId,
@@ -114,15 +136,31 @@ export class ApiStore {
           .create(this.paths.workUnit(wu.id), wu)
           .create(this.paths.server(serverId), server)
           .create(this.paths.inboxEntry(wu.shard, wu.id));
-        // Joins the group in the same transaction; a group deleted meanwhile refuses this boot alone.
+        // Joins its group in the same transaction (a group deleted meanwhile fails this create).
         if (group) txn.create(this.paths.groupMember(group, serverId));
+        // The image cannot be removed while this node exists, nor this server made once it is gone.
+        if (userPath) txn.create(userPath);
       },
-      ...(group ? { requires: { path: this.paths.groupMember(group, serverId), refusal: () => notFound('server group', group) } } : {}),
+      refusal: (e) => {
+        if (!isZkError(e, 'NO_NODE')) return null;
+        if (userPath && e.path === userPath) return new ApiError('BAD_REQUEST', `image ${req.image} was removed meanwhile`);
+        if (group && e.path === this.paths.groupMember(group, serverId)) return notFound('server group', group);
+        return null;
+      },
       answer: { work_unit_id: wu.id, server_id: serverId },
       ...(idempotencyKey !== undefined
         ? { idempotency: { path: keyPath(this.paths, project, 'POST /v1/servers', idempotencyKey), fingerprint: fingerprintOf(req) } }
         : {}),
     });
+  }
+
+  /** The image a boot names, by id or by name within the booting project; only one the caller may see. */
+  private async imageFor(req: CreateServer, project: ProjectId): Promise<ImageRecord | undefined> {
+    if (req.image === undefined) return undefined;
+    if (!this.images) throw new ApiError('BAD_REQUEST', 'this API knows no images');
+    const found = await this.images.resolve(req.image, project);
+    if (!found) throw new ApiError('BAD_REQUEST', `no image named or with id ${req.image} in project ${project}`);
+    return found;
   }
 
   /** start / stop / reboot / delete: one unit at a time per server, and only what its state allows. */
@@ -155,7 +193,10 @@ export class ApiStore {
   async getServer(id: ServerId, scope: Scope) {
     const s = await this.zk.get<InProject<ServerRecord>>(this.paths.server(id));
     if (!s?.value || !canSee(scope, s.value.project)) throw notFound('server', id);
-    return presentServer(s.value);
+    // Whether GET /v1/servers/:id/console has something to show: its compute runs real guests.
+    const compute = s.value.compute_id;
+    const console = compute ? (await this.zk.exists(`${this.paths.self(compute)}/console`)) !== null : false;
+    return { ...presentServer(s.value), console };
   }
 
   async listServers(status: string | undefined, scope: Scope) {
@@ -238,6 +279,8 @@ export function presentServer(s: InProject<ServerRecord>) {
     group: s.group ?? null,
     created_at: iso(s.created_at),
     ...(s.last_error ? { last_error: s.last_error } : {}),
+    ...(s.image ? { image: s.image } : {}),
+    ...(s.ports ? { ports: s.ports } : {}),
   };
 }
 

@@ -21,7 +21,11 @@ Usage: quark <command> [options]
 Commands:
   up        start ZooKeeper, one api, orcs and computes locally, then boot a demo VM
             --orcs N (2) --computes M (3) --port P (8080) --zk-port Z (2181) --no-demo
+            --hypervisor test|qemu (test: libvirt's test driver; qemu: real guests through
+                                   libvirtd, one compute, the tiny image registered as 'tiny')
   api       the REST API           --port (8080) --host (127.0.0.1)
+                                   --images-dir (.quark/image-store: where uploaded images are kept)
+                                   --public-url (http://HOST:PORT: where computes fetch images)
                                    --tls-cert FILE --tls-key FILE   serve HTTPS
                                    --insecure   allow plain HTTP on a non-loopback --host (warned at start)
                                    --allowed-host NAME,…   more Host values to answer (loopback names always)
@@ -42,7 +46,17 @@ Commands:
                                    self/free may go unread; it is always read before a claim on it)
   compute   one hypervisor host    --id ID --vcpus (16) --ram-mb (32768) --disk-gb (500)
                                    --bandwidth-mbps (10000) --zone (default) --labels a,b
-                                   --libvirt-uri (test:///default)
+                                   --libvirt-uri (test:///default; qemu:///system runs real guests,
+                                   and --vcpus/--ram-mb then default to what libvirt reports)
+                                   --shutdown-timeout-s (30: a stop's ACPI shutdown, then destroy)
+            real guests only:      --state-dir (.quark/computes/ID: storage pool, consoles)
+                                   --accel auto|kvm|tcg (auto: probe once, keep the answer)
+                                   --cpu host-passthrough|host-model|default (with --accel kvm|tcg)
+                                   --probe-image PATH (the qcow2 the probe boots; default: build the tiny image)
+                                   --probe-cache FILE (STATE-DIR/accel-probe.json: the probe's answer, kept
+                                   while the host stays the same)
+                                   --guest-network isolated|nat|none|network:NAME|bridge:NAME (isolated)
+                                   --console-port (0: any) --console-host (127.0.0.1)
                                    --step-delay-ms (0: a pause before each step, for demos and fault tests)
                                    --drain-timeout-ms (30000: on SIGTERM, how long to finish units in flight)
                                    --hypervisor-report-ms (200: least time between two writes of self/hypervisor)
@@ -116,6 +130,8 @@ async function main(argv: string[]): Promise<void> {
       const a = parse({
         port: { type: 'string', default: '8080' },
         host: { type: 'string', default: '127.0.0.1' },
+        'images-dir': { type: 'string', default: join('.quark', 'image-store') },
+        'public-url': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         insecure: { type: 'boolean', default: false },
@@ -150,6 +166,11 @@ async function main(argv: string[]): Promise<void> {
       }
       const rate = int(a.v['rate-limit'], 'rate-limit');
       const lag = int(a.v['max-event-loop-delay-ms'], 'max-event-loop-delay-ms');
+      const publicHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+      const images = {
+        dir: resolve(a.v['images-dir'] as string),
+        publicUrl: ((a.v['public-url'] as string | undefined) ?? `${surface.scheme}://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${port}`).replace(/\/+$/, ''),
+      };
       const opts = {
         tls: surface.tls,
         allowedHosts: surface.allowedHosts,
@@ -157,6 +178,7 @@ async function main(argv: string[]): Promise<void> {
         pressure: lag === 0 ? null : { ...DEFAULT_PRESSURE, maxEventLoopDelayMs: lag },
         maxStreamsPerToken: int(a.v['max-streams-per-token'], 'max-streams-per-token', 1),
         requestTimeoutMs: int(a.v['request-timeout-ms'], 'request-timeout-ms', 1),
+        images,
       };
       await runWithSession({ ...a, log }, async (zk, paths) => {
         const config = await readConfig(zk, paths);
@@ -257,8 +279,8 @@ async function main(argv: string[]): Promise<void> {
     case 'compute': {
       const a = parse({
         id: { type: 'string' },
-        vcpus: { type: 'string', default: '16' },
-        'ram-mb': { type: 'string', default: '32768' },
+        vcpus: { type: 'string' },
+        'ram-mb': { type: 'string' },
         'disk-gb': { type: 'string', default: '500' },
         'bandwidth-mbps': { type: 'string', default: '10000' },
         zone: { type: 'string', default: 'default' },
@@ -270,10 +292,20 @@ async function main(argv: string[]): Promise<void> {
         hollow: { type: 'string' },
         'id-prefix': { type: 'string', default: 'hollow' },
         'start-concurrency': { type: 'string', default: '64' },
+        'shutdown-timeout-s': { type: 'string', default: '30' },
+        'state-dir': { type: 'string' },
+        accel: { type: 'string', default: 'auto' },
+        cpu: { type: 'string' },
+        'probe-image': { type: 'string' },
+        'probe-cache': { type: 'string' },
+        'guest-network': { type: 'string', default: 'isolated' },
+        'console-port': { type: 'string', default: '0' },
+        'console-host': { type: 'string', default: '127.0.0.1' },
       });
-      const capacityOf = (uri: string) => ({
-        vcpus: int(a.v.vcpus, 'vcpus', 1),
-        ram_mb: int(a.v['ram-mb'], 'ram-mb', 1),
+      // Real guests default to the host libvirt reports; the test driver to a made-up one.
+      const capacityOf = (uri: string, host?: { cpus: number; memory_kib: number }) => ({
+        vcpus: int(a.v.vcpus ?? host?.cpus ?? 16, 'vcpus', 1),
+        ram_mb: int(a.v['ram-mb'] ?? (host ? Math.floor(host.memory_kib / 1024) : 32768), 'ram-mb', 1),
         disk_gb: int(a.v['disk-gb'], 'disk-gb', 0),
         bandwidth_mbps: int(a.v['bandwidth-mbps'], 'bandwidth-mbps', 0),
         zone: a.v.zone as string,
@@ -310,10 +342,15 @@ async function main(argv: string[]): Promise<void> {
       const { Hypervisor } = await import('../native/libvirt.js');
       const uri = a.v['libvirt-uri'] as string;
       const hv = await Hypervisor.open(uri);
-      const capacity = capacityOf(uri);
+      const shutdownTimeoutMs = int(a.v['shutdown-timeout-s'], 'shutdown-timeout-s') * 1000;
+      const { openGuestHost } = await import('../guest/cli.js');
+      // qemu:// connections run real guests: pool, image cache, consoles, the probed accelerator.
+      const guest = await openGuestHost(hv, id, a.v, log);
+      // A real guest boots from an image: builds without one are placed elsewhere (ts/orc/orc.ts).
+      const capacity = { ...capacityOf(uri, guest ? await hv.hostInfo() : undefined), ...(guest ? { image_required: true } : {}) };
       const drainTimeoutMs = int(a.v['drain-timeout-ms'], 'drain-timeout-ms');
       await runWithSession({ ...a, log }, async (zk, paths) => {
-        const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs, hypervisorReportMs, drainTimeoutMs });
+        const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs, hypervisorReportMs, drainTimeoutMs, shutdownTimeoutMs, ...(guest ? { guest } : {}) });
         await c.start();
         return c;
       });
@@ -393,19 +430,24 @@ async function main(argv: string[]): Promise<void> {
     case 'up': {
       const a = parse({
         orcs: { type: 'string', default: '2' },
-        computes: { type: 'string', default: '3' },
+        computes: { type: 'string' },
         port: { type: 'string', default: '8080' },
         'zk-port': { type: 'string', default: '2181' },
         'no-demo': { type: 'boolean', default: false },
+        hypervisor: { type: 'string', default: 'test' },
       });
+      const hypervisor = a.v.hypervisor as string;
+      if (hypervisor !== 'test' && hypervisor !== 'qemu') throw new UsageError(`--hypervisor must be test or qemu, got ${hypervisor}`);
       await up({
         orcs: int(a.v.orcs, 'orcs', 1),
-        computes: int(a.v.computes, 'computes', 1),
+        // One qemu compute by default: they would share one host's CPUs.
+        computes: int(a.v.computes ?? (hypervisor === 'qemu' ? '1' : '3'), 'computes', 1),
         apiPort: int(a.v.port, 'port'),
         zkPort: int(a.v['zk-port'], 'zk-port'),
         demo: !a.v['no-demo'],
         root: a.root,
         sessionTimeoutMs: a.sessionTimeoutMs,
+        hypervisor,
       });
       return;
     }

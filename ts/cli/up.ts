@@ -17,6 +17,8 @@ export interface UpOptions {
   demo: boolean;
   root: string;
   sessionTimeoutMs: number;
+  /** test: libvirt's test driver; qemu: real guests (ts/dev/qemu-up.ts). */
+  hypervisor?: 'test' | 'qemu';
 }
 
 function portFree(port: number): Promise<boolean> {
@@ -61,6 +63,8 @@ export async function up(o: UpOptions): Promise<void> {
   process.on('SIGINT', () => void stopAll(0));
   process.on('SIGTERM', () => void stopAll(0));
 
+  const qemu = o.hypervisor === 'qemu' ? await (await import('../dev/qemu-up.js')).prepareQemu({ home, say }) : undefined;
+
   say(`starting ZooKeeper on 127.0.0.1:${zkPort} (data in .quark/zk)…`);
   const zk = await launcher.startZooKeeper({ dataDir: join(home, 'zk'), clientPort: zkPort });
   const admin = await ensureLocalAdminToken({ zk: zk.connectionString, root: o.root, home });
@@ -78,18 +82,20 @@ export async function up(o: UpOptions): Promise<void> {
   writeFileSync(join(home, 'cluster.json'), JSON.stringify({ zk: zk.connectionString, api, root: o.root }, null, 2));
   cluster.startApi();
   for (let i = 1; i <= o.orcs; i++) cluster.startOrc(`orc-${i}`);
-  for (let i = 1; i <= o.computes; i++) cluster.startCompute(`compute-${i}`);
+  for (let i = 1; i <= o.computes; i++) cluster.startCompute(`compute-${i}`, qemu?.computeArgs(i) ?? []);
 
-  // Ready when the API answers, every compute is alive and every shard has an owner.
+  // Ready when the API answers, every compute is alive and every shard has an owner. A qemu
+  // compute probes its accelerator first, once per host.
+  const readyS = qemu ? 180 : 60;
   try {
-    await cluster.ready({ computes: o.computes, timeoutMs: 60_000, intervalMs: 250 });
+    await cluster.ready({ computes: o.computes, timeoutMs: readyS * 1000, intervalMs: 250 });
   } catch {
-    say('the cluster did not come up within 60 s; see .quark/logs/');
+    say(`the cluster did not come up within ${readyS} s; see .quark/logs/`);
     return stopAll(1);
   }
-  say(`cluster up: api ${api}, ${o.orcs} orcs, ${o.computes} computes (libvirt test:///default), ZooKeeper ${zk.connectionString}`);
+  say(`cluster up: api ${api}, ${o.orcs} orcs, ${o.computes} computes (${qemu?.describe ?? 'libvirt test:///default'}), ZooKeeper ${zk.connectionString}`);
 
-  if (o.demo) await demo(api);
+  if (o.demo) await (qemu ? qemu.demo(api) : demo(api));
 
   say(`
 Where to look:

@@ -2,6 +2,7 @@
 import type { ComputeId, GroupId, ServerId, WorkUnitId } from './ids.js';
 import type { GroupPolicy, StepName, VmStatus, WorkKind, WorkUnitState } from './vocabulary.js';
 import type { PlacementPolicy } from './placement-policy.js';
+import type { ImageRef } from '../images/model.js';
 
 export { TERMINAL, type WorkUnitState } from './vocabulary.js';
 
@@ -63,6 +64,17 @@ export interface BuildRequest {
   /** The server group the VM is a member of: placement follows its policy. */
   group?: GroupId;
   anti_affinity_group?: string;
+  /** What a real guest boots from (required on a qemu compute; the test driver ignores it). */
+  image?: ImageRef;
+  /** NoCloud user data, base64, as the API took it. */
+  user_data?: string;
+  /** TCP ports of the compute's 127.0.0.1 forwarded into the guest (user-mode network). */
+  ports?: PortMapping[];
+}
+
+export interface PortMapping {
+  host_port: number;
+  guest_port: number;
 }
 
 /** /quark/servers/<id>: the VM as users see it. */
@@ -78,6 +90,9 @@ export interface ServerRecord {
   /** The work unit currently acting on this server; one at a time. */
   task: WorkUnitId | null;
   last_error?: ErrorInfo;
+  /** The image's id, when booted from one. */
+  image?: string;
+  ports?: PortMapping[];
   /** Its server group, if it joined one at boot; it leaves when deleted or when its build fails. */
   group?: GroupId;
 }
@@ -131,6 +146,8 @@ export interface ComputeCapacity extends Consumes {
   zone: string;
   labels: string[];
   libvirt_uri: string;
+  /** A compute that runs real guests: the orcs place only builds that name an image there. */
+  image_required?: boolean;
 }
 
 /** The ephemeral `alive` node. */

@@ -55,6 +55,10 @@ export const UNIT_ERROR_CODES = [
   'STEP_FAILED',
   'NOT_IN_FLIGHT',
   'NOT_PROVIDED',
+  // decided by a real-guest compute (ts/guest/host.ts)
+  'IMAGE_REQUIRED',
+  'USER_DATA_TOO_LARGE',
+  'IMAGE_FETCH_FAILED',
 ] as const;
 export type UnitErrorCode = (typeof UNIT_ERROR_CODES)[number];
 

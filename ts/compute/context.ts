@@ -5,6 +5,7 @@ import type { Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import type { Logger } from '../common/log.js';
 import type { ComputeId, ServerId } from '../common/ids.js';
+import type { GuestHost } from '../guest/host.js';
 import { addConsumes, type ComputeCapacity, type Consumes, type ManagedRecord } from '../common/model.js';
 
 export interface ComputeContext {
@@ -14,6 +15,8 @@ export interface ComputeContext {
   hv: Hypervisor;
   capacity: ComputeCapacity;
   log: Logger;
+  /** Real guests (a qemu:// connection): storage, seeds, consoles, the probed accelerator. */
+  guest?: GuestHost;
 }
 
 /** The VMs this compute manages, each as its managing/<vm> record (status included). */

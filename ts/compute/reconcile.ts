@@ -22,7 +22,7 @@ export async function reconcile(c: ComputeContext, managed: ManagedVms, runner: 
     if (!server?.value || server.value.compute_id !== id) {
       // The orc gave this VM up (LOST and rebuilt elsewhere, or deleted): drop our copy.
       log.warn('dropping a VM this compute no longer owns', { vm });
-      await ensureUndefined(hv, vm as ServerId);
+      await ensureUndefined(hv, vm as ServerId, c.guest);
       await applyOps(zk.txn(), forgetManaged(paths, id, vm as ServerId, rec.value)).commit();
       continue;
     }
@@ -33,16 +33,17 @@ export async function reconcile(c: ComputeContext, managed: ManagedVms, runner: 
       log.info('VM found again after its compute was lost', { vm, status: rec.value.status });
       await zk.set(paths.server(vm as ServerId), found.next, server.stat.version);
     }
-    await ensureDefined(hv, vm as ServerId, rec.value.consumes);
+    await ensureDefined(hv, vm as ServerId, rec.value.consumes, id);
     if (rec.value.status === 'ACTIVE') await ensureRunning(hv, vm as ServerId);
   }
   const active = (await zk.children(paths.activeTasks(id))) ?? [];
   const queued = (await zk.children(paths.nextTasks(id))) ?? [];
   for (const dom of await hv.list()) {
     const vm = vmIdOfDomain(dom.name);
-    if (vm && !managed.has(vm as ServerId) && !(await hasTaskFor(c, active, queued, vm))) {
+    // Only domains this compute defined: another compute may share the libvirt.
+    if (vm && dom.owner === id && !managed.has(vm as ServerId) && !(await hasTaskFor(c, active, queued, vm))) {
       log.warn('removing a libvirt domain nobody manages', { domain: dom.name });
-      await ensureUndefined(hv, vm as ServerId);
+      await ensureUndefined(hv, vm as ServerId, c.guest);
     }
   }
   for (const wu of active) await resumeActive(c, managed, runner, wu as WorkUnitId);
@@ -77,7 +78,7 @@ async function resumeActive(c: ComputeContext, managed: ManagedVms, runner: Runn
   const wu = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
   if (!wu?.value || wu.value.compute_id !== id || wu.value.state !== 'RUNNING') {
     log.warn('dropping an active task that is no longer ours', { wu: wuId, state: wu?.value?.state });
-    if (t.value.kind === 'build' && !managed.has(t.value.server_id)) await ensureUndefined(c.hv, t.value.server_id);
+    if (t.value.kind === 'build' && !managed.has(t.value.server_id)) await ensureUndefined(c.hv, t.value.server_id, c.guest);
     await applyOps(zk.txn(), forgetActiveTask(paths, id, t.value, completed)).commit();
     return;
   }

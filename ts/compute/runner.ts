@@ -182,6 +182,10 @@ export class Runner implements StepRunner {
         consumes: task.consumes,
         admit: (what) => this.admit(task, what),
         shutdownTimeoutMs: this.o.shutdownTimeoutMs ?? 30_000,
+        owner: this.c.id,
+        guest: this.c.guest,
+        request: entry.wu.request,
+        onRetry: (err, attempt) => this.c.log.warn('libvirt unreachable; retrying the step', { wu: task.work_unit_id, step: input.step, attempt, err }),
       }),
     );
     const step: CompletedStep = { name: input.step, time_to_completion_ms: stepDuration(started, performance.now()), completed_at: Date.now() };
@@ -266,7 +270,7 @@ export class Runner implements StepRunner {
     const vm = task.server_id;
     const now = Date.now();
     const error = stepFailure(failure);
-    if (task.kind === 'build') await this.effect(() => ensureUndefined(hv, vm)).catch(() => {});
+    if (task.kind === 'build') await this.effect(() => ensureUndefined(hv, vm, this.c.guest)).catch(() => {});
     for (;;) {
       // Walk what is there: a step whose commit landed just before the failure is not in `completed`.
       const present = await presentTaskNodes(this.c, task.work_unit_id);
@@ -295,7 +299,7 @@ export class Runner implements StepRunner {
   private async abandon(entry: InFlight): Promise<void> {
     const { task } = entry;
     this.c.log.warn('work unit was reassigned while it ran here; abandoning our copy', { wu: task.work_unit_id });
-    if (task.kind === 'build' && !this.managed.has(task.server_id)) await this.effect(() => ensureUndefined(this.c.hv, task.server_id)).catch(() => {});
+    if (task.kind === 'build' && !this.managed.has(task.server_id)) await this.effect(() => ensureUndefined(this.c.hv, task.server_id, this.c.guest)).catch(() => {});
     await dropTask(this.c, task, async () => {
       const { active, next } = await presentTaskNodes(this.c, task.work_unit_id);
       return [...removeWalked(active), ...removeWalked(next)];

@@ -2,6 +2,7 @@
 // the ephemeral `alive` node, and self/hypervisor, what libvirt itself reports.
 import os from 'node:os';
 import { claimEphemeral } from '../zk/recipes/ephemeral.js';
+import { isZkError } from '../zk/errors.js';
 import { ZERO, type AliveRecord } from '../common/model.js';
 import { vmIdOfDomain } from './steps.js';
 import { freeOf, type ComputeContext } from './context.js';
@@ -27,10 +28,15 @@ export class SelfPublisher {
       [`${paths.self(id)}/cpu`, cap.vcpus],
       [`${paths.self(id)}/disk`, cap.disk_gb],
       [`${paths.self(id)}/network/max_bandwidth`, cap.bandwidth_mbps],
+      // What runs the guests (kvm, tcg, or the test driver's records), and where their consoles are read.
+      [`${paths.self(id)}/accel`, this.c.guest?.accel ?? 'test'],
+      ...(this.c.guest ? ([[`${paths.self(id)}/console`, this.c.guest.consoleUrl]] as Array<[string, unknown]>) : []),
     ];
     for (const [p, v] of leaves) {
       if (!(await zk.createIfAbsent(p, v))) await zk.set(p, v, -1);
     }
+    // A console server left from an earlier life of this id on a real hypervisor is gone now.
+    if (!this.c.guest) await zk.remove(`${paths.self(id)}/console`).catch((e) => { if (!isZkError(e, 'NO_NODE')) throw e; });
     await zk.createIfAbsent(paths.selfFree(id), freeOf(cap, ZERO));
   }
 

@@ -4,8 +4,9 @@ import type { Hypervisor } from '../native/libvirt.js';
 import { LibvirtError } from '../native/libvirt.js';
 import type { StepName } from '../actors/kinds.js';
 import { StepError } from '../actors/work-unit.js';
-import type { Consumes } from '../common/model.js';
+import type { BuildRequest, Consumes } from '../common/model.js';
 import type { ServerId } from '../common/ids.js';
+import type { GuestHost } from '../guest/host.js';
 
 export const domainName = (vm: ServerId | string): string => `quark-${vm}`;
 export const vmIdOfDomain = (name: string): string | null => (name.startsWith('quark-') ? name.slice(6) : null);
@@ -18,6 +19,16 @@ export interface StepContext {
   admit(kind: 'vcpu' | 'storage'): void;
   /** How long a graceful shutdown may take before the domain is forced off. */
   shutdownTimeoutMs: number;
+  /** The compute's id, kept in each domain's metadata (reconcile touches only its own). */
+  owner?: string;
+  /** Real guests (QEMU): storage, seed, devices. Absent on the test driver. */
+  guest?: GuestHost;
+  /** The build's request: the image, user data and ports a real guest needs. */
+  request?: BuildRequest;
+  /** How long steps retry while libvirt is unreachable (libvirtd restarting). */
+  libvirtRetryMs?: number;
+  /** Told of each retry, for the log. */
+  onRetry?: (err: unknown, attempt: number) => void;
 }
 
 const isCode = (e: unknown, ...codes: string[]): boolean => e instanceof LibvirtError && codes.includes(e.code);
@@ -36,10 +47,16 @@ async function stateOf(hv: Hypervisor, name: string) {
  * definition, even of a running domain), so the domain is defined straight away: looking it up
  * first cost a second call, and for a new domain a NO_DOMAIN error, on every boot.
  */
-export async function ensureDefined(hv: Hypervisor, vm: ServerId, c: Consumes): Promise<void> {
+export async function ensureDefined(hv: Hypervisor, vm: ServerId, c: Consumes, owner?: string): Promise<void> {
   const name = domainName(vm);
+  if (hv.runsGuests) {
+    // A real guest's definition carries its disk and devices, which this call does not know:
+    // it only checks the domain is there (libvirt keeps persistent domains across restarts).
+    if ((await stateOf(hv, name)) === null) throw new StepError('DOMAIN_MISSING', `domain ${name} is not defined`);
+    return;
+  }
   try {
-    await hv.define({ name, uuid: vm, vcpus: c.vcpus, ram_mb: c.ram_mb, disk_gb: c.disk_gb });
+    await hv.define({ name, uuid: vm, vcpus: c.vcpus, ram_mb: c.ram_mb, disk_gb: c.disk_gb, ...(owner ? { owner } : {}) });
   } catch (e) {
     // A concurrent or earlier define won; what matters is that the domain exists now.
     if ((await stateOf(hv, name)) === null) throw e;
@@ -74,29 +91,75 @@ export async function ensureStopped(hv: Hypervisor, vm: ServerId, timeoutMs: num
   while ((st = await stateOf(hv, name)) !== null && st !== 'shutoff' && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
   }
-  if (st !== null && st !== 'shutoff') await hv.destroy(name);
+  if (st !== null && st !== 'shutoff') {
+    try {
+      await hv.destroy(name);
+    } catch (e) {
+      // The guest finished powering off between the last look and the destroy.
+      if (!isCode(e, 'OPERATION_INVALID')) throw e;
+    }
+  }
 }
 
-export async function ensureUndefined(hv: Hypervisor, vm: ServerId): Promise<void> {
+/** No domain, and with `guest`, no overlay, seed or console file either. */
+export async function ensureUndefined(hv: Hypervisor, vm: ServerId, guest?: GuestHost): Promise<void> {
   const name = domainName(vm);
   const st = await stateOf(hv, name);
-  if (st === null) return;
-  if (st !== 'shutoff') await hv.destroy(name);
-  try {
-    await hv.undefine(name);
-  } catch (e) {
-    if (!isCode(e, 'NO_DOMAIN')) throw e;
+  if (st !== null) {
+    if (st !== 'shutoff') {
+      try {
+        await hv.destroy(name);
+      } catch (e) {
+        // It stopped meanwhile (a guest that powered itself off).
+        if (!isCode(e, 'OPERATION_INVALID')) throw e;
+      }
+    }
+    try {
+      await hv.undefine(name);
+    } catch (e) {
+      if (!isCode(e, 'NO_DOMAIN')) throw e;
+    }
+  }
+  await guest?.removeStorage(vm);
+}
+
+const RETRYABLE = ['CONNECT_FAILED', 'TIMEOUT'];
+
+/**
+ * Runs an idempotent effect again while libvirt cannot be reached (libvirtd restarting: the
+ * connection re-opens on the next call), backing off up to a second, for at most `forMs`.
+ */
+export async function retryingLibvirt<T>(
+  forMs: number,
+  effect: () => Promise<T>,
+  onRetry?: (err: unknown, attempt: number) => void,
+): Promise<T> {
+  const deadline = Date.now() + forMs;
+  for (let attempt = 1, delay = 100; ; attempt++, delay = Math.min(delay * 2, 1000)) {
+    try {
+      return await effect();
+    } catch (e) {
+      if (!isCode(e, ...RETRYABLE) || Date.now() + delay > deadline) throw e;
+      onRetry?.(e, attempt);
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 }
 
 export async function runStepEffect(step: StepName, ctx: StepContext): Promise<void> {
+  return retryingLibvirt(ctx.libvirtRetryMs ?? 60_000, () => stepEffect(step, ctx), ctx.onRetry);
+}
+
+async function stepEffect(step: StepName, ctx: StepContext): Promise<void> {
   switch (step) {
     case 'allocate_vcpu':
       return ctx.admit('vcpu');
     case 'allocate_storage':
-      return ctx.admit('storage');
+      ctx.admit('storage');
+      return ctx.guest?.prepareStorage(ctx.vm, ctx.request, ctx.consumes);
     case 'define':
-      return ensureDefined(ctx.hv, ctx.vm, ctx.consumes);
+      if (ctx.guest) return ctx.guest.define(domainName(ctx.vm), ctx.vm, ctx.request, ctx.consumes);
+      return ensureDefined(ctx.hv, ctx.vm, ctx.consumes, ctx.owner);
     case 'start':
       return ensureRunning(ctx.hv, ctx.vm);
     case 'stop':
@@ -107,7 +170,7 @@ export async function runStepEffect(step: StepName, ctx: StepContext): Promise<v
       return ctx.hv.reboot(domainName(ctx.vm));
     }
     case 'undefine':
-      return ensureUndefined(ctx.hv, ctx.vm);
+      return ensureUndefined(ctx.hv, ctx.vm, ctx.guest);
     case 'release':
       // The capacity goes back in the final commit's transaction, with the managing/ entry.
       return;

@@ -7,6 +7,16 @@ export declare class Hypervisor {
   static open(uri?: string | undefined | null): Promise<Hypervisor>
   /** The URI libvirt reports for this connection. */
   get uri(): string
+  /**
+   * The driver behind the connection: test, kvm (QEMU where /dev/kvm is usable), qemu, or
+   * null for drivers Quark does not drive.
+   */
+  get kind(): string | null
+  hostInfo(): Promise<NativeHostInfo>
+  ensurePool(name: string, path: string): Promise<void>
+  createOverlay(pool: string, vol: string, capacityBytes: number, backing: string, backingFormat: string): Promise<NativeVolumeInfo>
+  deleteVolume(pool: string, vol: string): Promise<boolean>
+  listVolumes(pool: string): Promise<Array<NativeVolumeInfo>>
   define(spec: NativeDomainSpec): Promise<NativeDomainInfo>
   start(name: string): Promise<void>
   shutdown(name: string): Promise<void>
@@ -70,6 +80,8 @@ export interface NativeDomainInfo {
   vcpus: number
   memory_kib: number
   persistent: boolean
+  /** The compute id in Quark's metadata, if any. */
+  owner?: string
 }
 
 /** What JS passes to `define`. Numbers arrive as doubles and are checked in the task. */
@@ -79,4 +91,47 @@ export interface NativeDomainSpec {
   vcpus: number
   ram_mb: number
   disk_gb: number
+  /** The compute id kept in Quark's metadata. */
+  owner?: string
+  /** A real guest's devices; absent on the test driver. */
+  guest?: NativeGuestSpec
+}
+
+/** A real guest's devices and CPU. `accel`: kvm | tcg; `cpu`: host-passthrough | host-model | default. */
+export interface NativeGuestSpec {
+  accel: string
+  cpu: string
+  disk_path: string
+  disk_format: string
+  seed_path?: string
+  console_log: string
+  nic: NativeNic
+  bandwidth_mbps: number
+}
+
+export interface NativeHostInfo {
+  cpus: number
+  memory_kib: number
+  model: string
+}
+
+/** `kind`: none | user (QEMU's user-mode network; `isolated`, `forwards`) | network | bridge (`name`). */
+export interface NativeNic {
+  kind: string
+  isolated?: boolean
+  forwards?: Array<NativePortForward>
+  name?: string
+}
+
+/** TCP `host_port` of 127.0.0.1 forwarded to `guest_port` of the guest. */
+export interface NativePortForward {
+  host_port: number
+  guest_port: number
+}
+
+export interface NativeVolumeInfo {
+  name: string
+  path: string
+  capacity_bytes: number
+  allocation_bytes: number
 }

@@ -2,8 +2,12 @@
 // All connections to test:///default in one process share its state, so every domain here
 // has a name unique to this run; the driver's own predefined domain "test" is ignored.
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Hypervisor, LibvirtError, toLibvirtError, type DomainSpec } from './libvirt.js';
+import { Hypervisor, LibvirtError, toLibvirtError, type DomainSpec, type GuestSpec } from './libvirt.js';
 
 const run = `ts-${process.pid}-${Date.now().toString(36)}`;
 const spec = (suffix: string, extra: Partial<DomainSpec> = {}): DomainSpec => ({
@@ -147,6 +151,60 @@ describe('Hypervisor on test:///default', () => {
     expect(infos.every((d) => d.state === 'running')).toBe(true);
   });
 
+  it('reports the test driver as its kind, and the host it simulates', async () => {
+    expect(hv.kind).toBe('test');
+    expect(hv.runsGuests).toBe(false);
+    const host = await hv.hostInfo();
+    expect(host.cpus).toBeGreaterThan(0);
+    expect(host.memory_kib).toBeGreaterThan(0);
+  });
+
+  it('keeps the owner in the domain metadata and reads it back in info and list', async () => {
+    const s = spec('owned', { owner: 'compute-7' });
+    await hv.define(s);
+    await hv.define(spec('unowned'));
+    expect((await hv.info(s.name)).owner).toBe('compute-7');
+    expect((await hv.info(`${run}-unowned`)).owner).toBeUndefined();
+    expect((await hv.list()).find((d) => d.name === s.name)?.owner).toBe('compute-7');
+  });
+
+  it('accepts a guest spec (the test driver runs no guest) and rejects a malformed one', async () => {
+    const guest: GuestSpec = {
+      accel: 'tcg',
+      cpu: 'default',
+      disk_path: '/pool/x.qcow2',
+      disk_format: 'qcow2',
+      console_log: '/console/x.log',
+      nic: { kind: 'user', isolated: true, forwards: [{ host_port: 18080, guest_port: 80 }] },
+      bandwidth_mbps: 0,
+    };
+    expect((await hv.define(spec('guest', { guest }))).state).toBe('shutoff');
+    const bad = [
+      { ...guest, accel: 'hvf' },
+      { ...guest, cpu: 'max' },
+      { ...guest, disk_path: 'relative.qcow2' },
+      { ...guest, nic: { kind: 'user', isolated: true, forwards: [{ host_port: 70000, guest_port: 80 }] } },
+      { ...guest, nic: { kind: 'bridge' } },
+    ];
+    for (const g of bad) {
+      const err = await rejection(hv.define(spec('bad-guest', { guest: g as never })));
+      expect(err.code, JSON.stringify(g)).toBe('INVALID_ARG');
+    }
+  });
+
+  it('makes a pool and overlay volumes in it, each call idempotent', async () => {
+    const pool = `${run}-pool`;
+    await hv.ensurePool(pool, `/${pool}`);
+    await hv.ensurePool(pool, `/${pool}`);
+    const v = await hv.createOverlay(pool, 'vm.qcow2', 2 ** 30, `/${pool}/base.qcow2`, 'qcow2');
+    expect(v).toMatchObject({ name: 'vm.qcow2', capacity_bytes: 2 ** 30 });
+    expect((await hv.createOverlay(pool, 'vm.qcow2', 2 ** 30, `/${pool}/base.qcow2`, 'qcow2')).path).toBe(v.path);
+    expect((await hv.listVolumes(pool)).map((x) => x.name)).toContain('vm.qcow2');
+    expect(await hv.deleteVolume(pool, 'vm.qcow2')).toBe(true);
+    expect(await hv.deleteVolume(pool, 'vm.qcow2')).toBe(false);
+    expect((await rejection(hv.listVolumes(`${run}-no-pool`))).code).toBe('NO_POOL');
+  });
+
   it('fails every call on a closed connection with CLOSED', async () => {
     const other = await Hypervisor.open('test:///default');
     await other.close();
@@ -161,6 +219,29 @@ describe('Hypervisor.open', () => {
     const err = await rejection(Hypervisor.open('nosuchdriver:///nowhere'));
     expect(err.code).toBe('CONNECT_FAILED');
     expect(typeof err.libvirtCode).toBe('number');
+  });
+});
+
+describe('call bounds', () => {
+  it('fails a call to a daemon that never answers with TIMEOUT', async () => {
+    // A real fault: a socket that accepts libvirt's connection and then says nothing.
+    const dir = await mkdtemp(join(tmpdir(), 'quark-mute-'));
+    const path = join(dir, 'libvirt-sock');
+    const held: Socket[] = [];
+    const mute = createServer((sock) => void held.push(sock));
+    await new Promise<void>((r) => mute.listen(path, r));
+    try {
+      const started = Date.now();
+      const err = await rejection(Hypervisor.open(`qemu+unix:///system?socket=${path}`, { callTimeoutMs: 300 }));
+      expect(err.code).toBe('TIMEOUT');
+      expect(err.message).toMatch(/^TIMEOUT: opening qemu\+unix.* did not answer within 300 ms/);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      // The abandoned open sees the socket close and gives its thread back.
+      for (const s of held) s.destroy();
+      await new Promise((r) => mute.close(r));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -60,6 +60,8 @@ interface FreeWatch {
  */
 export class ClusterWatch extends EventEmitter {
   readonly computes = new Map<ComputeId, ComputeState>();
+  /** Computes that run real guests (capacity.image_required): a build without an image skips them. */
+  readonly imageRequired = new Set<ComputeId>();
   private readonly stops: Array<{ stop(): void }> = [];
   private readonly perCompute = new Map<ComputeId, Array<{ stop(): void }>>();
   private computesListed!: () => void;
@@ -167,6 +169,7 @@ export class ClusterWatch extends EventEmitter {
       for (const w of watches) w.stop();
       this.perCompute.delete(id);
       this.computes.delete(id);
+      this.imageRequired.delete(id);
       this.aliveNow.delete(id);
       this.view.remove(id);
     }
@@ -308,6 +311,7 @@ export class ClusterWatch extends EventEmitter {
       const alive = this.aliveNow.get(id) ?? false;
       st = { id, capacity: cap.value, free, freeVersion: version, alive, reserved: ZERO, staleSince: 0, staleChanges: 0 };
       this.computes.set(id, st);
+      if (cap.value.image_required === true) this.imageRequired.add(id);
       this.view.upsert({
         id,
         capacity: asResources(cap.value),

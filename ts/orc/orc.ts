@@ -241,7 +241,8 @@ export class Orc {
       need: flavorConsumes(r.flavor, r.bandwidth_mbps),
       zone: r.zone,
       labels: r.labels,
-      exclude: wu.tried,
+      // A real guest boots from an image: a build without one may go only where the test driver runs.
+      exclude: r.image || this.cluster.imageRequired.size === 0 ? wu.tried : [...wu.tried, ...this.cluster.imageRequired],
     };
   }
 
@@ -271,11 +272,14 @@ export class Orc {
           .filter(([, n]) => n > 0)
           .map(([f, n]) => `${f} removed ${n}`)
           .join(', ');
+        const realGuests = wu.request.image ? 0 : this.cluster.imageRequired.size;
         const filter = group ? groupFilterOf(group.record.policy) : null;
         const byGroup = group && filter && placement.rejected[filter] > 0 ? ` (the ${filter} filter is server group ${group.record.name} ${group.record.id}, policy ${group.record.policy})` : '';
         return this.fail(wuId, version, wu, {
           code: 'NO_VALID_HOST',
-          message: `no compute can hold ${need.vcpus} vcpus, ${need.ram_mb} MB RAM, ${need.disk_gb} GB disk: ${placement.considered} considered${removed ? `; ${removed}` : ''}${byGroup}`,
+          message:
+            `no compute can hold ${need.vcpus} vcpus, ${need.ram_mb} MB RAM, ${need.disk_gb} GB disk: ${placement.considered} considered${removed ? `; ${removed}` : ''}${byGroup}` +
+            (realGuests > 0 ? `; the build names no image, and ${realGuests} compute(s) run real guests, which boot only from an image (excluded)` : ''),
           rejected: placement.rejected,
         });
       }

@@ -7,6 +7,8 @@ const TOKEN_KEY = 'quark-token';
 export const storedToken = (): string | null => localStorage.getItem(TOKEN_KEY);
 export const saveToken = (t: string): void => localStorage.setItem(TOKEN_KEY, t.trim());
 export const forgetToken = (): void => localStorage.removeItem(TOKEN_KEY);
+/** The token's header, for a call whose answer is not JSON (a guest's console). */
+export const authHeader = (token = storedToken()): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
 
 export class ApiFailure extends Error {
   constructor(

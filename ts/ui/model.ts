@@ -43,6 +43,8 @@ export interface ServerView {
   task: string | null;
   created_at: string | null;
   last_error?: ErrorView;
+  /** In GET /v1/servers/:id only: whether its compute serves a console. */
+  console?: boolean;
 }
 
 export const TERMINAL_STATES: ReadonlySet<string> = new Set(TERMINAL);

@@ -43,6 +43,20 @@ pub enum QuarkError {
         libvirt: Option<LibvirtCause>,
     },
 
+    /// No storage pool with that name (`VIR_ERR_NO_STORAGE_POOL`).
+    #[error("{message}")]
+    NoPool {
+        message: String,
+        libvirt: Option<LibvirtCause>,
+    },
+
+    /// No storage volume with that name (`VIR_ERR_NO_STORAGE_VOL`).
+    #[error("{message}")]
+    NoVolume {
+        message: String,
+        libvirt: Option<LibvirtCause>,
+    },
+
     /// The connection was closed by its owner; no further calls are possible.
     #[error("{message}")]
     Closed { message: String },
@@ -77,6 +91,8 @@ impl QuarkError {
             QuarkError::DomainExists { .. } => "DOMAIN_EXISTS",
             QuarkError::OperationInvalid { .. } => "OPERATION_INVALID",
             QuarkError::ConnectFailed { .. } => "CONNECT_FAILED",
+            QuarkError::NoPool { .. } => "NO_POOL",
+            QuarkError::NoVolume { .. } => "NO_VOLUME",
             QuarkError::Closed { .. } => "CLOSED",
             QuarkError::InvalidArg { .. } => "INVALID_ARG",
             QuarkError::Unsupported { .. } => "UNSUPPORTED",
@@ -86,14 +102,21 @@ impl QuarkError {
 
     /// libvirt's `virErrorNumber`, when libvirt raised the error.
     pub fn libvirt_code(&self) -> Option<i32> {
+        self.libvirt_cause().map(|l| l.code)
+    }
+
+    /// libvirt's number and message, when libvirt raised the error.
+    pub fn libvirt_cause(&self) -> Option<LibvirtCause> {
         match self {
             QuarkError::NoDomain { libvirt, .. }
             | QuarkError::DomainExists { libvirt, .. }
             | QuarkError::OperationInvalid { libvirt, .. }
             | QuarkError::ConnectFailed { libvirt, .. }
+            | QuarkError::NoPool { libvirt, .. }
+            | QuarkError::NoVolume { libvirt, .. }
             | QuarkError::InvalidArg { libvirt, .. }
             | QuarkError::Unsupported { libvirt, .. }
-            | QuarkError::Internal { libvirt, .. } => libvirt.as_ref().map(|l| l.code),
+            | QuarkError::Internal { libvirt, .. } => libvirt.clone(),
             QuarkError::Closed { .. } => None,
         }
     }
@@ -132,6 +155,8 @@ impl From<VirtError> for QuarkError {
         match err.code().known() {
             Some(ErrorNumber::NoDomain) => QuarkError::NoDomain { message, libvirt },
             Some(ErrorNumber::DomExist) => QuarkError::DomainExists { message, libvirt },
+            Some(ErrorNumber::NoStoragePool) => QuarkError::NoPool { message, libvirt },
+            Some(ErrorNumber::NoStorageVolume) => QuarkError::NoVolume { message, libvirt },
             Some(ErrorNumber::OperationInvalid) => {
                 QuarkError::OperationInvalid { message, libvirt }
             }

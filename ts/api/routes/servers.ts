@@ -8,10 +8,28 @@ import { ApiError } from '../errors.js';
 
 const accepted = { 202: S.workUnitAccepted, '4xx': S.errorBody, '5xx': S.errorBody };
 
-export const serverRoutes: FastifyPluginAsync<{ store: ApiStore }> = async (app, { store }) => {
+/** Base64 user data a boot may carry on top of the API's body limit. */
+const USER_DATA_ROOM = 64 * 1024;
+/** The API's body limit unless told otherwise. */
+export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
+
+export const serverRoutes: FastifyPluginAsync<{ store: ApiStore; bodyLimitBytes?: number }> = async (app, { store, bodyLimitBytes = DEFAULT_BODY_LIMIT_BYTES }) => {
   app.post<{ Body: CreateServer }>(
     '/servers',
-    { schema: { body: S.createServerBody, response: accepted }, config: { access: 'write' } },
+    {
+      schema: { body: S.createServerBody, response: accepted },
+      config: { access: 'write' },
+      // The API's limit holds for everything but the user data, which has its own (64 KiB).
+      bodyLimit: bodyLimitBytes + USER_DATA_ROOM + 1024,
+      preValidation: async (req) => {
+        const body = req.body as Partial<CreateServer> | undefined;
+        const size = Number(req.headers['content-length'] ?? Buffer.byteLength(JSON.stringify(body ?? {})));
+        const userData = typeof body?.user_data === 'string' ? body.user_data.length : 0;
+        if (size - userData > bodyLimitBytes) {
+          throw new ApiError('PAYLOAD_TOO_LARGE', `a boot request may be at most ${bodyLimitBytes} bytes besides its user data`);
+        }
+      },
+    },
     async (req, reply) => {
       const key = req.headers['idempotency-key'];
       if (Array.isArray(key) || (key !== undefined && (key.length < 1 || key.length > 255))) {

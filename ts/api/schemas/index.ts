@@ -26,6 +26,14 @@ export const flavor = {
   },
 } as const;
 
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+const portMapping = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['host_port', 'guest_port'],
+  properties: { host_port: { ...port, description: "TCP port on the compute's 127.0.0.1" }, guest_port: port },
+} as const;
+
 export const createServerBody = {
   type: 'object',
   additionalProperties: false,
@@ -37,7 +45,48 @@ export const createServerBody = {
     zone: { ...name, description: 'the compute must be in this zone' },
     bandwidth_mbps: { type: 'integer', minimum: 0, maximum: 1_000_000 },
     group: { ...uuid, description: 'a server group of the project: the server joins it and is placed by its policy' },
+    image: { ...name, description: "image name or id, of the booting project's images; a build without one is placed only on computes that run no real guests" },
+    user_data: {
+      type: 'string',
+      maxLength: 64 * 1024,
+      pattern: '^[A-Za-z0-9+/]*={0,2}$',
+      description: 'cloud-init NoCloud user data, base64 (at most 64 KiB encoded)',
+    },
+    ports: {
+      type: 'array',
+      items: portMapping,
+      maxItems: 16,
+      description: "TCP ports of the compute's 127.0.0.1 forwarded into the guest (user-mode network)",
+    },
   },
+} as const;
+
+export const imageName = name;
+
+export const uploadImageQuery = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'format'],
+  properties: { name, format: { type: 'string', enum: ['qcow2', 'raw'] } },
+} as const;
+
+export const image = {
+  type: 'object',
+  properties: {
+    id: uuid,
+    project: { type: ['string', 'null'], description: 'the project that uploaded it' },
+    name: { type: 'string' },
+    format: { type: 'string' },
+    size_bytes: { type: 'integer' },
+    sha256: { type: 'string' },
+    created_at: timestamp,
+  },
+} as const;
+
+export const consoleQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { lines: { type: 'string', pattern: '^[1-9][0-9]{0,4}$', description: 'how many of the last lines (default 100, at most 10000)' } },
 } as const;
 
 export const actionBody = {
@@ -80,6 +129,9 @@ export const server = {
     group: { type: ['string', 'null'], description: 'the server group it was booted into' },
     created_at: timestamp,
     last_error: errorInfo,
+    image: { type: 'string', description: 'the id of the image it booted from' },
+    console: { type: 'boolean', description: 'GET /v1/servers/:id/console has a serial console to show (only on GET of one server)' },
+    ports: { type: 'array', items: { type: 'object', properties: portMapping.properties } },
   },
 } as const;
 

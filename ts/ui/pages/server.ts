@@ -2,7 +2,7 @@
 // and every work unit that touched it; live through the server's event stream.
 import { vmMachine } from '../../actors/vm.js';
 import { isWorkKind, stepsOf } from '../../actors/kinds.js';
-import { ApiFailure, LiveFeed, getJson, parseFeed } from '../api.js';
+import { ApiFailure, LiveFeed, authHeader, getJson, parseFeed } from '../api.js';
 import { drawChart, layOut } from '../chart.js';
 import { ago, badge, fill, h, link, shortId, unitHref } from '../dom.js';
 import { formatMs, type NodeView, type ServerView, type WorkUnitView } from '../model.js';
@@ -40,6 +40,8 @@ export const serverPage: Page = async (root, id) => {
   const errorEl = h('div');
   const rows = h('tbody', { id: 'server-units' });
   const title = h('h1', {}, 'Server ');
+  const consoleEl = h('pre', { id: 'server-console', class: 'console' });
+  const consoleNote = h('p', { class: 'muted' }, 'Loading the console…');
 
   fill(
     root,
@@ -62,7 +64,38 @@ export const serverPage: Page = async (root, id) => {
         ),
       ),
     ),
+    h('section', { class: 'card console-card' }, h('h2', {}, 'Serial console (last 40 lines)'), consoleNote, consoleEl),
   );
+
+  // The guest's console, as GET /v1/servers/:id/console serves it. Only computes that run real
+  // guests have one (GET /v1/servers/:id says so in `console`); asked again when the server moves.
+  let consoleOf: string | null | undefined;
+  let hasConsole = server?.console === true;
+  const refreshConsole = async (): Promise<void> => {
+    try {
+      if (server && server.compute_id !== consoleOf) {
+        consoleOf = server.compute_id;
+        hasConsole = (await getJson<ServerView>(`/v1/servers/${encodeURIComponent(id)}`)).body.console === true;
+      }
+      if (!server || !hasConsole) {
+        fill(consoleNote, !server ? 'deleted' : server.compute_id ? `compute ${server.compute_id} runs no real guests (libvirt's test driver): no console` : 'not on a compute yet');
+        fill(consoleEl);
+        return;
+      }
+      const res = await fetch(`/v1/servers/${encodeURIComponent(id)}/console?lines=40`, { headers: authHeader() });
+      if (!res.ok) {
+        fill(consoleNote, `no console (HTTP ${res.status})`);
+        return;
+      }
+      fill(consoleNote);
+      fill(consoleEl, await res.text());
+    } catch (e) {
+      fill(consoleNote, `could not read the console: ${(e as Error).message}`);
+    }
+  };
+  consoleOf = server?.compute_id;
+  void refreshConsole();
+  const consoleTimer = setInterval(() => void refreshConsole(), 2000);
 
   const renderServer = (): void => {
     if (!server) {
@@ -120,7 +153,10 @@ export const serverPage: Page = async (root, id) => {
 
   const feed = new LiveFeed(live);
   const setLive = (mode: string, text: string) => feed.set(mode, text);
-  const close = () => feed.close();
+  const close = () => {
+    clearInterval(consoleTimer);
+    feed.close();
+  };
   if (!server) {
     setLive('closed', 'deleted');
   } else {

@@ -8,7 +8,10 @@ use napi::{Env, Task};
 use napi_derive::napi;
 
 use crate::error::QuarkError;
-use crate::libvirt::{Connection, DomainInfo, DomainSpec, DEFAULT_URI};
+use crate::libvirt::{
+    Accel, Connection, CpuMode, DomainInfo, DomainKind, DomainSpec, GuestSpec, HostInfo, Nic,
+    PortForward, VolumeInfo, DEFAULT_URI,
+};
 
 /// What JS passes to `define`. Numbers arrive as doubles and are checked in the task.
 #[napi(object, js_name = "NativeDomainSpec")]
@@ -20,6 +23,159 @@ pub struct JsDomainSpec {
     pub ram_mb: f64,
     #[napi(js_name = "disk_gb")]
     pub disk_gb: f64,
+    /// The compute id kept in Quark's metadata.
+    pub owner: Option<String>,
+    /// A real guest's devices; absent on the test driver.
+    pub guest: Option<NativeGuestSpec>,
+}
+
+/// A real guest's devices and CPU. `accel`: kvm | tcg; `cpu`: host-passthrough | host-model | default.
+#[napi(object)]
+pub struct NativeGuestSpec {
+    pub accel: String,
+    pub cpu: String,
+    #[napi(js_name = "disk_path")]
+    pub disk_path: String,
+    #[napi(js_name = "disk_format")]
+    pub disk_format: String,
+    #[napi(js_name = "seed_path")]
+    pub seed_path: Option<String>,
+    #[napi(js_name = "console_log")]
+    pub console_log: String,
+    pub nic: NativeNic,
+    #[napi(js_name = "bandwidth_mbps")]
+    pub bandwidth_mbps: f64,
+}
+
+/// `kind`: none | user (QEMU's user-mode network; `isolated`, `forwards`) | network | bridge (`name`).
+#[napi(object)]
+pub struct NativeNic {
+    pub kind: String,
+    pub isolated: Option<bool>,
+    pub forwards: Option<Vec<NativePortForward>>,
+    pub name: Option<String>,
+}
+
+/// TCP `host_port` of 127.0.0.1 forwarded to `guest_port` of the guest.
+#[napi(object)]
+pub struct NativePortForward {
+    #[napi(js_name = "host_port")]
+    pub host_port: f64,
+    #[napi(js_name = "guest_port")]
+    pub guest_port: f64,
+}
+
+#[napi(object, js_name = "NativeHostInfo")]
+pub struct JsHostInfo {
+    pub cpus: u32,
+    #[napi(js_name = "memory_kib")]
+    pub memory_kib: f64,
+    pub model: String,
+}
+
+impl From<HostInfo> for JsHostInfo {
+    fn from(h: HostInfo) -> Self {
+        JsHostInfo {
+            cpus: h.cpus,
+            // KiB of any real machine stay far below 2^53, where doubles stop being exact.
+            memory_kib: h.memory_kib as f64,
+            model: h.model,
+        }
+    }
+}
+
+#[napi(object, js_name = "NativeVolumeInfo")]
+pub struct JsVolumeInfo {
+    pub name: String,
+    pub path: String,
+    #[napi(js_name = "capacity_bytes")]
+    pub capacity_bytes: f64,
+    #[napi(js_name = "allocation_bytes")]
+    pub allocation_bytes: f64,
+}
+
+impl From<VolumeInfo> for JsVolumeInfo {
+    fn from(v: VolumeInfo) -> Self {
+        JsVolumeInfo {
+            name: v.name,
+            path: v.path,
+            capacity_bytes: v.capacity_bytes as f64,
+            allocation_bytes: v.allocation_bytes as f64,
+        }
+    }
+}
+
+fn port(field: &str, value: f64) -> Result<u16, QuarkError> {
+    let n = whole_number(field, value, f64::from(u16::MAX))?;
+    u16::try_from(n).map_err(|_| QuarkError::invalid_arg(format!("{field} is out of range")))
+}
+
+impl TryFrom<&NativeGuestSpec> for GuestSpec {
+    type Error = QuarkError;
+
+    fn try_from(js: &NativeGuestSpec) -> Result<Self, QuarkError> {
+        let accel = match js.accel.as_str() {
+            "kvm" => Accel::Kvm,
+            "tcg" => Accel::Tcg,
+            other => {
+                return Err(QuarkError::invalid_arg(format!(
+                    "accel must be kvm or tcg, got {other:?}"
+                )))
+            }
+        };
+        let cpu = CpuMode::parse(&js.cpu).ok_or_else(|| {
+            QuarkError::invalid_arg(format!(
+                "cpu must be host-passthrough, host-model or default, got {:?}",
+                js.cpu
+            ))
+        })?;
+        let named = |what: &str| {
+            js.nic
+                .name
+                .clone()
+                .ok_or_else(|| QuarkError::invalid_arg(format!("a {what} nic needs a name")))
+        };
+        let nic = match js.nic.kind.as_str() {
+            "none" => Nic::None,
+            "user" => Nic::User {
+                isolated: js.nic.isolated.unwrap_or(true),
+                forwards: js
+                    .nic
+                    .forwards
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|f| {
+                        Ok(PortForward {
+                            host_port: port("host_port", f.host_port)?,
+                            guest_port: port("guest_port", f.guest_port)?,
+                        })
+                    })
+                    .collect::<Result<_, QuarkError>>()?,
+            },
+            "network" => Nic::Network {
+                name: named("network")?,
+            },
+            "bridge" => Nic::Bridge {
+                name: named("bridge")?,
+            },
+            other => {
+                return Err(QuarkError::invalid_arg(format!(
+                    "nic kind must be none, user, network or bridge, got {other:?}"
+                )))
+            }
+        };
+        Ok(GuestSpec {
+            accel,
+            cpu,
+            disk_path: js.disk_path.clone(),
+            disk_format: js.disk_format.clone(),
+            seed_path: js.seed_path.clone(),
+            console_log: js.console_log.clone(),
+            nic,
+            bandwidth_mbps: whole_number("bandwidth_mbps", js.bandwidth_mbps, 2f64.powi(40))?,
+        })
+    }
 }
 
 /// What JS reads back about a domain; `state` is one of libvirt's state names, lowercase.
@@ -32,6 +188,8 @@ pub struct JsDomainInfo {
     #[napi(js_name = "memory_kib")]
     pub memory_kib: f64,
     pub persistent: bool,
+    /// The compute id in Quark's metadata, if any.
+    pub owner: Option<String>,
 }
 
 impl From<DomainInfo> for JsDomainInfo {
@@ -44,6 +202,7 @@ impl From<DomainInfo> for JsDomainInfo {
             // KiB of any real machine stay far below 2^53, where doubles stop being exact.
             memory_kib: info.memory_kib as f64,
             persistent: info.persistent,
+            owner: info.owner,
         }
     }
 }
@@ -69,6 +228,8 @@ impl TryFrom<&JsDomainSpec> for DomainSpec {
             // 2^40 MiB (or GiB) is an exbibyte or more: a typo, not a request.
             ram_mb: whole_number("ram_mb", js.ram_mb, 2f64.powi(40))?,
             disk_gb: whole_number("disk_gb", js.disk_gb, 2f64.powi(40))?,
+            owner: js.owner.clone(),
+            guest: js.guest.as_ref().map(GuestSpec::try_from).transpose()?,
         })
     }
 }
@@ -111,6 +272,57 @@ impl JsHypervisor {
     #[napi(getter)]
     pub fn uri(&self) -> String {
         self.conn.uri().to_owned()
+    }
+
+    /// The driver behind the connection: test, kvm (QEMU where /dev/kvm is usable), qemu, or
+    /// null for drivers Quark does not drive.
+    #[napi(getter)]
+    pub fn kind(&self) -> Option<String> {
+        self.conn.kind().map(|k| match k {
+            DomainKind::Test => "test".to_owned(),
+            DomainKind::Kvm => "kvm".to_owned(),
+            DomainKind::Qemu => "qemu".to_owned(),
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<NativeHostInfo>")]
+    pub fn host_info(&self) -> AsyncTask<HostInfoTask> {
+        let conn = Arc::clone(&self.conn);
+        HostInfoTask::task(move || conn.host_info())
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn ensure_pool(&self, name: String, path: String) -> AsyncTask<PoolTask> {
+        let conn = Arc::clone(&self.conn);
+        PoolTask::task(move || conn.ensure_pool(&name, &path))
+    }
+
+    #[napi(ts_return_type = "Promise<NativeVolumeInfo>")]
+    pub fn create_overlay(
+        &self,
+        pool: String,
+        vol: String,
+        capacity_bytes: f64,
+        backing: String,
+        backing_format: String,
+    ) -> AsyncTask<VolumeTask> {
+        let conn = Arc::clone(&self.conn);
+        VolumeTask::task(move || {
+            let capacity = whole_number("capacity_bytes", capacity_bytes, 2f64.powi(53))?;
+            conn.create_overlay(&pool, &vol, capacity, &backing, &backing_format)
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn delete_volume(&self, pool: String, vol: String) -> AsyncTask<DeleteVolumeTask> {
+        let conn = Arc::clone(&self.conn);
+        DeleteVolumeTask::task(move || conn.delete_volume(&pool, &vol))
+    }
+
+    #[napi(ts_return_type = "Promise<Array<NativeVolumeInfo>>")]
+    pub fn list_volumes(&self, pool: String) -> AsyncTask<VolumesTask> {
+        let conn = Arc::clone(&self.conn);
+        VolumesTask::task(move || conn.list_volumes(&pool))
     }
 
     #[napi(ts_return_type = "Promise<NativeDomainInfo>")]
@@ -192,6 +404,58 @@ impl JsHypervisor {
         })
     }
 }
+
+/// Tasks for one blocking call each, run off the JS thread; `$to_js` converts the result.
+macro_rules! blocking_task {
+    ($task:ident, $out:ty, $js:ty, $to_js:expr) => {
+        pub struct $task {
+            work: Option<Box<dyn FnOnce() -> Result<$out, QuarkError> + Send>>,
+            failure: Option<QuarkError>,
+        }
+
+        impl $task {
+            fn task(
+                work: impl FnOnce() -> Result<$out, QuarkError> + Send + 'static,
+            ) -> AsyncTask<Self> {
+                AsyncTask::new($task {
+                    work: Some(Box::new(work)),
+                    failure: None,
+                })
+            }
+        }
+
+        impl Task for $task {
+            type Output = $out;
+            type JsValue = $js;
+
+            fn compute(&mut self) -> napi::Result<$out> {
+                let work = self.work.take().ok_or_else(|| {
+                    napi::Error::new(napi::Status::GenericFailure, "the call already ran")
+                })?;
+                run(&mut self.failure, work())
+            }
+
+            fn resolve(&mut self, _env: Env, out: $out) -> napi::Result<$js> {
+                Ok(($to_js)(out))
+            }
+
+            fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<$js> {
+                Err(rejection(&env, self.failure.take(), err))
+            }
+        }
+    };
+}
+
+blocking_task!(HostInfoTask, HostInfo, JsHostInfo, JsHostInfo::from);
+blocking_task!(PoolTask, (), (), |()| ());
+blocking_task!(VolumeTask, VolumeInfo, JsVolumeInfo, JsVolumeInfo::from);
+blocking_task!(DeleteVolumeTask, bool, bool, |found: bool| found);
+blocking_task!(VolumesTask, Vec<VolumeInfo>, Vec<JsVolumeInfo>, |v: Vec<
+    VolumeInfo,
+>| v
+    .into_iter()
+    .map(JsVolumeInfo::from)
+    .collect::<Vec<_>>());
 
 pub struct OpenTask {
     uri: String,
