@@ -23,6 +23,8 @@ export const ERRORS = {
   RATE_LIMITED: 429,
   TOO_MANY_STREAMS: 429,
   INTERNAL: 500,
+  // A record in ZooKeeper is malformed (ts/lifecycle/records.ts): an operator must repair or remove it.
+  CORRUPT_RECORD: 500,
   UNAVAILABLE: 503,
   OVERLOADED: 503,
   OUTCOME_UNKNOWN: 503,

@@ -11,8 +11,6 @@ import {
   shardOf,
   type BuildRequest,
   type ClusterConfig,
-  type ComputeCapacity,
-  type Consumes,
   type Flavor,
   type OrcMember,
   type PortMapping,
@@ -32,6 +30,7 @@ import { chargeOf } from '../auth/quota.js';
 import { Admission, commitSettled, outcomeUnknown, type AdmissionOptions } from './admission.js';
 import { fingerprintOf, keyPath } from './idempotency.js';
 import { GroupStore } from './groups.js';
+import { checkCapacity, checkFree, checkServer, checkWorkUnit, readRecord, type Checked, type Stored } from '../lifecycle/records.js';
 
 /** Records the API writes carry the project they belong to (servers, and the units acting on them). */
 type InProject<T> = T & { project?: ProjectId };
@@ -166,10 +165,12 @@ export class ApiStore {
   /** start / stop / reboot / delete: one unit at a time per server, and only what its state allows. */
   async act(serverId: ServerId, action: ServerAction | 'delete', scope: Scope): Promise<Accepted> {
     for (const conflicts = new ConflictRetries(`${action} server ${serverId}`); ; conflicts.again()) {
-      const cur = await this.zk.get<InProject<ServerRecord>>(this.paths.server(serverId));
-      if (!cur?.value || !canSee(scope, cur.value.project)) throw notFound('server', serverId);
+      const cur = this.visible(await readRecord(this.zk, this.paths.server(serverId), checkServer), 'server', serverId, scope);
       const s = cur.value;
-      const busyWith = s.task ? ((await this.zk.get<WorkUnitRecord>(this.paths.workUnit(s.task)))?.value ?? null) : null;
+      const busy = s.task ? await readRecord(this.zk, this.paths.workUnit(s.task), checkWorkUnit) : null;
+      // A malformed unit on it is being failed by its orc (CORRUPT_RECORD): until then the server is busy.
+      if (busy?.state === 'corrupt') throw new ApiError('SERVER_BUSY', `server ${serverId} is busy with work unit ${s.task}, whose record is malformed and is being failed; retry`);
+      const busyWith = busy?.state === 'ok' ? busy.value : null;
       // The unit acting on a server is its project's.
       const wu: InProject<WorkUnitRecord> = { ...this.newWorkUnit(action, serverId), ...(s.project ? { project: s.project } : {}) };
       const next = serverOn(s, { type: 'action_accepted', action, unit: wu.id, busyWith });
@@ -178,7 +179,7 @@ export class ApiStore {
         .txn()
         .create(this.paths.workUnit(wu.id), wu)
         .create(this.paths.inboxEntry(wu.shard, wu.id))
-        .set(this.paths.server(serverId), next.next, cur.stat.version);
+        .set(this.paths.server(serverId), next.next, cur.version);
       const answer = { work_unit_id: wu.id, server_id: serverId };
       const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log, settleMs: this.admit.settleMs });
       if (outcome.kind === 'applied') return answer;
@@ -190,9 +191,32 @@ export class ApiStore {
     }
   }
 
+  /**
+   * A record the caller may see, or why not: absent or another project's is 404; a malformed one
+   * (which no project can be read from) is 404 to a member and CORRUPT_RECORD to an admin, and logged.
+   */
+  private visible<T>(r: Stored<T>, what: string, id: string, scope: Scope): { value: InProject<T>; version: number } {
+    if (r.state === 'corrupt') {
+      this.log?.error(`${what} record is malformed`, { id, problem: r.problem });
+      if (scope.all) throw new ApiError('CORRUPT_RECORD', `the record of ${what} ${id} is malformed (${r.problem})`);
+    }
+    if (r.state !== 'ok' || !canSee(scope, (r.value as InProject<T>).project)) throw notFound(what, id);
+    return r as { value: InProject<T>; version: number };
+  }
+
+  /** Every record of a list that reads right; a malformed one is skipped and logged, so one bad record never fails the list. */
+  private async readAll<T>(ids: readonly string[], path: (id: string) => string, check: (v: unknown) => Checked<T>, what: string): Promise<T[]> {
+    const recs = await Promise.all(ids.map((id) => readRecord(this.zk, path(id), check)));
+    const out: T[] = [];
+    recs.forEach((r, i) => {
+      if (r.state === 'ok') out.push(r.value);
+      else if (r.state === 'corrupt') this.log?.error(`${what} record is malformed; left out of the list`, { id: ids[i], problem: r.problem });
+    });
+    return out;
+  }
+
   async getServer(id: ServerId, scope: Scope) {
-    const s = await this.zk.get<InProject<ServerRecord>>(this.paths.server(id));
-    if (!s?.value || !canSee(scope, s.value.project)) throw notFound('server', id);
+    const s = this.visible(await readRecord(this.zk, this.paths.server(id), checkServer), 'server', id, scope);
     // Whether GET /v1/servers/:id/console has something to show: its compute runs real guests.
     const compute = s.value.compute_id;
     const console = compute ? (await this.zk.exists(`${this.paths.self(compute)}/console`)) !== null : false;
@@ -201,18 +225,15 @@ export class ApiStore {
 
   async listServers(status: string | undefined, scope: Scope) {
     const ids = (await this.zk.children(this.paths.servers)) ?? [];
-    const recs = await Promise.all(ids.map((id) => this.zk.get<InProject<ServerRecord>>(this.paths.server(id as ServerId))));
+    const recs = await this.readAll<InProject<ServerRecord>>(ids, (id) => this.paths.server(id as ServerId), checkServer, 'server');
     return recs
-      .map((r) => r?.value)
-      .filter((r): r is InProject<ServerRecord> => !!r && canSee(scope, r.project) && (!status || r.status === status))
+      .filter((r) => canSee(scope, r.project) && (!status || r.status === status))
       .sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id))
       .map(presentServer);
   }
 
   async getWorkUnit(id: WorkUnitId, scope: Scope) {
-    const w = await this.zk.get<InProject<WorkUnitRecord>>(this.paths.workUnit(id));
-    if (!w?.value || !canSee(scope, w.value.project)) throw notFound('work unit', id);
-    return presentWorkUnit(w.value);
+    return presentWorkUnit(this.visible(await readRecord(this.zk, this.paths.workUnit(id), checkWorkUnit), 'work unit', id, scope).value);
   }
 
   async listComputes() {
@@ -221,14 +242,17 @@ export class ApiStore {
       ids.map(async (id) => {
         const cid = id as ComputeId;
         const [cap, free, alive, managing, active, next] = await Promise.all([
-          this.zk.get<ComputeCapacity>(this.paths.selfCapacity(cid)),
-          this.zk.get<Consumes>(this.paths.selfFree(cid)),
+          readRecord(this.zk, this.paths.selfCapacity(cid), checkCapacity),
+          readRecord(this.zk, this.paths.selfFree(cid), checkFree),
           this.zk.exists(this.paths.alive(cid)),
           this.zk.exists(this.paths.managing(cid)),
           this.zk.exists(this.paths.activeTasks(cid)),
           this.zk.exists(this.paths.nextTasks(cid)),
         ]);
-        if (!cap?.value || !free?.value) return null;
+        for (const [what, r] of [['self/capacity', cap], ['self/free', free]] as const) {
+          if (r.state === 'corrupt') this.log?.error('compute record is malformed; left out of the list', { compute: id, record: what, problem: r.problem });
+        }
+        if (cap.state !== 'ok' || free.state !== 'ok') return null;
         const { vcpus, ram_mb, disk_gb, bandwidth_mbps } = cap.value;
         return {
           id,

@@ -9,6 +9,8 @@ import type { ServerId, WorkUnitId } from '../common/ids.js';
 import { TERMINAL, type ServerRecord, type WorkUnitRecord } from '../common/model.js';
 import { presentServer, presentWorkUnit } from './store.js';
 import { ALL, canSee, type Scope } from '../auth/policy.js';
+import type { Logger } from '../common/log.js';
+import { checkServer, checkWorkUnit, readRecord } from '../lifecycle/records.js';
 
 // ---- server-sent events ------------------------------------------------------------------------
 
@@ -94,6 +96,8 @@ export function streamWorkUnit(hub: FanOutWatch, paths: Paths, id: WorkUnitId, s
         s.end();
         return;
       }
+      // A malformed record is not shown (its orc fails it, and that change is streamed).
+      if (!checkWorkUnit(v.value).ok) return;
       s.send('unit', { unit: unitView(v.value), server_time: Date.now() });
       if (TERMINAL.has(v.value.state)) {
         s.send('end', { state: v.value.state });
@@ -117,7 +121,7 @@ export function streamServer(hub: FanOutWatch, paths: Paths, id: ServerId, s: Ev
     const stop = hub.subscribe<WorkUnitRecord>(
       paths.workUnit(wu),
       (v) => {
-        if (v?.value) s.send('unit', { unit: unitView(v.value), server_time: Date.now() });
+        if (v?.value && checkWorkUnit(v.value).ok) s.send('unit', { unit: unitView(v.value), server_time: Date.now() });
         if (unitSettled(v)) {
           units.get(wu)?.();
           units.delete(wu);
@@ -135,6 +139,7 @@ export function streamServer(hub: FanOutWatch, paths: Paths, id: ServerId, s: Ev
         s.end();
         return;
       }
+      if (!checkServer(v.value).ok) return;
       s.send('server', { server: presentServer(v.value), server_time: Date.now() });
       if (v.value.task) follow(v.value.task);
     },
@@ -171,6 +176,7 @@ export class WorkUnitScanner {
   constructor(
     private readonly zk: Zk,
     private readonly paths: Paths,
+    private readonly log?: Logger,
   ) {}
 
   async list(q: UnitQuery): Promise<{ units: ReturnType<typeof unitView>[]; matched: number; scanned: number }> {
@@ -186,11 +192,13 @@ export class WorkUnitScanner {
     }
     for (let i = 0; i < toRead.length; i += READ_BATCH) {
       const batch = await Promise.all(
-        toRead.slice(i, i + READ_BATCH).map((id) => this.zk.get<WorkUnitRecord>(this.paths.workUnit(id as WorkUnitId)).catch(() => null)),
+        toRead.slice(i, i + READ_BATCH).map((id) => readRecord(this.zk, this.paths.workUnit(id as WorkUnitId), checkWorkUnit).catch(() => null)),
       );
-      for (const r of batch) {
-        const w = r?.value;
-        if (!w || typeof w !== 'object' || typeof w.id !== 'string') continue; // malformed or gone: not listable
+      for (const [j, r] of batch.entries()) {
+        // Gone, or malformed (skipped and logged: one bad record never fails the list).
+        if (r?.state === 'corrupt') this.log?.error('work unit record is malformed; left out of the list', { wu: toRead[i + j], problem: r.problem });
+        if (r?.state !== 'ok') continue;
+        const w = r.value;
         records.push(w);
         if (TERMINAL.has(w.state) && this.settled.size < SETTLED_CACHE_MAX) this.settled.set(w.id, w);
       }

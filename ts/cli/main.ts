@@ -13,6 +13,8 @@ import { policyFor, policySettingOf, withPlacementPolicy } from '../common/place
 import { printTree, printGet, printLs } from './zk-tools.js';
 import { runWithSession } from '../zk/session.js';
 import { up } from './up.js';
+// A compute's capacity figures: the placement scorer's columns are 32-bit, so larger ones are refused.
+import { RESOURCE_MAX } from '../lifecycle/records.js';
 
 const HELP = `quark — a scalable maker and manipulator of computers, in a box
 
@@ -95,11 +97,14 @@ function defaultZk(): string {
   return '127.0.0.1:2181';
 }
 
-function int(v: unknown, name: string, min = 0): number {
+function int(v: unknown, name: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${String(v)}`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`}, got ${String(v)}`);
+  }
   return n;
 }
+
 
 class UsageError extends Error {}
 
@@ -304,10 +309,10 @@ async function main(argv: string[]): Promise<void> {
       });
       // Real guests default to the host libvirt reports; the test driver to a made-up one.
       const capacityOf = (uri: string, host?: { cpus: number; memory_kib: number }) => ({
-        vcpus: int(a.v.vcpus ?? host?.cpus ?? 16, 'vcpus', 1),
-        ram_mb: int(a.v['ram-mb'] ?? (host ? Math.floor(host.memory_kib / 1024) : 32768), 'ram-mb', 1),
-        disk_gb: int(a.v['disk-gb'], 'disk-gb', 0),
-        bandwidth_mbps: int(a.v['bandwidth-mbps'], 'bandwidth-mbps', 0),
+        vcpus: int(a.v.vcpus ?? host?.cpus ?? 16, 'vcpus', 1, RESOURCE_MAX),
+        ram_mb: int(a.v['ram-mb'] ?? (host ? Math.floor(host.memory_kib / 1024) : 32768), 'ram-mb', 1, RESOURCE_MAX),
+        disk_gb: int(a.v['disk-gb'], 'disk-gb', 0, RESOURCE_MAX),
+        bandwidth_mbps: int(a.v['bandwidth-mbps'], 'bandwidth-mbps', 0, RESOURCE_MAX),
         zone: a.v.zone as string,
         labels: (a.v.labels as string).split(',').filter(Boolean),
         libvirt_uri: uri,

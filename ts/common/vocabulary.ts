@@ -46,7 +46,10 @@ export const UNIT_ERROR_CODES = [
   'COMPUTE_LOST',
   'NO_COMPUTE',
   'SERVER_NOT_FOUND',
+  // superseded by CORRUPT_RECORD; units failed with it before may still be stored
   'MALFORMED_WORK_UNIT',
+  // decided by whoever reads a record that is not what it should be (ts/lifecycle/records.ts)
+  'CORRUPT_RECORD',
   // decided by the compute's steps
   'NO_CAPACITY',
   'DOMAIN_MISSING',

@@ -3,7 +3,9 @@
 // manages are removed, unfinished work units resume, and self/free is recomputed from what is held.
 import { isZkError } from '../zk/errors.js';
 import type { ServerId, WorkUnitId } from '../common/ids.js';
-import { addConsumes, ZERO, type Consumes, type ManagedRecord, type ServerRecord, type TaskRecord, type WorkUnitRecord } from '../common/model.js';
+import { addConsumes, ZERO, type Consumes } from '../common/model.js';
+import { checkManaged, checkServer, checkTask, checkWorkUnit, readRecord } from '../lifecycle/records.js';
+import { dropCorruptTask } from './intake.js';
 import { stepsOf, type StepName } from '../actors/kinds.js';
 import type { CompletedStep } from '../actors/work-unit.js';
 import { serverOn } from '../lifecycle/index.js';
@@ -15,11 +17,19 @@ import type { Runner } from './runner.js';
 
 export async function reconcile(c: ComputeContext, managed: ManagedVms, runner: Runner): Promise<void> {
   const { zk, paths, id, hv, log } = c;
+  /** VMs whose records are malformed: neither managed nor destroyed, only logged (an operator's call). */
+  const untouched = new Set<string>();
   for (const vm of (await zk.children(paths.managing(id))) ?? []) {
-    const rec = await zk.get<ManagedRecord>(paths.managed(id, vm as ServerId));
-    if (!rec?.value) continue;
-    const server = await zk.get<ServerRecord>(paths.server(vm as ServerId));
-    if (!server?.value || server.value.compute_id !== id) {
+    const rec = await readRecord(zk, paths.managed(id, vm as ServerId), checkManaged);
+    if (rec.state === 'absent') continue;
+    const server = await readRecord(zk, paths.server(vm as ServerId), checkServer);
+    if (rec.state === 'corrupt' || server.state === 'corrupt') {
+      const problem = rec.state === 'corrupt' ? `managing/${vm}: ${rec.problem}` : `server ${vm}: ${(server as { problem: string }).problem}`;
+      log.error('a managed VM has a malformed record; left as it is', { vm, problem });
+      untouched.add(vm);
+      continue;
+    }
+    if (server.state === 'absent' || server.value.compute_id !== id) {
       // The orc gave this VM up (LOST and rebuilt elsewhere, or deleted): drop our copy.
       log.warn('dropping a VM this compute no longer owns', { vm });
       await ensureUndefined(hv, vm as ServerId, c.guest);
@@ -31,7 +41,7 @@ export async function reconcile(c: ComputeContext, managed: ManagedVms, runner: 
     const found = serverOn(server.value, { type: 'found_again', compute: id, recorded: rec.value.status });
     if (found.ok) {
       log.info('VM found again after its compute was lost', { vm, status: rec.value.status });
-      await zk.set(paths.server(vm as ServerId), found.next, server.stat.version);
+      await zk.set(paths.server(vm as ServerId), found.next, server.version);
     }
     await ensureDefined(hv, vm as ServerId, rec.value.consumes, id);
     if (rec.value.status === 'ACTIVE') await ensureRunning(hv, vm as ServerId);
@@ -41,7 +51,7 @@ export async function reconcile(c: ComputeContext, managed: ManagedVms, runner: 
   for (const dom of await hv.list()) {
     const vm = vmIdOfDomain(dom.name);
     // Only domains this compute defined: another compute may share the libvirt.
-    if (vm && dom.owner === id && !managed.has(vm as ServerId) && !(await hasTaskFor(c, active, queued, vm))) {
+    if (vm && dom.owner === id && !managed.has(vm as ServerId) && !untouched.has(vm) && !(await hasTaskFor(c, active, queued, vm))) {
       log.warn('removing a libvirt domain nobody manages', { domain: dom.name });
       await ensureUndefined(hv, vm as ServerId, c.guest);
     }
@@ -55,8 +65,8 @@ async function hasTaskFor(c: ComputeContext, active: string[], queued: string[],
   const { zk, paths, id } = c;
   for (const [dir, wus] of [[paths.activeTasks(id), active], [paths.nextTasks(id), queued]] as const) {
     for (const wu of wus) {
-      const t = await zk.get<TaskRecord>(`${dir}/${wu}`);
-      if (t?.value?.server_id === vm) return true;
+      const t = await readRecord(zk, `${dir}/${wu}`, checkTask);
+      if (t.state === 'ok' && t.value.server_id === vm) return true;
     }
   }
   return false;
@@ -66,18 +76,21 @@ async function hasTaskFor(c: ComputeContext, active: string[], queued: string[],
 async function resumeActive(c: ComputeContext, managed: ManagedVms, runner: Runner, wuId: WorkUnitId): Promise<void> {
   const { zk, paths, id, log } = c;
   const base = paths.activeTask(id, wuId);
-  const t = await zk.get<TaskRecord>(base);
-  if (!t?.value) return;
+  const t = await readRecord(zk, base, checkTask);
+  if (t.state === 'absent') return;
+  if (t.state === 'corrupt') return dropCorruptTask(c, runner, paths.activeTasks(id), wuId, t.problem, 'RUNNING');
   const completed: CompletedStep[] = [];
   for (const s of (await zk.children(`${base}/steps_completed`)) ?? []) {
-    const ttc = await zk.get<number>(`${base}/steps_completed/${s}/time_to_completion`);
-    completed.push({ name: s as StepName, time_to_completion_ms: ttc?.value ?? 0, completed_at: ttc?.stat.mtime ?? 0 });
+    const ttc = await zk.get<number>(`${base}/steps_completed/${s}/time_to_completion`).catch(() => null); // unreadable: the step still counts
+    completed.push({ name: s as StepName, time_to_completion_ms: typeof ttc?.value === 'number' ? ttc.value : 0, completed_at: ttc?.stat.mtime ?? 0 });
   }
   const order = stepsOf(t.value.kind);
   completed.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
-  const wu = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
+  // A malformed unit is not ours to resume (its orc fails it): the task is dropped.
+  const stored = await readRecord(zk, paths.workUnit(wuId), checkWorkUnit);
+  const wu = stored.state === 'ok' ? { value: stored.value, stat: { version: stored.version } } : null;
   if (!wu?.value || wu.value.compute_id !== id || wu.value.state !== 'RUNNING') {
-    log.warn('dropping an active task that is no longer ours', { wu: wuId, state: wu?.value?.state });
+    log.warn('dropping an active task that is no longer ours', { wu: wuId, state: wu?.value?.state ?? stored.state });
     if (t.value.kind === 'build' && !managed.has(t.value.server_id)) await ensureUndefined(c.hv, t.value.server_id, c.guest);
     await applyOps(zk.txn(), forgetActiveTask(paths, id, t.value, completed)).commit();
     return;
@@ -95,13 +108,14 @@ export async function recomputeFree(c: ComputeContext): Promise<Consumes> {
     let used = ZERO;
     for (const dir of [paths.nextTasks(id), paths.activeTasks(id)]) {
       for (const wu of (await zk.children(dir)) ?? []) {
-        const t = await zk.get<TaskRecord>(`${dir}/${wu}`);
-        if (t?.value && t.value.kind === 'build') used = addConsumes(used, t.value.consumes);
+        // A malformed record counts for nothing: it is dropped (task) or left alone (VM), logged either way.
+        const t = await readRecord(zk, `${dir}/${wu}`, checkTask);
+        if (t.state === 'ok' && t.value.kind === 'build') used = addConsumes(used, t.value.consumes);
       }
     }
     for (const vm of (await zk.children(paths.managing(id))) ?? []) {
-      const m = await zk.get<ManagedRecord>(paths.managed(id, vm as ServerId));
-      if (m?.value) used = addConsumes(used, m.value.consumes);
+      const m = await readRecord(zk, paths.managed(id, vm as ServerId), checkManaged);
+      if (m.state === 'ok') used = addConsumes(used, m.value.consumes);
     }
     const free = freeOf(c.capacity, used);
     try {

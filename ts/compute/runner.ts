@@ -4,8 +4,9 @@
 // step starts. A failed unit is undone and recorded; a unit that moved on without us is dropped.
 import { createActor, type Actor } from 'xstate';
 import { commitSurely, isZkError } from '../zk/errors.js';
-import type { WorkUnitId } from '../common/ids.js';
-import { addConsumes, ZERO, type ClusterConfig, type Consumes, type ServerRecord, type TaskRecord, type WorkUnitRecord } from '../common/model.js';
+import type { ServerId, WorkUnitId } from '../common/ids.js';
+import { checkServer, readRecord } from '../lifecycle/records.js';
+import { addConsumes, ZERO, type ClusterConfig, type Consumes, type ErrorInfo, type ServerRecord, type TaskRecord, type WorkUnitRecord } from '../common/model.js';
 import { overcommitPm, overUse } from '../common/capacity.js';
 import { machineOf, StepError, type CompletedStep, type StepInput, type StepRunner, type WorkUnitMachine } from '../actors/work-unit.js';
 import { applyOps, removeWalked, type Op, type Read } from '../lifecycle/ops.js';
@@ -151,7 +152,7 @@ export class Runner implements StepRunner {
           if (this.dropped) return;
           if (snap.value === 'FAILED' && snap.context.failure) {
             log.warn('work unit failed', { failure: snap.context.failure });
-            await this.commitFailure(entry, snap.context.completed, snap.context.failure);
+            await this.commitFailure(entry, snap.context.completed, stepFailure(snap.context.failure));
           }
         };
         end()
@@ -165,6 +166,16 @@ export class Runner implements StepRunner {
       error: (err) => log.error('work-unit actor crashed', { err }),
     });
     actor.start();
+  }
+
+  /**
+   * Fails a unit of this compute without running it (its task record is malformed, so its steps
+   * cannot be trusted): the task's znodes go, a build's claim (`task`, rebuilt from the unit) is
+   * given back and undone in libvirt, and the unit and its server show `error`.
+   */
+  async failWithoutRunning(task: TaskRecord, wu: WorkUnitRecord, wuVersion: number, error: ErrorInfo): Promise<void> {
+    const entry: InFlight = { task, intaken: false, durable: [], wu, wuVersion, actor: undefined as never, done: Promise.resolve() };
+    await this.commitFailure(entry, wu.steps_completed, error);
   }
 
   /** Called by the unit's actor for each step: the libvirt effect, then the step's transaction. */
@@ -206,6 +217,13 @@ export class Runner implements StepRunner {
     void task;
   }
 
+  /** The server record, if it reads right: a malformed one is logged and left as it is (treated as gone). */
+  private async readServer(vm: ServerId): Promise<Read<ServerRecord> | null> {
+    const r = await readRecord(this.c.zk, this.c.paths.server(vm), checkServer);
+    if (r.state === 'corrupt') this.c.log.error('server record is malformed; left as it is', { vm, problem: r.problem });
+    return r.state === 'ok' ? { value: r.value, version: r.version } : null;
+  }
+
   private at(entry: InFlight): UnitOnCompute {
     return { compute: this.c.id, task: entry.task, intaken: entry.intaken, durable: entry.durable, unit: { value: entry.wu, version: entry.wuVersion } };
   }
@@ -243,7 +261,7 @@ export class Runner implements StepRunner {
     const vm = task.server_id;
     const now = Date.now();
     for (;;) {
-      const server = read(await zk.get<ServerRecord>(paths.server(vm)));
+      const server = await this.readServer(vm);
       const free = task.kind === 'delete' ? read(await zk.get<Consumes>(paths.selfFree(id))) : null;
       if (task.kind === 'delete' && !free) throw new Error('self/free is missing');
       const c = finishCommit(paths, this.at(entry), completed, now, { server, managed: this.managed.get(vm), free });
@@ -264,19 +282,18 @@ export class Runner implements StepRunner {
   }
 
   /** A failed unit: a failed build is undone and its capacity released; the server shows the error. */
-  private async commitFailure(entry: InFlight, completed: CompletedStep[], failure: { step: string; code: string; message: string }): Promise<void> {
+  private async commitFailure(entry: InFlight, completed: readonly CompletedStep[], error: ErrorInfo): Promise<void> {
     const { zk, paths, id, hv } = this.c;
     const { task } = entry;
     const vm = task.server_id;
     const now = Date.now();
-    const error = stepFailure(failure);
     if (task.kind === 'build') await this.effect(() => ensureUndefined(hv, vm, this.c.guest)).catch(() => {});
     for (;;) {
       // Walk what is there: a step whose commit landed just before the failure is not in `completed`.
       const present = await presentTaskNodes(this.c, task.work_unit_id);
       const free = task.kind === 'build' ? read(await zk.get<Consumes>(paths.selfFree(id))) : null;
       if (task.kind === 'build' && !free) throw new Error('self/free is missing');
-      const server = read(await zk.get<ServerRecord>(paths.server(vm)));
+      const server = await this.readServer(vm);
       const c = failureCommit(paths, this.at(entry), completed, error, now, { ...present, server, free, managedStatus: this.managed.get(vm)?.status });
       if (task.kind === 'build') c.ops.push(...(await usageRelease(zk, paths, vm))); // the project's quota usage (ts/auth/quota.ts)
       if (task.kind === 'build') c.ops.push(...(await groupLeave(zk, paths, server?.value))); // and its server group (ts/lifecycle/groups.ts)

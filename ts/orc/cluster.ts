@@ -20,6 +20,7 @@ import { fits, overcommitPm } from '../common/capacity.js';
 import { policySettingOf, type PolicySetting } from '../common/placement-policy.js';
 import type { ClusterView, Resources } from './placement/types.js';
 import type { Logger } from '../common/log.js';
+import { checkCapacity, checkFree, readRecord, storedOf } from '../lifecycle/records.js';
 
 export interface ComputeState {
   id: ComputeId;
@@ -212,9 +213,9 @@ export class ClusterWatch extends EventEmitter {
       stopped: false,
       read: new Coalescer(
         async () => {
-          const v = await this.zk.get<Consumes>(this.paths.selfFree(id));
+          const v = await this.zk.getRaw(this.paths.selfFree(id));
           if (fw.stopped) return;
-          void this.onFree(id, v?.value, v?.stat.version ?? -1);
+          void this.freeRead(id, v);
         },
         () => fw.stopped,
         (err) => this.log.warn('reading self/free failed', { compute: id, err }),
@@ -301,33 +302,71 @@ export class ClusterWatch extends EventEmitter {
   /** Liveness as last seen, also for computes whose directory is not complete yet. */
   private readonly aliveNow = new Map<ComputeId, boolean>();
 
-  private async onFree(id: ComputeId, free: Consumes | undefined, version: number): Promise<void> {
-    if (!free) return;
+  /**
+   * A self/free read, raw: checked here, so that a compute whose records are malformed (a value
+   * out of the scorer's range, bytes that do not decode) is left out of the view and logged,
+   * and never throws out of a watch callback (an uncaught error would stop the orc, at every start).
+   */
+  private async freeRead(id: ComputeId, raw: { data: Buffer | undefined; stat: { version: number } } | null): Promise<void> {
+    try {
+      const v = storedOf(raw, checkFree);
+      if (v.state === 'corrupt') return this.leaveOut(id, `self/free: ${v.problem}`);
+      if (v.state === 'ok') await this.onFree(id, v.value, v.version);
+    } catch (err) {
+      this.leaveOut(id, `self/free: ${(err as Error).message}`);
+    }
+  }
+
+  /** Problems already reported, by compute: a record that stays bad is logged once, not at every read. */
+  private readonly reported = new Map<ComputeId, string>();
+
+  /** A compute whose records cannot be used: out of the view (its liveness is still followed). */
+  private leaveOut(id: ComputeId, problem: string): void {
+    if (this.reported.get(id) !== problem) {
+      this.reported.set(id, problem);
+      this.log.error('compute left out of placement: its record is malformed', { compute: id, problem });
+    }
+    if (this.computes.delete(id)) this.view.remove(id);
+  }
+
+  private async onFree(id: ComputeId, free: Consumes, version: number): Promise<void> {
     let st = this.computes.get(id);
     if (!st) {
-      const cap = await this.zk.get<ComputeCapacity>(this.paths.selfCapacity(id));
-      if (!cap?.value) return;
+      const cap = await readRecord(this.zk, this.paths.selfCapacity(id), checkCapacity);
+      if (cap.state === 'corrupt') return this.leaveOut(id, `self/capacity: ${cap.problem}`);
+      if (cap.state === 'absent') return;
       if (this.computes.has(id)) return this.onFree(id, free, version);
       const alive = this.aliveNow.get(id) ?? false;
-      st = { id, capacity: cap.value, free, freeVersion: version, alive, reserved: ZERO, staleSince: 0, staleChanges: 0 };
+      const capacity = cap.value;
+      // The view checks what it is given (the scorer's columns are 32-bit): refused, it is left out.
+      try {
+        this.view.upsert({
+          id,
+          capacity: asResources(capacity),
+          free: asResources(free),
+          zone: capacity.zone,
+          labels: capacity.labels,
+          alive,
+          groups: [],
+        });
+      } catch (err) {
+        return this.leaveOut(id, (err as Error).message);
+      }
+      st = { id, capacity, free, freeVersion: version, alive, reserved: ZERO, staleSince: 0, staleChanges: 0 };
       this.computes.set(id, st);
-      if (cap.value.image_required === true) this.imageRequired.add(id);
-      this.view.upsert({
-        id,
-        capacity: asResources(cap.value),
-        free: asResources(free),
-        zone: cap.value.zone,
-        labels: cap.value.labels,
-        alive,
-        groups: [],
-      });
+      if (capacity.image_required === true) this.imageRequired.add(id);
+      this.reported.delete(id);
       if (alive) this.emit('alive', id);
       return;
     }
     if (version < st.freeVersion) return; // an older notification than what we committed ourselves
+    try {
+      this.view.setFree(id, asResources(addConsumes(free, st.reserved, -1)));
+    } catch (err) {
+      return this.leaveOut(id, `self/free: ${(err as Error).message}`);
+    }
     st.free = free;
     st.freeVersion = version;
-    this.view.setFree(id, asResources(addConsumes(free, st.reserved, -1)));
   }
 
   /** Reserve in the view before the claim transaction, so concurrent placements see it. */
@@ -360,8 +399,7 @@ export class ClusterWatch extends EventEmitter {
    */
   async refresh(id: ComputeId): Promise<void> {
     const changes = this.computes.get(id)?.staleChanges;
-    const v = await this.zk.get<Consumes>(this.paths.selfFree(id));
-    if (v?.value) await this.onFree(id, v.value, v.stat.version);
+    await this.freeRead(id, await this.zk.getRaw(this.paths.selfFree(id)));
     const st = this.computes.get(id);
     if (st && st.staleChanges === changes) st.staleSince = 0;
   }

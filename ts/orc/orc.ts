@@ -32,6 +32,7 @@ import type { ClusterView, PlacementRequest } from './placement/types.js';
 import { releaseServerUsage } from '../auth/quota.js';
 import { claimOps, groupLeave, type GroupRead } from '../lifecycle/groups.js';
 import { GroupPlacement, groupFilterOf } from './groups.js';
+import { checkServer, checkWorkUnit, corruptUnitFailed, readRecord, type Stored } from '../lifecycle/records.js';
 
 export interface OrcOptions {
   zk: Zk;
@@ -204,12 +205,13 @@ export class Orc {
 
   private async drive(wuId: WorkUnitId, shard: number): Promise<void> {
     const { zk, paths, log } = this.o;
-    const cur = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
-    if (!cur?.value) {
+    const cur = await readRecord(zk, paths.workUnit(wuId), checkWorkUnit);
+    if (cur.state === 'absent') {
       log.warn('inbox names a missing work unit; dropping it', { wu: wuId });
       await zk.remove(paths.inboxEntry(shard, wuId)).catch(() => {});
       return;
     }
+    if (cur.state === 'corrupt') return this.failCorrupt(wuId, shard, cur);
     const wu = cur.value;
     switch (wu.state) {
       case 'SUCCEEDED':
@@ -221,13 +223,13 @@ export class Orc {
       case 'RUNNING':
         this.driving.set(wuId, { shard, computeId: wu.compute_id });
         if (wu.compute_id && this.cluster.liveness(wu.compute_id) === 'down') {
-          await this.retryAfterLoss(wuId, wu.compute_id);
+          await this.retryAfterLoss(wuId, wu.compute_id, shard);
         }
         return;
       case 'PENDING':
         this.driving.set(wuId, { shard, computeId: null });
-        if (wu.kind === 'build') await this.schedule(wuId, cur.stat.version, wu);
-        else await this.route(wuId, cur.stat.version, wu);
+        if (wu.kind === 'build') await this.schedule(wuId, cur.version, wu);
+        else await this.route(wuId, cur.version, wu);
         return;
     }
   }
@@ -350,8 +352,11 @@ export class Orc {
 
   private async route(wuId: WorkUnitId, version: number, wu: WorkUnitRecord): Promise<void> {
     const { zk, paths } = this.o;
-    const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
-    if (!server?.value) return this.fail(wuId, version, wu, { code: 'SERVER_NOT_FOUND', message: `server ${wu.server_id} no longer exists` });
+    const server = await readRecord(zk, paths.server(wu.server_id), checkServer);
+    if (server.state === 'absent') return this.fail(wuId, version, wu, { code: 'SERVER_NOT_FOUND', message: `server ${wu.server_id} no longer exists` });
+    if (server.state === 'corrupt') {
+      return this.fail(wuId, version, wu, { code: 'CORRUPT_RECORD', message: `the record of server ${wu.server_id} is malformed (${server.problem}); it cannot be acted on` });
+    }
     const s = server.value;
     // Routed by the compute's liveness, not the server's status: a LOST server's delete shows
     // DELETING, and a VM whose compute went unseen still shows ACTIVE. A compute that is down
@@ -360,7 +365,7 @@ export class Orc {
     if (!s.compute_id || down) {
       // The records go without the compute; if it returns, its reconcile finds the server gone
       // and destroys the domain before it takes any work.
-      if (wu.kind === 'delete') return this.deleteWithoutCompute(wuId, version, wu, { value: s, version: server.stat.version });
+      if (wu.kind === 'delete') return this.deleteWithoutCompute(wuId, version, wu, { value: s, version: server.version });
       if (down) return this.fail(wuId, version, wu, { code: 'COMPUTE_LOST', message: `compute ${s.compute_id} of server ${s.id} is down` });
       return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `server ${s.id} is ${s.status} and has no compute to act on` });
     }
@@ -418,6 +423,15 @@ export class Orc {
   }
 
   /**
+   * A unit whose record is malformed cannot move: it ends FAILED with CORRUPT_RECORD (keeping what
+   * of it reads right), so it is neither retried forever nor left blocking its server.
+   */
+  private async failCorrupt(wuId: WorkUnitId, shard: number, cur: Extract<Stored<WorkUnitRecord>, { state: 'corrupt' }>): Promise<void> {
+    this.o.log.error('work unit record is malformed; failing it', { wu: wuId, problem: cur.problem });
+    await this.commitFailure(cur.version, corruptUnitFailed({ id: wuId, shard, raw: cur.raw, problem: cur.problem, at: Date.now() }));
+  }
+
+  /**
    * The unit's task still waiting in its compute's next_tasks, removed in the transaction that
    * ends or moves the unit: a compute that comes back must not find it and run its first step
    * (a stop would stop a VM whose record says ACTIVE). A task already taken in (active_tasks)
@@ -435,11 +449,14 @@ export class Orc {
     for (const conflicts = new ConflictRetries(`fail work unit ${wuId}`); ; conflicts.again()) {
       const txn = applyOps(zk.txn(), await this.queuedTask(wuId, failed.compute_id));
       txn.set(paths.workUnit(wuId), failed, version);
-      if (kind === 'build') await releaseServerUsage(zk, paths, txn, failed.server_id); // quota usage (ts/auth/quota.ts)
-      const server = await zk.get<ServerRecord>(paths.server(failed.server_id));
-      if (kind === 'build') applyOps(txn, await groupLeave(zk, paths, server?.value)); // a failed build leaves its server group
-      const shown = server?.value && error ? serverOn(server.value, { type: 'unit_failed', unit: wuId, kind, error }) : null;
-      if (server && shown?.ok) txn.set(paths.server(failed.server_id), shown.next, server.stat.version);
+      // A corrupt unit may not say which server it acted on: then there is none to show it.
+      if (failed.server_id) {
+        if (kind === 'build') await releaseServerUsage(zk, paths, txn, failed.server_id); // quota usage (ts/auth/quota.ts)
+        const server = await this.readServer(failed.server_id);
+        if (kind === 'build') applyOps(txn, await groupLeave(zk, paths, server?.value)); // a failed build leaves its server group
+        const shown = server && error ? serverOn(server.value, { type: 'unit_failed', unit: wuId, kind, error }) : null;
+        if (server && shown?.ok) txn.set(paths.server(failed.server_id), shown.next, server.version);
+      }
       txn.remove(paths.inboxEntry(failed.shard, wuId));
       try {
         await txn.commit();
@@ -455,6 +472,13 @@ export class Orc {
     }
   }
 
+  /** A server record that reads right, or null (absent, or malformed: logged, and left as it is). */
+  private async readServer(id: ServerId): Promise<{ value: ServerRecord; version: number } | null> {
+    const r = await readRecord(this.o.zk, this.o.paths.server(id), checkServer);
+    if (r.state === 'corrupt') this.o.log.error('server record is malformed; left as it is', { server: id, problem: r.problem });
+    return r.state === 'ok' ? r : null;
+  }
+
   // ---- supervision -----------------------------------------------------------------------------
 
   /**
@@ -466,30 +490,31 @@ export class Orc {
     const { log } = this.o;
     log.warn('compute lost', { compute: id });
     for (const [wu, d] of [...this.driving]) {
-      if (d.computeId === id && this.owns(d.shard)) await this.retryAfterLoss(wu, id);
+      if (d.computeId === id && this.owns(d.shard)) await this.retryAfterLoss(wu, id, d.shard);
     }
     if (this.owns(shardOf(id, this.config.shards))) await this.superviseDown(id);
   }
 
-  private async retryAfterLoss(wuId: WorkUnitId, lost: ComputeId): Promise<void> {
+  private async retryAfterLoss(wuId: WorkUnitId, lost: ComputeId, shard: number): Promise<void> {
     const { zk, paths, log } = this.o;
-    const cur = await zk.get<WorkUnitRecord>(paths.workUnit(wuId));
-    if (!cur?.value) return;
+    const cur = await readRecord(zk, paths.workUnit(wuId), checkWorkUnit);
+    if (cur.state === 'absent') return;
+    if (cur.state === 'corrupt') return this.failCorrupt(wuId, shard, cur);
     const wu = cur.value;
     // Retried while a build has attempts left, failed with COMPUTE_LOST otherwise; refused if the unit is no longer there.
     const t = unitOn(wu, { type: 'compute_lost', compute: lost, maxAttempts: this.config.max_attempts, at: Date.now() });
     if (!t.ok) return;
-    if (t.next.state === 'FAILED') return this.commitFailure(cur.stat.version, t.next);
+    if (t.next.state === 'FAILED') return this.commitFailure(cur.version, t.next);
     this.stats.retried++;
     log.info('retrying a build from a lost compute', { wu: wuId, lost, attempt: wu.attempts + 1 });
     const back = t.next;
-    const server = await zk.get<ServerRecord>(paths.server(wu.server_id));
+    const server = await this.readServer(wu.server_id);
     // The task it leaves on the lost compute goes with it (what its claim took there is
     // recounted by that compute if it returns).
     const queued = await this.queuedTask(wuId, lost);
-    const txn = applyOps(zk.txn(), queued).set(paths.workUnit(wuId), back, cur.stat.version);
-    const retried = server?.value ? serverOn(server.value, { type: 'build_retried', unit: wuId }) : null;
-    if (server && retried?.ok) txn.set(paths.server(wu.server_id), retried.next, server.stat.version);
+    const txn = applyOps(zk.txn(), queued).set(paths.workUnit(wuId), back, cur.version);
+    const retried = server ? serverOn(server.value, { type: 'build_retried', unit: wuId }) : null;
+    if (server && retried?.ok) txn.set(paths.server(wu.server_id), retried.next, server.version);
     try {
       const res = await txn.commit();
       await this.schedule(wuId, res[queued.length]!.stat!.version, back);
@@ -528,8 +553,9 @@ export class Orc {
     if (!incarnation || (await zk.exists(paths.alive(id)))) return 0;
     let left = 0;
     for (const vm of (await zk.children(paths.managing(id))) ?? []) {
-      const s = await zk.get<ServerRecord>(paths.server(vm as ServerId));
-      if (!s?.value) continue;
+      // A malformed server record is logged and passed over: the compute's other VMs are still marked.
+      const s = await this.readServer(vm as ServerId);
+      if (!s) continue;
       // Refused for a VM elsewhere, already LOST, or with a unit in flight (its outcome decides).
       const lost = serverOn(s.value, { type: 'compute_lost', compute: id });
       if (!lost.ok) {
@@ -538,7 +564,7 @@ export class Orc {
       }
       if (this.cluster.liveness(id) !== 'down') return left;
       try {
-        await zk.txn().set(paths.server(vm as ServerId), lost.next, s.stat.version).check(paths.compute(id), incarnation.version).commit();
+        await zk.txn().set(paths.server(vm as ServerId), lost.next, s.version).check(paths.compute(id), incarnation.version).commit();
         log.warn('VM lost with its compute', { vm, compute: id });
       } catch (e) {
         if (!isZkError(e, 'BAD_VERSION') && !isZkError(e, 'NO_NODE')) throw e;
@@ -560,8 +586,9 @@ export class Orc {
     let left = 0;
     for (const dir of [paths.nextTasks(id), paths.activeTasks(id)]) {
       for (const wu of (await zk.children(dir)) ?? []) {
-        const unit = await zk.get<WorkUnitRecord>(paths.workUnit(wu as WorkUnitId));
-        const u = unit?.value;
+        // A malformed unit cannot run here or anywhere (its orc fails it): its task goes too.
+        const unit = await readRecord(zk, paths.workUnit(wu as WorkUnitId), checkWorkUnit);
+        const u = unit.state === 'ok' ? unit.value : undefined;
         if (u && !TERMINAL.has(u.state) && u.compute_id === id) {
           left++;
           continue;
@@ -571,7 +598,7 @@ export class Orc {
         if (walked.length === 0) continue;
         await applyOps(zk.txn(), removeWalked(walked))
           .commit()
-          .then(() => log.warn('removed a task a down compute will never run', { compute: id, wu, state: u?.state ?? 'gone' }))
+          .then(() => log.warn('removed a task a down compute will never run', { compute: id, wu, state: u?.state ?? unit.state }))
           .catch((e) => {
             // Changed under us (the compute back, or another remover): judged again next time.
             if (!isZkError(e, 'NO_NODE') && !isZkError(e, 'NOT_EMPTY')) throw e;

@@ -317,6 +317,7 @@ export class Zk extends EventEmitter {
   }
 
   getRaw(path: string): Promise<{ data: Buffer | undefined; stat: Stat } | null> {
+    this.counters.reads++;
     return new Promise((resolve, reject) => {
       this.client.getData(path, (err, data, stat) => {
         if (err) {

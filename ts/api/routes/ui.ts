@@ -105,7 +105,7 @@ interface ListQuery {
 export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, o) => {
   const assetsDir = o.assetsDir ?? defaultAssetsDir();
   const hub = new FanOutWatch(o.zk, o.log);
-  const scanner = new WorkUnitScanner(o.zk, o.paths);
+  const scanner = new WorkUnitScanner(o.zk, o.paths, o.log);
   const streams = new Set<EventStream>();
   const byToken = new Map<string, Set<EventStream>>();
   const maxPerToken = o.maxStreamsPerToken ?? 32;
