@@ -16,6 +16,7 @@ import { workUnitRoutes } from './routes/work-units.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { uiRoutes } from './routes/ui.js';
 import { securityRoutes } from './routes/security.js';
+import { Operator } from './operator.js';
 
 export interface AppOptions {
   zk: Zk;
@@ -112,7 +113,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
 
   await app.register(serverRoutes, { prefix: '/v1', store });
   await app.register(workUnitRoutes, { prefix: '/v1', store });
-  await app.register(clusterRoutes, { prefix: '/v1', store });
+  await app.register(clusterRoutes, { prefix: '/v1', store, operator: new Operator(o.zk, o.paths, o.config, o.log) });
   await app.register(securityRoutes, { prefix: '/v1', zk: o.zk, ap, tokens, audit });
   await app.register(uiRoutes, { zk: o.zk, paths: o.paths, log: o.log, tokens, maxStreamsPerToken: o.maxStreamsPerToken });
 

@@ -27,7 +27,8 @@ export function defaultApi(): string {
   return 'http://127.0.0.1:8080';
 }
 
-async function call<T>(api: string, method: string, path: string, body?: unknown): Promise<T> {
+/** One API call with the caller's token; a refusal becomes a CliError naming its status and code. */
+export async function call<T>(api: string, method: string, path: string, body?: unknown): Promise<T> {
   const token = defaultToken();
   if (!token) throw new CliError(`no token: set QUARK_TOKEN or put one in ${tokenFile()} (quark up writes one)`);
   const res = await fetch(`${api.replace(/\/$/, '')}${path}`, {
