@@ -16,7 +16,7 @@ const SPEC: Record<VmStatus, Partial<Record<EventType, VmStatus>>> = {
   STOPPED: { STARTED: 'ACTIVE', STOPPED: 'STOPPED', DELETE: 'DELETING', FAILED: 'ERROR', LOST: 'LOST' },
   DELETING: { DELETED: 'DELETED', FAILED: 'ERROR', LOST: 'LOST' },
   ERROR: { DELETE: 'DELETING', STARTED: 'ACTIVE', STOPPED: 'STOPPED', LOST: 'LOST' },
-  LOST: { DELETE: 'DELETING' }, // and FOUND, back to what the compute recorded (below)
+  LOST: { DELETE: 'DELETING', EVACUATE: 'BUILDING' }, // and FOUND, back to what the compute recorded (below)
   DELETED: {},
 };
 /** LOST + FOUND: a compute only ever records ACTIVE or STOPPED for a VM it manages. */
@@ -41,7 +41,7 @@ const ACCEPTS: Record<VmStatus, ReadonlyArray<(typeof ACTIONS)[number] | 'delete
 const anyEvent: fc.Arbitrary<VmEvent> = fc.oneof(
   fc.constantFrom<VmEvent>(
     { type: 'BUILT' }, { type: 'STARTED' }, { type: 'STOPPED' }, { type: 'REBOOTED' },
-    { type: 'DELETE' }, { type: 'DELETED' }, { type: 'FAILED' }, { type: 'LOST' },
+    { type: 'DELETE' }, { type: 'DELETED' }, { type: 'FAILED' }, { type: 'LOST' }, { type: 'EVACUATE' },
   ),
   fc.constantFrom(...VM_STATUSES).map((status): VmEvent => ({ type: 'FOUND', status })),
 );

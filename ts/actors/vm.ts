@@ -14,6 +14,8 @@ export type VmEvent =
   | { type: 'DELETED' }
   | { type: 'FAILED'; reason?: string }
   | { type: 'LOST' }
+  /** An operator evacuated its dead compute: it is built again elsewhere, under the same id. */
+  | { type: 'EVACUATE' }
   /** Its compute came back with the VM after it was marked LOST: `status` is what that compute recorded. */
   | { type: 'FOUND'; status: VmStatus };
 
@@ -36,6 +38,7 @@ export const vmMachine = setup({
     LOST: {
       on: {
         DELETE: 'DELETING',
+        EVACUATE: 'BUILDING',
         // Only a status a compute records for a VM it manages (managing/<vm>/status).
         FOUND: [
           { target: 'ACTIVE', guard: { type: 'recordedAs', params: { status: 'ACTIVE' } } },

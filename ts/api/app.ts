@@ -20,6 +20,7 @@ import { imageRoutes } from './routes/images.js';
 import { consoleRoutes } from './routes/console.js';
 import { ImageStore, type ImageStoreOptions } from '../images/store.js';
 import { securityRoutes } from './routes/security.js';
+import { Operator } from './operator.js';
 
 export interface AppOptions {
   zk: Zk;
@@ -122,7 +123,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   await app.register(serverRoutes, { prefix: '/v1', store, bodyLimitBytes });
   await app.register(serverGroupRoutes, { prefix: '/v1', store });
   await app.register(workUnitRoutes, { prefix: '/v1', store });
-  await app.register(clusterRoutes, { prefix: '/v1', store });
+  await app.register(clusterRoutes, { prefix: '/v1', store, operator: new Operator(o.zk, o.paths, o.config, o.log) });
   await app.register(imageRoutes, { prefix: '/v1', images });
   await app.register(consoleRoutes, { prefix: '/v1', zk: o.zk, paths: o.paths });
   await app.register(securityRoutes, { prefix: '/v1', zk: o.zk, ap, tokens, audit });

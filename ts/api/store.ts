@@ -238,36 +238,38 @@ export class ApiStore {
 
   async listComputes() {
     const ids = ((await this.zk.children(this.paths.computes)) ?? []).sort();
-    const out = await Promise.all(
-      ids.map(async (id) => {
-        const cid = id as ComputeId;
-        const [cap, free, alive, managing, active, next] = await Promise.all([
-          readRecord(this.zk, this.paths.selfCapacity(cid), checkCapacity),
-          readRecord(this.zk, this.paths.selfFree(cid), checkFree),
-          this.zk.exists(this.paths.alive(cid)),
-          this.zk.exists(this.paths.managing(cid)),
-          this.zk.exists(this.paths.activeTasks(cid)),
-          this.zk.exists(this.paths.nextTasks(cid)),
-        ]);
-        for (const [what, r] of [['self/capacity', cap], ['self/free', free]] as const) {
-          if (r.state === 'corrupt') this.log?.error('compute record is malformed; left out of the list', { compute: id, record: what, problem: r.problem });
-        }
-        if (cap.state !== 'ok' || free.state !== 'ok') return null;
-        const { vcpus, ram_mb, disk_gb, bandwidth_mbps } = cap.value;
-        return {
-          id,
-          alive: alive !== null,
-          zone: cap.value.zone,
-          labels: cap.value.labels,
-          capacity: { vcpus, ram_mb, disk_gb, bandwidth_mbps },
-          free: free.value,
-          managing: managing?.numChildren ?? 0,
-          active_tasks: active?.numChildren ?? 0,
-          next_tasks: next?.numChildren ?? 0,
-        };
-      }),
-    );
+    const out = await Promise.all(ids.map((id) => this.computeView(id as ComputeId)));
     return out.filter((c) => c !== null);
+  }
+
+  /** One compute as GET /v1/computes shows it; null if its records are missing or malformed (logged). */
+  async computeView(cid: ComputeId) {
+    const [cap, free, alive, cordoned, managing, active, next] = await Promise.all([
+      readRecord(this.zk, this.paths.selfCapacity(cid), checkCapacity),
+      readRecord(this.zk, this.paths.selfFree(cid), checkFree),
+      this.zk.exists(this.paths.alive(cid)),
+      this.zk.exists(this.paths.cordoned(cid)),
+      this.zk.exists(this.paths.managing(cid)),
+      this.zk.exists(this.paths.activeTasks(cid)),
+      this.zk.exists(this.paths.nextTasks(cid)),
+    ]);
+    for (const [what, r] of [['self/capacity', cap], ['self/free', free]] as const) {
+      if (r.state === 'corrupt') this.log?.error('compute record is malformed; left out of the list', { compute: cid, record: what, problem: r.problem });
+    }
+    if (cap.state !== 'ok' || free.state !== 'ok') return null;
+    const { vcpus, ram_mb, disk_gb, bandwidth_mbps } = cap.value;
+    return {
+      id: cid as string,
+      alive: alive !== null,
+      cordoned: cordoned !== null,
+      zone: cap.value.zone,
+      labels: cap.value.labels,
+      capacity: { vcpus, ram_mb, disk_gb, bandwidth_mbps },
+      free: free.value,
+      managing: managing?.numChildren ?? 0,
+      active_tasks: active?.numChildren ?? 0,
+      next_tasks: next?.numChildren ?? 0,
+    };
   }
 
   async listOrcs(): Promise<OrcMember[]> {

@@ -64,6 +64,10 @@ Commands:
                                    --hypervisor-report-ms (200: least time between two writes of self/hypervisor)
             --hollow N --id-prefix P (hollow)   N computes in this one process, ids P-1…P-N, each with
                                    its own ZooKeeper session, directory and private libvirt test driver
+            compute cordon <id> | uncordon <id>   (admin, through the API) placement passes a cordoned
+                                   compute over; its VMs keep running
+            compute evacuate <id>  (admin) rebuild the LOST VMs of a compute that is down on other
+                                   computes, same server ids (refused while it is alive)
   zk        operator views         zk tree [path] | zk ls <path> | zk get <path>
             zk server --port P --data-dir D   (a standalone ZooKeeper, foreground)
   config    cluster settings       config get [key] [--zone Z] | config set placement-policy spread|pack [--zone Z]
@@ -282,6 +286,23 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'compute': {
+      const verb = rest[0];
+      if (verb === 'evacuate' || verb === 'cordon' || verb === 'uncordon') {
+        const a = parse({ api: { type: 'string' } }, true);
+        const [, id, ...extra] = a.pos;
+        if (!id || extra.length > 0) throw new UsageError(`usage: quark compute ${verb} <compute id> [--api URL]`);
+        const cli = await import('../auth/cli.js');
+        const ops = await import('./computes.js');
+        const api = (a.v.api as string | undefined) ?? cli.defaultApi();
+        try {
+          process.stdout.write(verb === 'evacuate' ? await ops.evacuate(api, id) : await ops.cordon(api, id, verb === 'cordon'));
+        } catch (e) {
+          if (!(e instanceof cli.CliError)) throw e;
+          process.stderr.write(`quark: ${e.message}\n`);
+          process.exit(1);
+        }
+        return;
+      }
       const a = parse({
         id: { type: 'string' },
         vcpus: { type: 'string' },

@@ -101,6 +101,20 @@ describe('server lifecycle', () => {
     expect(serverOn(at('LOST', { task: WU }), { type: 'found_again', compute: C1, recorded: 'ACTIVE' })).toMatchObject({ ok: false, code: 'NOT_LOST_HERE' });
   });
 
+  it('evacuated: only an idle LOST VM of that compute, which becomes BUILDING on no compute with the rebuild as its task', () => {
+    expect(must(serverOn(at('LOST'), { type: 'evacuation_accepted', compute: C1, unit: OTHER }))).toMatchObject({ status: 'BUILDING', compute_id: null, task: OTHER });
+    for (const status of ['ACTIVE', 'STOPPED', 'ERROR', 'DELETING', 'BUILDING'] as const) {
+      expect(serverOn(at(status), { type: 'evacuation_accepted', compute: C1, unit: OTHER })).toMatchObject({ ok: false, code: 'STATUS_REFUSED' });
+    }
+    expect(serverOn(at('LOST', { task: WU }), { type: 'evacuation_accepted', compute: C1, unit: OTHER })).toMatchObject({ ok: false, code: 'SERVER_BUSY' });
+    expect(serverOn(at('LOST'), { type: 'evacuation_accepted', compute: 'compute-2' as ComputeId, unit: OTHER })).toMatchObject({ ok: false, code: 'NOT_ON_COMPUTE' });
+    // The rebuild's outcome is the server's like any build's.
+    const rebuilding = must(serverOn(at('LOST'), { type: 'evacuation_accepted', compute: C1, unit: OTHER }));
+    const c2 = 'compute-2' as ComputeId;
+    expect(must(serverOn(rebuilding, { type: 'unit_succeeded', unit: OTHER, kind: 'build', compute: c2, from: 'BUILDING' }))).toMatchObject({ status: 'ACTIVE', compute_id: c2, task: null });
+    expect(must(serverOn(rebuilding, { type: 'unit_failed', unit: OTHER, kind: 'build', error }))).toMatchObject({ status: 'ERROR', compute_id: null, task: null });
+  });
+
   it('no transition ever produces a status a stored server cannot have', () => {
     for (const status of SERVER_STATUSES) {
       for (const action of ['start', 'stop', 'reboot', 'delete'] as const) {

@@ -51,7 +51,9 @@ export type ServerEvent =
   /** Its compute's session expired while no unit was acting on it. */
   | { type: 'compute_lost'; compute: ComputeId }
   /** Its compute came back with the VM, recorded as `recorded`, after it was marked LOST. */
-  | { type: 'found_again'; compute: ComputeId; recorded: VmStatus };
+  | { type: 'found_again'; compute: ComputeId; recorded: VmStatus }
+  /** An operator evacuated `compute`, which is down: the LOST VM is built again elsewhere by `unit`. */
+  | { type: 'evacuation_accepted'; compute: ComputeId; unit: WorkUnitId };
 
 /** A server as the API accepts its build: in the machine's initial status, no compute yet. */
 export function acceptedServer(a: ServerAccepted): ServerRecord {
@@ -126,6 +128,16 @@ export function serverOn(s: ServerRecord, e: ServerEvent): Transition<ServerReco
       }
       const status = machine(s, s.status, { type: 'FOUND', status: e.recorded });
       return status.ok ? accept({ ...s, status: status.next }) : status;
+    }
+
+    case 'evacuation_accepted': {
+      // Only an idle VM the cluster has given up for LOST on that compute: one with a unit in
+      // flight, or not yet marked, is left to the outcome or the mark that comes first.
+      if (s.compute_id !== e.compute) return refuse('NOT_ON_COMPUTE', `server ${s.id} is on ${s.compute_id ?? 'no compute'}, not ${e.compute}`);
+      if (s.task) return refuse('SERVER_BUSY', `server ${s.id} has work unit ${s.task} in flight`);
+      const status = machine(s, s.status, { type: 'EVACUATE' });
+      // No compute until the build is placed: the old one, if it returns, finds the VM not its own.
+      return status.ok ? accept({ ...s, status: status.next, compute_id: null, task: e.unit }) : status;
     }
   }
 }

@@ -28,7 +28,8 @@ export interface ComputeState {
   /** self/free as last read, and its znode version: the claim transaction checks it. */
   free: Consumes;
   freeVersion: number;
-  alive: boolean;
+  /** Alive and not cordoned: what the view's liveness column holds (placement takes only these). */
+  placeable: boolean;
   /** Claims this orc has sent but not yet seen committed; the view shows free minus these. */
   reserved: Consumes;
   /**
@@ -172,6 +173,7 @@ export class ClusterWatch extends EventEmitter {
       this.computes.delete(id);
       this.imageRequired.delete(id);
       this.aliveNow.delete(id);
+      this.cordonedNow.delete(id);
       this.view.remove(id);
     }
     // Ready once each compute's liveness has been read: an orc that acquires a shard at start
@@ -194,11 +196,7 @@ export class ClusterWatch extends EventEmitter {
           const was = this.aliveNow.get(id);
           this.aliveNow.set(id, alive);
           firstRead();
-          const st = this.computes.get(id);
-          if (st && st.alive !== alive) {
-            st.alive = alive;
-            this.view.setAlive(id, alive);
-          }
+          this.showPlaceable(id);
           // Told on every change of the node itself, also for a compute not in the view.
           if (was !== undefined && was !== alive) this.emit(alive ? 'alive' : 'lost', id);
         },
@@ -206,6 +204,20 @@ export class ClusterWatch extends EventEmitter {
           firstRead();
           this.log.warn('liveness watch failed', { compute: id, err });
         },
+      ),
+    );
+    // An operator's cordon: placement passes the compute over; its VMs and its liveness are untouched.
+    watches.push(
+      watchData(
+        this.zk,
+        this.paths.cordoned(id),
+        (v) => {
+          const cordoned = v !== null;
+          if ((this.cordonedNow.get(id) ?? false) !== cordoned) this.log.info(cordoned ? 'compute cordoned' : 'compute uncordoned', { compute: id });
+          this.cordonedNow.set(id, cordoned);
+          this.showPlaceable(id);
+        },
+        (err) => this.log.warn('cordon watch failed', { compute: id, err }),
       ),
     );
     const fw: FreeWatch = {
@@ -301,6 +313,27 @@ export class ClusterWatch extends EventEmitter {
 
   /** Liveness as last seen, also for computes whose directory is not complete yet. */
   private readonly aliveNow = new Map<ComputeId, boolean>();
+  /** Cordons as last seen (absent: not cordoned). */
+  private readonly cordonedNow = new Map<ComputeId, boolean>();
+
+  /** Whether placement may pick the compute: its session is alive and no operator cordoned it. */
+  private placeable(id: ComputeId): boolean {
+    return (this.aliveNow.get(id) ?? false) && !(this.cordonedNow.get(id) ?? false);
+  }
+
+  /** Whether a compute is cordoned, as last seen. */
+  cordoned(id: ComputeId): boolean {
+    return this.cordonedNow.get(id) ?? false;
+  }
+
+  private showPlaceable(id: ComputeId): void {
+    const st = this.computes.get(id);
+    const placeable = this.placeable(id);
+    if (st && st.placeable !== placeable) {
+      st.placeable = placeable;
+      this.view.setAlive(id, placeable);
+    }
+  }
 
   /**
    * A self/free read, raw: checked here, so that a compute whose records are malformed (a value
@@ -337,6 +370,7 @@ export class ClusterWatch extends EventEmitter {
       if (cap.state === 'absent') return;
       if (this.computes.has(id)) return this.onFree(id, free, version);
       const alive = this.aliveNow.get(id) ?? false;
+      const placeable = this.placeable(id);
       const capacity = cap.value;
       // The view checks what it is given (the scorer's columns are 32-bit): refused, it is left out.
       try {
@@ -346,13 +380,13 @@ export class ClusterWatch extends EventEmitter {
           free: asResources(free),
           zone: capacity.zone,
           labels: capacity.labels,
-          alive,
+          alive: placeable,
           groups: [],
         });
       } catch (err) {
         return this.leaveOut(id, (err as Error).message);
       }
-      st = { id, capacity, free, freeVersion: version, alive, reserved: ZERO, staleSince: 0, staleChanges: 0 };
+      st = { id, capacity, free, freeVersion: version, placeable, reserved: ZERO, staleSince: 0, staleChanges: 0 };
       this.computes.set(id, st);
       if (capacity.image_required === true) this.imageRequired.add(id);
       this.reported.delete(id);

@@ -10,6 +10,8 @@ export class Paths {
   get computes(): string { return `${this.root}/computes`; }
   compute(id: ComputeId): string { return `${this.computes}/${id}`; }
   alive(id: ComputeId): string { return `${this.compute(id)}/alive`; }
+  /** Present while an operator has cordoned the compute: placement passes it over. */
+  cordoned(id: ComputeId): string { return `${this.compute(id)}/cordoned`; }
   self(id: ComputeId): string { return `${this.compute(id)}/self`; }
   selfFree(id: ComputeId): string { return `${this.self(id)}/free`; }
   selfCapacity(id: ComputeId): string { return `${this.self(id)}/capacity`; }

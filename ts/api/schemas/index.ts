@@ -103,6 +103,29 @@ export const idParams = {
   properties: { id: uuid },
 } as const;
 
+/** A compute's id, as `quark compute --id` takes it. */
+export const computeIdParams = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: name },
+} as const;
+
+export const evacuation = {
+  type: 'object',
+  properties: {
+    compute_id: { type: 'string' },
+    evacuated: {
+      type: 'array',
+      items: { type: 'object', properties: { server_id: { type: 'string' }, work_unit_id: { type: 'string' } } },
+    },
+    skipped: {
+      type: 'array',
+      items: { type: 'object', properties: { server_id: { type: 'string' }, reason: { type: 'string' } } },
+    },
+  },
+} as const;
+
 export const listServersQuery = {
   type: 'object',
   additionalProperties: false,
@@ -162,6 +185,7 @@ export const compute = {
   properties: {
     id: { type: 'string' },
     alive: { type: 'boolean' },
+    cordoned: { type: 'boolean', description: 'an operator cordoned it: placement passes it over, its VMs run on' },
     zone: { type: 'string' },
     labels: { type: 'array', items: { type: 'string' } },
     capacity: res,

@@ -12,6 +12,7 @@ import { serverRoutes } from '../routes/servers.js';
 import { workUnitRoutes } from '../routes/work-units.js';
 import { clusterRoutes } from '../routes/cluster.js';
 import { uiRoutes } from '../routes/ui.js';
+import { Operator } from '../operator.js';
 
 const VOCABULARY: ReadonlyMap<unknown, string> = new Map(
   Object.entries(V)
@@ -40,7 +41,7 @@ beforeAll(async () => {
   app.addHook('onRoute', (r) => void routes.push({ route: `${String(r.method)} ${r.url}`, schema: r.schema }));
   await app.register(serverRoutes, { prefix: '/v1', store });
   await app.register(workUnitRoutes, { prefix: '/v1', store });
-  await app.register(clusterRoutes, { prefix: '/v1', store });
+  await app.register(clusterRoutes, { prefix: '/v1', store, operator: new Operator(zk, paths, DEFAULT_CONFIG) });
   await app.register(uiRoutes, { zk, paths });
   await app.ready();
 });
