@@ -184,7 +184,10 @@ export class Runner implements StepRunner {
     if (!entry) throw new StepError('NOT_IN_FLIGHT', `work unit ${input.workUnitId} is not in flight`);
     const { task } = entry;
     const started = performance.now();
-    if (this.o.stepDelayMs) await new Promise((r) => setTimeout(r, this.o.stepDelayMs));
+    // Node's timers may fire up to a millisecond early by performance.now(): wait out the rest.
+    for (let left = this.o.stepDelayMs ?? 0; left > 0; left = (this.o.stepDelayMs ?? 0) - (performance.now() - started)) {
+      await new Promise((r) => setTimeout(r, Math.ceil(left)));
+    }
     // No step begins while the session is in doubt (SUSPENDED) and none once it is lost.
     await this.effect(() =>
       runStepEffect(input.step, {
