@@ -96,7 +96,7 @@ export async function probeCluster(api: string, token: string | undefined): Prom
     const h = await fetch(`${api}/healthz`, { signal: AbortSignal.timeout(3000) });
     if (h.status !== 200) return { api: false, apiProblem: `healthz ${h.status}` };
   } catch (e) {
-    return { api: false, apiProblem: `not answering (${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message})` };
+    return { api: false, apiProblem: (e as Error & { cause?: Error }).cause?.message ?? (e as Error).message };
   }
   const p: ClusterProbe = { api: true };
   const [orcs, computes, shards, servers] = await Promise.allSettled([
@@ -146,7 +146,7 @@ export async function status(o: { url?: string; output: 'table' | 'json' }): Pro
   const rows: string[][] = [];
   if (up) rows.push(['quark up', `pid ${up.pid}, ${up.detached ? 'detached' : 'in a terminal'}, since ${up.started_at}`]);
   else rows.push(['quark up', existsSync(upStateFile()) ? 'not running (its last run did not stop cleanly)' : 'not running here']);
-  rows.push(['api', probe.api ? `${api} answering` : `${api} ${probe.apiProblem ?? 'not answering'}`]);
+  rows.push(['api', probe.api ? `${api} answering` : `${api} not answering (${probe.apiProblem ?? 'no answer'})`]);
   if (probe.api) {
     rows.push(['orcs', probe.orcs === undefined ? '? (needs an admin token)' : String(probe.orcs)]);
     rows.push(['computes', probe.computes ? `${probe.computes.alive} alive of ${probe.computes.total}` : '?']);
