@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useProcessGroup } from './support/index.js';
+import { useProcessGroup, zkConnect } from './support/index.js';
 import { http, startCluster, type TestCluster } from './cluster.js';
 
 const group = useProcessGroup();
@@ -196,5 +196,26 @@ describe('bad input and an unreachable API', () => {
     const r = await quark(['server', 'list', '--url', 'http://127.0.0.1:1']);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/cannot reach the API at http:\/\/127\.0\.0\.1:1/);
+  });
+});
+
+describe('a wait across an api restart', () => {
+  // Invariant: `--wait` reports the unit's real end and each step exactly once, even when the API
+  // it is streaming from is killed (kill -9) mid-build and a new one comes up on the same port.
+  it('the api killed -9 mid-build and started again: the wait ends SUCCEEDED, exit 0, every step once', async () => {
+    const waiter = group.spawnQuark(['server', 'create', 'survivor', '--wait', '--timeout', '60'], { cwd, env: { QUARK_TOKEN: c.token, QUARK_URL: c.api, QUARK_API: undefined } });
+    await waiter.waitForOutput(/✓ allocate_vcpu/, { timeoutMs: 20_000 });
+    c.apiProc.signal('SIGKILL');
+    await c.apiProc.exited;
+    const port = new URL(c.api).port;
+    group.spawnQuark(['api', '--port', port, '--zk', zkConnect(), '--root', c.root, '--images-dir', join(cwd, 'images')], { label: 'api (again)' });
+    const exit = await waiter.exited;
+    expect(exit.code, waiter.output()).toBe(0);
+    for (const step of ['allocate_vcpu', 'allocate_storage', 'define', 'start']) {
+      expect(waiter.stdout().match(new RegExp(`✓ ${step} `, 'g')), step).toHaveLength(1);
+    }
+    expect(waiter.stdout()).toMatch(/^build SUCCEEDED/m);
+    const id = /server ([0-9a-f-]{36})/.exec(waiter.stdout())![1]!;
+    expect((await http<Server>(`${c.api}/v1/servers/${id}`)).body.status).toBe('ACTIVE');
   });
 });
