@@ -62,6 +62,14 @@ describe('quark up --detach, status, down, --fresh', () => {
     expect(made.code, made.out + made.err).toBe(0);
     expect(JSON.parse((await quark(['server', 'list', '-o', 'json'])).out)).toMatchObject([{ name: 'local-1', status: 'ACTIVE' }]);
 
+    // Its processes' logs, merged and readable; -p picks one.
+    const logs = await quark(['logs', '-n', '500']);
+    expect(logs.code, logs.err).toBe(0);
+    expect(logs.out).toMatch(/^orc-1 +\| \d\d:\d\d:\d\d\.\d{3} INFO +shard acquired/m);
+    expect(logs.out).toMatch(/^api +\| .*api listening/m);
+    const onlyCompute = await quark(['logs', '-p', 'compute-1']);
+    expect(onlyCompute.out.trim().split('\n').every((l) => l.startsWith('compute-1 '))).toBe(true);
+
     const again = await quark(['up', '--detach', ...small, ...ports]);
     expect(again.code).toBe(2);
     expect(again.err).toMatch(new RegExp(`already running here \\(quark up, pid ${pid}`));

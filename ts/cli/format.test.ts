@@ -18,7 +18,7 @@ import {
   unitDetail,
   type UnitView,
 } from './format.js';
-import { colorOf, readableLogLine } from './logs.js';
+import { colorOf, mergeLogs, readableLogLine } from './logs.js';
 import { commandTree, completionScript } from './completion.js';
 import { buildProgram } from './program.js';
 import { isReady, waitingLine } from './local.js';
@@ -183,6 +183,51 @@ describe('up --logs lines', () => {
     expect(readableLogLine('api', 'ZooKeeper serving {not json')).toBe('api | ZooKeeper serving {not json');
     expect(readableLogLine('api', '{"half": ')).toBe('api | {"half": ');
     expect(readableLogLine('api', 'x', { color: true })).toBe(`\x1b[${colorOf('api')}mapi\x1b[0m | x`);
+  });
+});
+
+describe('quark logs', () => {
+  const rec = (ms: number, msg: string): string => JSON.stringify({ t: new Date(T0 + ms).toISOString(), level: 'info', msg });
+  it('merges files by each record’s time; an untimed line stays after the line before it in its file', () => {
+    const merged = mergeLogs([
+      { name: 'api', lines: [rec(10, 'a1'), 'Error: boom', '    at x', rec(40, 'a2')] },
+      { name: 'orc-1', lines: [rec(5, 'o1'), rec(20, 'o2'), rec(40, 'o3')] },
+      { name: 'up', lines: ['plain before anything'] },
+    ]);
+    expect(merged.map((m) => `${m.name}:${m.line.startsWith('{') ? (JSON.parse(m.line) as { msg: string }).msg : m.line}`)).toEqual([
+      'up:plain before anything',
+      'orc-1:o1',
+      'api:a1',
+      'api:Error: boom',
+      'api:    at x',
+      'orc-1:o2',
+      'api:a2',
+      'orc-1:o3',
+    ]);
+  });
+
+  it('keeps every line; a file written in time order keeps its order; records come out in time order', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.option(fc.integer({ min: 0, max: 1000 }), { nil: undefined }), { maxLength: 20 }), { maxLength: 5 }), (files) => {
+        // Each process writes its records in time order (a log file is appended to).
+        const input = files.map((ts, i) => {
+          let clock = 0;
+          return {
+            name: `p${i}`,
+            lines: ts.map((t, j) => {
+              if (t === undefined) return `plain ${i}.${j}`;
+              clock += t;
+              return JSON.stringify({ t: new Date(T0 + clock).toISOString(), msg: `${i}.${j}` });
+            }),
+          };
+        });
+        const out = mergeLogs(input);
+        expect(out.map((o) => o.line).sort()).toEqual(input.flatMap((f) => f.lines).sort());
+        for (const f of input) expect(out.filter((o) => o.name === f.name).map((o) => o.line)).toEqual(f.lines);
+        const times = out.map((o) => (o.line.startsWith('{') ? Date.parse((JSON.parse(o.line) as { t: string }).t) : undefined)).filter((t) => t !== undefined);
+        expect(times).toEqual([...times].sort((x, y) => x - y));
+      }),
+    );
   });
 });
 

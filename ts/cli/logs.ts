@@ -44,3 +44,33 @@ export function readableLogLine(name: string, line: string, o: { width?: number;
     .join(' ');
   return `${tag} | ${clock} ${level} ${String(rec.msg ?? '')}${fields ? `  ${fields}` : ''}`;
 }
+
+/** A record's time in ms, or undefined for a line that is not a timed JSON record. */
+export function lineTime(line: string): number | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    const rec = JSON.parse(line) as { t?: unknown; time?: unknown };
+    const t = rec.t ?? rec.time;
+    const ms = typeof t === 'number' ? t : typeof t === 'string' ? Date.parse(t) : NaN;
+    return Number.isNaN(ms) ? undefined : ms;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Several processes' logs as one, oldest first: records by their own time, and a line without one
+ * (a stack trace, a plain message) right after the line before it in its own file.
+ */
+export function mergeLogs(files: Array<{ name: string; lines: string[] }>): Array<{ name: string; line: string }> {
+  const all: Array<{ name: string; line: string; t: number; file: number; at: number }> = [];
+  files.forEach((f, file) => {
+    let t = -Infinity;
+    f.lines.forEach((line, at) => {
+      t = lineTime(line) ?? t;
+      all.push({ name: f.name, line, t, file, at });
+    });
+  });
+  all.sort((a, b) => a.t - b.t || a.file - b.file || a.at - b.at);
+  return all.map(({ name, line }) => ({ name, line }));
+}

@@ -332,6 +332,17 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     },
   );
 
+  program
+    .command('logs')
+    .description("the logs of the cluster quark up started here (.quark/logs/), merged by time and readable")
+    .option('-n, --lines <n>', 'how many of the last lines', '200')
+    .option('-f, --follow', 'go on printing lines as they come (Ctrl-C stops)')
+    .option('-p, --process <name>', 'only this process (api, orc-1, compute-2, up; repeat for more)', (v: string, prev: string[] = []) => [...prev, v])
+    .action(async (o: { lines: string; follow?: boolean; process?: string[] }) => {
+      const { showLogs } = await import('./logs-cmd.js');
+      await showLogs({ lines: int(o.lines, 'lines', 1), follow: o.follow === true, ...(o.process ? { process: o.process } : {}) });
+    });
+
   // ---- operator tools ----------------------------------------------------------------------------
   const zk = program.command('zk').description('operator views of the ZooKeeper tree, values decoded; zk server runs a standalone ZooKeeper');
   const zkView = async (cmd: Command, fn: (zk: Zk, paths: Paths) => Promise<unknown>): Promise<void> => {

@@ -58,9 +58,9 @@ export async function up(o: UpOptions): Promise<void> {
   const home = resolve('.quark');
   const running = runningUp(home);
   if (running) {
-    throw new UsageError(`a cluster is already running here (quark up, pid ${running.pid}, api ${running.api}); quark status shows it, quark down stops it`);
+    throw new UsageError(`a cluster is already running here (quark up, pid ${running.pid}, api ${running.api}); quark status shows it, quark logs -f its logs, quark down stops it`);
   }
-  if (o.detach && o.logs) throw new UsageError('--logs shows the logs of a cluster in this terminal; drop --detach (its logs are in .quark/logs/)');
+  if (o.detach && o.logs) throw new UsageError('--logs shows the logs in this terminal; drop --detach (quark logs -f shows a detached cluster\'s)');
   const detachedChild = process.env[DETACHED_ENV] === '1';
   if (o.fresh && !detachedChild) {
     const removed = wipeState(home);
