@@ -192,6 +192,12 @@ describe('bad input and an unreachable API', () => {
     expect((await http<Server[]>(`${c.api}/v1/servers`)).body.length).toBe(before);
   });
 
+  it('no token: exit 1 and where to put one', async () => {
+    const r = await quark(['server', 'list'], { QUARK_TOKEN: undefined });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^quark: no token: set QUARK_TOKEN or put one in .*\.quark\/token/);
+  });
+
   it('no API at --url: exit 1 and a message that says so', async () => {
     const r = await quark(['server', 'list', '--url', 'http://127.0.0.1:1']);
     expect(r.code).toBe(1);

@@ -23,9 +23,10 @@ export { call };
 
 /** A call whose answer is not JSON (the console's text), or whose headers matter (a list's paging). */
 export async function raw(api: string, method: string, path: string, init: { body?: NonNullable<RequestInit["body"]>; headers?: Record<string, string>; duplex?: 'half' } = {}): Promise<Response> {
+  const bearer = token();
   let res: Response;
   try {
-    res = await fetch(`${api}${path}`, { method, ...init, headers: { authorization: `Bearer ${token()}`, ...init.headers } } as RequestInit);
+    res = await fetch(`${api}${path}`, { method, ...init, headers: { authorization: `Bearer ${bearer}`, ...init.headers } } as RequestInit);
   } catch (e) {
     throw new CliError(`${method} ${path}: cannot reach the API at ${api} (${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}); is a cluster running (quark status)?`);
   }

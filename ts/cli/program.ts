@@ -70,6 +70,13 @@ function flagsOf(c: Command): Flags {
     if (opt.negate) v[long] = value === false;
     else v[long] = value;
   }
+  // `quark zk --zk H tree`: a flag given before the subcommand counts for it too, as it did before.
+  for (let p = c.parent; p; p = p.parent) {
+    for (const opt of p.options) {
+      const long = opt.long?.replace(/^--/, '');
+      if (long && p.getOptionValueSource(opt.attributeName()) === 'cli' && c.getOptionValueSource(opt.attributeName()) !== 'cli') v[long] = p.getOptionValue(opt.attributeName()) as string;
+    }
+  }
   return {
     v,
     zk: (v.zk as string | undefined) ?? defaultZk(),
@@ -541,6 +548,17 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       process.stdout.write(completionScript(program));
     });
 
+  // The old parser took the ZooKeeper flags on every command, and launchers append them to any
+  // subcommand they start: commands that do not use them still accept them (not shown in help).
+  const walk = (c: Command): void => {
+    if (c !== program && !c.options.some((o) => o.long === '--zk')) {
+      c.addOption(new Option('--zk <host:port,…>').hideHelp());
+      c.addOption(new Option('--root <path>').hideHelp());
+      c.addOption(new Option('--session-timeout-ms <ms>').hideHelp());
+    }
+    c.commands.forEach(walk);
+  };
+  walk(program);
   return program;
 }
 
