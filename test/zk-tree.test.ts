@@ -13,7 +13,9 @@ const group = useProcessGroup();
 let c: TestCluster;
 
 beforeAll(async () => {
-  c = await startCluster(group, { computes: 1, orcs: 1, computeArgs: ['--step-delay-ms', '700'] });
+  // Each step waits 1.5 s: the CLI process must start and walk the tree before the boot ends, even
+  // on a loaded machine (at 700 ms, two cores under load sometimes saw the unit leave mid-walk).
+  c = await startCluster(group, { computes: 1, orcs: 1, computeArgs: ['--step-delay-ms', '1500'] });
 }, 120_000);
 
 afterAll(async () => {
@@ -34,7 +36,7 @@ describe('quark zk tree', () => {
     });
     expect(r.status).toBe(202);
     const wu = r.body.work_unit_id;
-    // Each step waits 700 ms first: poll until one is done and others are left.
+    // Each step waits first: poll until one is done and others are left.
     await waitFor(
       async () => {
         const u = (await http<WorkUnitView>(`${c.api}/v1/work-units/${wu}`)).body;

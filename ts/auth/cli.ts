@@ -3,14 +3,14 @@
 // ZooKeeper for a cluster that has none yet.
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Zk } from '../zk/client.js';
 import { AuthPaths } from './layout.js';
 import { asProjectId, isRole } from './policy.js';
-import { defaultToken, tokenFile } from './local.js';
+import { defaultToken, tokenFile } from './token-file.js';
 import { mintToken, parseTtl } from './tokens.js';
 import { RESOURCES, type Quota } from './quota.js';
+import { CliError } from '../cli/errors.js';
 
-export class CliError extends Error {}
+export { CliError };
 
 /** The API to call: --api, else $QUARK_API, else what `quark up` wrote, else the default port. */
 export function defaultApi(): string {
@@ -66,6 +66,8 @@ export async function tokenCreate(api: string, a: TokenCreateArgs): Promise<stri
   let token: string;
   let expires: string | null;
   if (a.bootstrap) {
+    // Loaded here only: every other command of the CLI talks to the API, not to ZooKeeper.
+    const { Zk } = await import('../zk/client.js');
     const zk = await Zk.connect(a.bootstrap.zk, { connectTimeoutMs: 15_000 });
     try {
       const { record, secret } = await mintToken(zk, new AuthPaths({ root: a.bootstrap.root }), { project, role: a.role, ttlMs, name: a.name ?? null });

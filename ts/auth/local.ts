@@ -1,34 +1,14 @@
 // The token on this machine: `quark up` makes an admin token and keeps it in .quark/token (mode
 // 0600); the CLI and the README's curl examples read it from there. QUARK_TOKEN overrides it.
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { Zk } from '../zk/client.js';
 import { AuthPaths } from './layout.js';
 import { asProjectId } from './policy.js';
 import { AuthFailure, mintToken, TokenStore } from './tokens.js';
 
-export const tokenFile = (home = resolve('.quark')): string => join(home, 'token');
+import { saveToken, tokenFile } from './token-file.js';
 
-/** Writes the token readable by its owner only (0600), whatever mode an older file had. */
-export function saveToken(secret: string, file = tokenFile()): void {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
-  chmodSync(file, 0o600);
-}
-
-/** QUARK_TOKEN, else the token file, else undefined. */
-export function defaultToken(file = tokenFile()): string | undefined {
-  const env = process.env.QUARK_TOKEN?.trim();
-  if (env) return env;
-  if (!existsSync(file)) return undefined;
-  return readFileSync(file, 'utf8').trim() || undefined;
-}
-
-/** `authorization` for the default token, or nothing. */
-export function authHeaders(file = tokenFile()): Record<string, string> {
-  const t = defaultToken(file);
-  return t ? { authorization: `Bearer ${t}` } : {};
-}
+export { authHeaders, defaultToken, saveToken, tokenFile } from './token-file.js';
 
 /**
  * For `quark up`: the admin token in `home`/token if this cluster knows it and it is still usable,

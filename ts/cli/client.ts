@@ -3,8 +3,9 @@
 // to reading the unit when the stream is refused or drops.
 import { createReadStream, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { call, CliError, defaultApi } from '../auth/cli.js';
-import { defaultToken, tokenFile } from '../auth/local.js';
+import { call, defaultApi } from '../auth/cli.js';
+import { defaultToken, tokenFile } from '../auth/token-file.js';
+import { CliError } from './errors.js';
 import { TERMINAL } from '../common/vocabulary.js';
 import type { UnitView } from './format.js';
 

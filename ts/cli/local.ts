@@ -3,7 +3,7 @@
 // the cluster has and lacks (api, orcs, computes, shards owned).
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { defaultToken } from '../auth/local.js';
+import { defaultToken } from '../auth/token-file.js';
 import { table } from '../auth/cli.js';
 import { apiUrl } from './client.js';
 

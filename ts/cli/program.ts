@@ -7,18 +7,25 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { createLogger } from '../common/log.js';
 import { asComputeId } from '../common/ids.js';
-import { Zk } from '../zk/client.js';
-import { Paths } from '../zk/paths.js';
-import { readConfig, updateConfig } from '../zk/config.js';
-import { DEFAULT_CONFIG, type ClusterConfig } from '../common/model.js';
-import { policyFor, policySettingOf, withPlacementPolicy } from '../common/placement-policy.js';
-import { runWithSession } from '../zk/session.js';
-// A compute's capacity figures: the placement scorer's columns are 32-bit, so larger ones are refused.
-import { RESOURCE_MAX } from '../lifecycle/records.js';
-import { printTree, printGet, printLs } from './zk-tools.js';
-import { addClusterReads, addComputeCommands, addUserCommands, apiOptions, UsageError } from './user.js';
+import type { Zk } from '../zk/client.js';
+import type { Paths } from '../zk/paths.js';
+import type { ClusterConfig } from '../common/model.js';
+import { addClusterReads, addComputeCommands, addUserCommands, apiOptions } from './user.js';
+import { CliError, UsageError } from './errors.js';
 import { EXIT } from './format.js';
 import { completionScript } from './completion.js';
+
+// What talks to ZooKeeper is loaded by the commands that do: the user's commands talk to the
+// API only, and start faster without a ZooKeeper client.
+const zkModules = async () => {
+  const [{ Zk }, { Paths }, { readConfig, updateConfig }, { runWithSession }] = await Promise.all([
+    import('../zk/client.js'),
+    import('../zk/paths.js'),
+    import('../zk/config.js'),
+    import('../zk/session.js'),
+  ]);
+  return { Zk, Paths, readConfig, updateConfig, runWithSession };
+};
 
 export { UsageError };
 
@@ -87,12 +94,11 @@ function flagsOf(c: Command): Flags {
 
 /** Runs an operator tool's body; a refusal by the API (CliError) is printed and exits 1. */
 async function viaApi(fn: () => Promise<string>): Promise<void> {
-  const cli = await import('../auth/cli.js');
   let out: string;
   try {
     out = await fn();
   } catch (e) {
-    if (e instanceof Error && !(e instanceof cli.CliError) && /^invalid (project|TTL)|TTL/.test(e.message)) throw new UsageError(e.message);
+    if (e instanceof Error && !(e instanceof CliError) && /^invalid (project|TTL)|TTL/.test(e.message)) throw new UsageError(e.message);
     throw e;
   }
   process.stdout.write(out);
@@ -135,6 +141,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
   ).action(async (_o, cmd: Command) => {
     const a = flagsOf(cmd);
     const log = createLogger({ proc: 'api', pid: process.pid });
+    const { readConfig, runWithSession } = await zkModules();
     const { buildApp, DEFAULT_PRESSURE } = await import('../api/app.js');
     const { planSurface, SurfaceRefused } = await import('../api/server.js');
     const port = int(a.v.port, 'port');
@@ -195,6 +202,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     const sweepIntervalMs = int(a.v['sweep-ms'], 'sweep-ms', 50);
     const staleFreeMs = int(a.v['stale-free-ms'], 'stale-free-ms', 0);
     const log = createLogger({ proc: 'orc', pid: process.pid, ...(id ? { orc: id } : {}) });
+    const { readConfig, runWithSession } = await zkModules();
     const { Orc } = await import('../orc/orc.js');
     const { createClusterView } = await import('../orc/placement/index.js');
     await runWithSession({ ...a, log }, async (zk, paths) => {
@@ -235,6 +243,8 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       .option('--start-concurrency <n>', 'hollow computes: how many start at once', '64'),
   ).action(async (_o, cmd: Command) => {
     const a = flagsOf(cmd);
+    // A compute's capacity figures: the placement scorer's columns are 32-bit, so larger ones are refused.
+    const { RESOURCE_MAX } = await import('../lifecycle/records.js');
     // Real guests default to the host libvirt reports; the test driver to a made-up one.
     const capacityOf = (uri: string, host?: { cpus: number; memory_kib: number }) => ({
       vcpus: int(a.v.vcpus ?? host?.cpus ?? 16, 'vcpus', 1, RESOURCE_MAX),
@@ -282,6 +292,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     // A real guest boots from an image: builds without one are placed elsewhere (ts/orc/orc.ts).
     const capacity = { ...capacityOf(uri, guest ? await hv.hostInfo() : undefined), ...(guest ? { image_required: true } : {}) };
     const drainTimeoutMs = int(a.v['drain-timeout-ms'], 'drain-timeout-ms');
+    const { runWithSession } = await zkModules();
     await runWithSession({ ...a, log }, async (zk, paths) => {
       const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs, hypervisorReportMs, drainTimeoutMs, shutdownTimeoutMs, ...(guest ? { guest } : {}) });
       await c.start();
@@ -354,6 +365,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
   const zk = program.command('zk').description('operator views of the ZooKeeper tree, values decoded; zk server runs a standalone ZooKeeper');
   const zkView = async (cmd: Command, fn: (zk: Zk, paths: Paths) => Promise<unknown>): Promise<void> => {
     const a = flagsOf(cmd);
+    const { Zk, Paths } = await zkModules();
     const client = await Zk.connect(a.zk, { connectTimeoutMs: 5000 });
     try {
       await fn(client, new Paths(a.root));
@@ -361,11 +373,16 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       await client.close();
     }
   };
+  const tools = () => import('./zk-tools.js');
   zkOptions(zk.command('tree').description('the tree under a path (default: the root), decoded').argument('[path]')).action(async (path: string | undefined, _o, cmd: Command) =>
-    zkView(cmd, (c, paths) => printTree(c, path ?? paths.root, process.stdout)),
+    zkView(cmd, async (c, paths) => (await tools()).printTree(c, path ?? paths.root, process.stdout)),
   );
-  zkOptions(zk.command('ls').description("a znode's children").argument('<path>')).action(async (path: string, _o, cmd: Command) => zkView(cmd, (c) => printLs(c, path, process.stdout)));
-  zkOptions(zk.command('get').description("a znode's value, decoded").argument('<path>')).action(async (path: string, _o, cmd: Command) => zkView(cmd, (c) => printGet(c, path, process.stdout)));
+  zkOptions(zk.command('ls').description("a znode's children").argument('<path>')).action(async (path: string, _o, cmd: Command) =>
+    zkView(cmd, async (c) => (await tools()).printLs(c, path, process.stdout)),
+  );
+  zkOptions(zk.command('get').description("a znode's value, decoded").argument('<path>')).action(async (path: string, _o, cmd: Command) =>
+    zkView(cmd, async (c) => (await tools()).printGet(c, path, process.stdout)),
+  );
   zkOptions(
     zk
       .command('server')
@@ -387,7 +404,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     process.on('SIGTERM', stop);
   });
   // `quark zk` alone: the whole tree, as before.
-  zkOptions(zk).action(async (_o, cmd: Command) => zkView(cmd, (c, paths) => printTree(c, paths.root, process.stdout)));
+  zkOptions(zk).action(async (_o, cmd: Command) => zkView(cmd, async (c, paths) => (await tools()).printTree(c, paths.root, process.stdout)));
 
   const configUsage = 'usage: quark config get [key] [--zone Z] | quark config set placement-policy spread|pack [--zone Z]';
   const config = zkOptions(
@@ -408,6 +425,9 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     if (sub === 'set' && value === undefined) throw new UsageError(configUsage);
     if (sub === 'get' && (value !== undefined || (zone !== undefined && key !== 'placement-policy'))) throw new UsageError(configUsage);
     if (sub !== 'get' && sub !== 'set') throw new UsageError(configUsage);
+    const { Zk, Paths, updateConfig } = await zkModules();
+    const { DEFAULT_CONFIG } = await import('../common/model.js');
+    const { withPlacementPolicy } = await import('../common/placement-policy.js');
     const client = await Zk.connect(a.zk, { connectTimeoutMs: 5000 });
     try {
       const paths = new Paths(a.root);
@@ -419,7 +439,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
           if (err instanceof RangeError || (await client.exists(paths.config)) === null) throw new UsageError((err as Error).message);
           throw err;
         }
-        printPolicy(next, zone);
+        await printPolicy(next, zone);
         return;
       }
       const cur = await client.get<ClusterConfig>(paths.config);
@@ -428,7 +448,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       if (key === undefined) process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`);
       else if (key === 'placement-policy') {
         try {
-          printPolicy(cfg, zone);
+          await printPolicy(cfg, zone);
         } catch (err) {
           throw new UsageError(`${paths.config} holds an invalid policy (${(err as Error).message}); set a valid one`);
         }
@@ -563,7 +583,8 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
 }
 
 /** The policy in force: for `zone`, or the cluster's followed by one `zone <name>: <policy>` line per override. */
-function printPolicy(cfg: ClusterConfig, zone: string | undefined): void {
+async function printPolicy(cfg: ClusterConfig, zone: string | undefined): Promise<void> {
+  const { policyFor, policySettingOf } = await import('../common/placement-policy.js');
   const s = policySettingOf(cfg);
   if (zone !== undefined) return void process.stdout.write(`${policyFor(s, zone)}\n`);
   process.stdout.write(`${s.policy}\n`);
@@ -581,7 +602,6 @@ export async function run(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {
-    const { CliError } = await import('../auth/cli.js');
     if (err instanceof CommanderError) {
       // Help and version are exits too, with status 0.
       process.exit(err.exitCode === 0 ? 0 : EXIT.USAGE);

@@ -11,7 +11,7 @@ import { freePort } from '../dev/zookeeper.js';
 import { authHeaders, ensureLocalAdminToken } from '../auth/local.js';
 import { clearUpState, isReady, isRunning, probeCluster, runningUp, waitingLine, wipeState, writeUpState } from './local.js';
 import { readableLogLine } from './logs.js';
-import { UsageError } from './user.js';
+import { UsageError } from './errors.js';
 
 export interface UpOptions {
   orcs: number;

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { Command, Option } from 'commander';
-import { CliError } from '../auth/cli.js';
+import { CliError, UsageError } from './errors.js';
 import { ACTIONS, SERVER_STATUSES, WORK_KINDS, WORK_UNIT_STATES } from '../common/vocabulary.js';
 import { apiUrl, json, listAll, raw, upload } from './client.js';
 import {
@@ -27,8 +27,7 @@ import {
 import { displayFor, watchUnit } from './progress.js';
 import { cordon, evacuate } from './computes.js';
 
-/** A bad argument: exit status 2, like the parser's own refusals. */
-export class UsageError extends Error {}
+export { UsageError };
 
 type Output = 'table' | 'json';
 
