@@ -20,7 +20,7 @@ import {
 } from './format.js';
 import { colorOf, mergeLogs, readableLogLine } from './logs.js';
 import { commandTree, completionScript } from './completion.js';
-import { buildProgram } from './program.js';
+import { buildProgram, flagsOf, type Flags } from './program.js';
 import { isReady, waitingLine } from './local.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
@@ -299,6 +299,34 @@ describe('the program', () => {
     for (const f of ['--id', '--vcpus', '--ram-mb', '--disk-gb', '--bandwidth-mbps', '--zone', '--labels', '--libvirt-uri', '--step-delay-ms', '--drain-timeout-ms', '--hypervisor-report-ms', '--hollow', '--id-prefix', '--start-concurrency', '--shutdown-timeout-s', '--state-dir', '--accel', '--cpu', '--probe-image', '--probe-cache', '--guest-network', '--console-port', '--console-host', '--zk', '--root', '--session-timeout-ms']) {
       expect(compute.options).toContain(f);
     }
+  });
+
+  /** Parses `argv` with the real program, the command's action swapped for one that keeps its flags. */
+  const flagsFor = async (argv: string[], path = argv.slice(0, 1)): Promise<Flags> => {
+    const program = buildProgram();
+    let target = program;
+    for (const word of path) target = target.commands.find((c) => c.name() === word)!;
+    let got: Flags | undefined;
+    target.action((...args: unknown[]) => void (got = flagsOf(args.at(-1) as typeof target)));
+    await program.parseAsync(argv, { from: 'user' });
+    return got!;
+  };
+
+  it("hands the compute's real-guest flags on under the names the guest host reads", async () => {
+    const f = await flagsFor(['compute', '--id', 'c1', '--libvirt-uri', 'qemu:///system', '--accel', 'tcg', '--cpu', 'host-model', '--guest-network', 'nat', '--console-port', '7', '--console-host', '0.0.0.0', '--state-dir', 'sd', '--probe-image', 'p.qcow2', '--probe-cache', 'pc.json', '--zk', 'h:1', '--root', '/r', '--session-timeout-ms', '900']);
+    expect(f.v).toMatchObject({ id: 'c1', 'libvirt-uri': 'qemu:///system', accel: 'tcg', cpu: 'host-model', 'guest-network': 'nat', 'console-port': '7', 'console-host': '0.0.0.0', 'state-dir': 'sd', 'probe-image': 'p.qcow2', 'probe-cache': 'pc.json', 'disk-gb': '500', zone: 'default', labels: '' });
+    expect([f.zk, f.root, f.sessionTimeoutMs]).toEqual(['h:1', '/r', 900]);
+    const d = await flagsFor(['compute', '--hollow', '3']);
+    expect(d.v).toMatchObject({ hollow: '3', 'id-prefix': 'hollow', 'start-concurrency': '64', accel: 'auto', 'console-port': '0', 'guest-network': 'isolated', 'step-delay-ms': '0', 'drain-timeout-ms': '30000', 'hypervisor-report-ms': '200', 'shutdown-timeout-s': '30' });
+    expect(d.v.id).toBeUndefined();
+  });
+
+  it('up: --no-demo and the new flags; zk flags given before a subcommand count for it', async () => {
+    const up = await flagsFor(['up', '--no-demo', '--fresh', '--orcs', '4']);
+    expect(up.v).toMatchObject({ 'no-demo': true, fresh: true, orcs: '4', port: '8080', 'zk-port': '2181', hypervisor: 'test' });
+    expect((await flagsFor(['up'])).v['no-demo']).toBe(false);
+    const tree = await flagsFor(['zk', '--zk', 'h:2', 'tree'], ['zk', 'tree']);
+    expect(tree.zk).toBe('h:2');
   });
 
   it('the bash completion script parses, and completes subcommands, options and option values', () => {

@@ -67,7 +67,7 @@ export interface Flags {
   sessionTimeoutMs: number;
 }
 
-function flagsOf(c: Command): Flags {
+export function flagsOf(c: Command): Flags {
   const v: Record<string, string | boolean | undefined> = {};
   for (const opt of c.options) {
     const long = opt.long?.replace(/^--/, '');
