@@ -94,7 +94,10 @@ async function afterAccepted(api: string, accepted: Accepted, serverId: string, 
     return 0;
   }
   if (o.output === 'table') print(`${what}: server ${body.server_id}, work unit ${body.work_unit_id}`);
-  const r = await watchUnit(api, body.work_unit_id, { timeoutMs: o.timeout * 1000, display: displayFor(o.output, process.stdout), out: process.stdout });
+  // With -o json the progress goes to a terminal's stderr, so stdout stays one JSON document.
+  const out = o.output === 'json' ? process.stderr : process.stdout;
+  const display = o.output === 'json' ? (process.stderr.isTTY ? 'live' : 'none') : displayFor(o.output, process.stdout);
+  const r = await watchUnit(api, body.work_unit_id, { timeoutMs: o.timeout * 1000, display, out });
   if (o.output === 'json') printJson({ ...body, outcome: r.outcome, unit: r.unit ?? null });
   return exitFor(r.outcome);
 }
