@@ -1,6 +1,6 @@
 // A TCP relay for network faults: clients connect to it instead of the real ZooKeeper, and a test
-// cuts the link (every open connection reset, new ones refused) and restores it. Nothing is
-// simulated: the client sees a real dropped connection, the server a real vanished client.
+// (or the chaos runner) cuts the link (every open connection reset, new ones refused) and restores
+// it. Nothing is simulated: the client sees a real dropped connection, the server a real vanished client.
 import net from 'node:net';
 
 export class FaultyLink {
