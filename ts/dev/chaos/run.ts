@@ -55,6 +55,8 @@ export interface RunReport {
   down_ms: number;
   /** What was done to the cluster, each with the pid(s) it hit. */
   injected: string[];
+  /** Processes their supervision started again after an unexpected exit (name, times). */
+  restarted: Record<string, number>;
   boots: number;
   actions: number;
   units: number;
@@ -347,6 +349,7 @@ async function oneRun(plan: FaultPlan, o: Required<Omit<ChaosOptions, 'kinds' | 
     at_ms: plan.atMs,
     down_ms: plan.downMs,
     injected,
+    restarted: {},
     boots: 0,
     actions: 0,
     units: 0,
@@ -537,7 +540,10 @@ async function oneRun(plan: FaultPlan, o: Required<Omit<ChaosOptions, 'kinds' | 
     const failed: Record<string, number> = {};
     for (const u of builds) if (u.state === 'FAILED') failed[u.error?.code ?? '?'] = (failed[u.error?.code ?? '?'] ?? 0) + 1;
     if (violations.length > 0) keep = true;
+    const restarted: Record<string, number> = {};
+    for (const p of launcher.procs) if (p.restarts > 0) restarted[p.name] = (restarted[p.name] ?? 0) + p.restarts;
     return report({
+      restarted,
       boots,
       actions,
       units: snap.units.length,
