@@ -416,8 +416,12 @@ async function oneRun(plan: FaultPlan, o: Required<Omit<ChaosOptions, 'kinds' | 
       );
       void booted;
       await sleep(Math.max(0, t0 + 2500 - Date.now()));
-      const list = await api.call('GET', '/v1/servers');
-      const active = Array.isArray(list?.body) ? (list.body as Array<{ id: string; status: string }>).filter((s) => s.status === 'ACTIVE').map((s) => s.id) : [];
+      // Actions on servers that are up; a fault may hold the boots back for a while.
+      let active: string[] = [];
+      for (const until = Date.now() + 15_000; active.length < 4 && Date.now() < until; await sleep(250)) {
+        const list = await api.call('GET', '/v1/servers');
+        if (Array.isArray(list?.body)) active = (list.body as Array<{ id: string; status: string }>).filter((s) => s.status === 'ACTIVE').map((s) => s.id);
+      }
       const todo: Array<[string, string]> = [];
       active.slice(0, 2).forEach((id) => todo.push(['DELETE', `/v1/servers/${id}`]));
       if (active[2]) todo.push(['stop', active[2]]);
