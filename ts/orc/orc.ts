@@ -551,7 +551,7 @@ export class Orc {
     if (!t.ok) return;
     if (t.next.state === 'FAILED') return this.commitFailure(cur.version, t.next);
     this.stats.retried++;
-    log.info('retrying a build from a lost compute', { wu: wuId, lost, attempt: wu.attempts + 1 });
+    log.info(`${wu.kind === 'build' ? 'retrying a build' : 'routing a delete again'} from a lost compute`, { wu: wuId, lost, attempt: wu.attempts + 1 });
     const back = t.next;
     const server = await this.readServer(wu.server_id);
     // The task it leaves on the lost compute goes with it (what its claim took there is
@@ -562,7 +562,9 @@ export class Orc {
     if (server && retried?.ok) txn.set(paths.server(wu.server_id), retried.next, server.version);
     try {
       const res = await txn.commit();
-      await this.schedule(wuId, res[queued.length]!.stat!.version, back);
+      const version = res[queued.length]!.stat!.version;
+      if (back.kind === 'build') await this.schedule(wuId, version, back);
+      else await this.route(wuId, version, back);
     } catch (e) {
       if (!isZkError(e, 'BAD_VERSION') && !isZkError(e, 'NO_NODE')) throw e;
     }
