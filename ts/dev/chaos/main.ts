@@ -37,6 +37,9 @@ async function main(): Promise<number> {
   return summary.violations > 0 ? 1 : 0;
 }
 
+// Ctrl-C or a stop: exit through the exit hooks, which kill every process the runs started.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
+
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
