@@ -70,6 +70,10 @@ Commands:
                                    computes, same server ids (refused while it is alive)
   zk        operator views         zk tree [path] | zk ls <path> | zk get <path>
             zk server --port P --data-dir D   (a standalone ZooKeeper, foreground)
+            zk credentials [--dir .quark/zk-credentials] [--compute ID …]   ZooKeeper credentials per
+                                   role, files of mode 0600 (docs/security.md); each process reads
+                                   its file from QUARK_ZK_CREDENTIALS
+            zk secure              put a cluster made without ZooKeeper ACLs under them (admin)
   config    cluster settings       config get [key] [--zone Z] | config set placement-policy spread|pack [--zone Z]
             (every orc follows a change at once; --zone Z sets that zone's override, and the
             value 'inherit' removes it; requests naming zone Z follow its override)
@@ -222,6 +226,7 @@ async function main(argv: string[]): Promise<void> {
       try {
         if (cmd === 'token' && sub === 'create') {
           if (!a.v.project || !a.v.role) throw new UsageError('token create needs --project and --role');
+          if (a.v.bootstrap) (await import('./zk-credentials.js')).useLocalAdminCredentials();
           out = await cli.tokenCreate(api, {
             project: a.v.project as string,
             role: a.v.role as string,
@@ -375,7 +380,7 @@ async function main(argv: string[]): Promise<void> {
       // A real guest boots from an image: builds without one are placed elsewhere (ts/orc/orc.ts).
       const capacity = { ...capacityOf(uri, guest ? await hv.hostInfo() : undefined), ...(guest ? { image_required: true } : {}) };
       const drainTimeoutMs = int(a.v['drain-timeout-ms'], 'drain-timeout-ms');
-      await runWithSession({ ...a, log }, async (zk, paths) => {
+      await runWithSession({ ...a, log, computeId: id }, async (zk, paths) => {
         const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs, hypervisorReportMs, drainTimeoutMs, shutdownTimeoutMs, ...(guest ? { guest } : {}) });
         await c.start();
         return c;
@@ -383,8 +388,23 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'zk': {
-      const a = parse({ port: { type: 'string' }, 'data-dir': { type: 'string' }, 'tick-ms': { type: 'string', default: '200' } }, true);
+      const a = parse(
+        { port: { type: 'string' }, 'data-dir': { type: 'string' }, 'tick-ms': { type: 'string', default: '200' }, dir: { type: 'string' }, compute: { type: 'string', multiple: true } },
+        true,
+      );
       const [sub, path] = a.pos;
+      const creds = await import('./zk-credentials.js');
+      if (sub === 'credentials') {
+        const computes = (a.v.compute as unknown as string[] | undefined) ?? [];
+        for (const id of computes) asComputeId(id);
+        process.stdout.write(creds.credentialsCommand(resolve((a.v.dir as string | undefined) ?? creds.LOCAL_CREDENTIALS_DIR), computes));
+        return;
+      }
+      creds.useLocalAdminCredentials();
+      if (sub === 'secure') {
+        process.stdout.write(await creds.secureCommand(a.zk, a.root));
+        return;
+      }
       if (sub === 'server') {
         const { startZooKeeper } = await import('../dev/zookeeper.js');
         const zk = await startZooKeeper({
@@ -421,6 +441,7 @@ async function main(argv: string[]): Promise<void> {
       if (sub === 'set' && (value === undefined || extra.length > 0)) throw new UsageError(usage);
       if (sub === 'get' && (value !== undefined || (zone !== undefined && key !== 'placement-policy'))) throw new UsageError(usage);
       if (sub !== 'get' && sub !== 'set') throw new UsageError(usage);
+      (await import('./zk-credentials.js')).useLocalAdminCredentials();
       const zk = await Zk.connect(a.zk, { connectTimeoutMs: 5000 });
       try {
         const paths = new Paths(a.root);
