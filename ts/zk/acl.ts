@@ -102,13 +102,15 @@ export function readCredentials(file: string): Credentials {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read ZooKeeper credentials ${file}: ${(e as Error).message}`);
+    throw new Error(`cannot read ZooKeeper credentials ${file}: ${(e as Error).message}`, { cause: e });
   }
+  let parsed: unknown;
   try {
-    return check(JSON.parse(text), file);
+    parsed = JSON.parse(text);
   } catch (e) {
-    throw new Error(e instanceof SyntaxError ? `${file}: not JSON` : (e as Error).message);
+    throw new Error(`${file}: not JSON`, { cause: e });
   }
+  return check(parsed, file);
 }
 
 /** Written with mode 0600 (and re-chmodded: an existing file keeps its mode on write). */
