@@ -177,7 +177,7 @@ async function bootOn(target: ComputeId): Promise<WorkUnitId> {
 }
 
 describe('roots and credentials that do not match', () => {
-  it('a root made without credentials is refused with the migration command; quark zk secure puts it under ACLs', async () => {
+  it('a root made without credentials is refused with the migration command; quark zk secure puts it under ACLs, quark zk rotate moves it to new credentials', async () => {
     const root = uniqueRoot('acl-legacy');
     const paths = new Paths(root);
     const open = await connect(null);
@@ -201,7 +201,18 @@ describe('roots and credentials that do not match', () => {
     // Now a session without credentials is told what it lacks.
     const err = await readConfig(open, paths).catch((e: unknown) => e);
     expect((err as AclSetupError).code).toBe('ZK_CREDENTIALS_REQUIRED');
-    await admin.removeTree(root);
+
+    // Rotation (quark zk rotate): the old admin moves every node to a new set; the old files stop working.
+    const next = makeCredentials();
+    const moved = await secureRoot(admin, paths, next.admin);
+    expect(moved.nodes).toBe(r.nodes);
+    expect(((await readConfig(api, paths).catch((e: unknown) => e)) as AclSetupError).code).toBe('ZK_CREDENTIALS_MISMATCH');
+    await refused(admin.get(paths.config));
+    await readConfig(await connect(next.api), paths);
+    const nextAdmin = await connect(next.admin);
+    const regranted = await nextAdmin.getAcl(paths.workUnit('e0000000-0000-4000-8000-000000000000' as WorkUnitId));
+    expect(regranted!.some((e) => e.id.startsWith('compute.compute-9:'))).toBe(true);
+    await nextAdmin.removeTree(root);
   });
 
   it("another cluster's credentials are refused, and a role other than admin cannot set a fresh root up", async () => {

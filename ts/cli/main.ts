@@ -74,6 +74,7 @@ Commands:
                                    role, files of mode 0600 (docs/security.md); each process reads
                                    its file from QUARK_ZK_CREDENTIALS
             zk secure              put a cluster made without ZooKeeper ACLs under them (admin)
+            zk rotate --dir NEW    move a stopped cluster to the credentials in NEW (as the old admin)
   config    cluster settings       config get [key] [--zone Z] | config set placement-policy spread|pack [--zone Z]
             (every orc follows a change at once; --zone Z sets that zone's override, and the
             value 'inherit' removes it; requests naming zone Z follow its override)
@@ -403,6 +404,11 @@ async function main(argv: string[]): Promise<void> {
       creds.useLocalAdminCredentials();
       if (sub === 'secure') {
         process.stdout.write(await creds.secureCommand(a.zk, a.root));
+        return;
+      }
+      if (sub === 'rotate') {
+        if (!a.v.dir) throw new UsageError('usage: quark zk rotate --dir NEW_DIR (made by quark zk credentials --dir NEW_DIR), with the cluster stopped');
+        process.stdout.write(await creds.rotateCommand(a.zk, a.root, resolve(a.v.dir as string)));
         return;
       }
       if (sub === 'server') {

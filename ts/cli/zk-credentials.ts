@@ -2,7 +2,7 @@
 // (ts/zk/acl.ts) and the migration of a cluster made without them.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { CREDENTIALS_ENV, credentialFiles, writeCredentialsDir } from '../zk/acl.js';
+import { CREDENTIALS_ENV, credentialFiles, readCredentials, writeCredentialsDir } from '../zk/acl.js';
 import { secureRoot } from '../zk/acl-secure.js';
 import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
@@ -41,6 +41,18 @@ export async function secureCommand(zkConnect: string, root: string): Promise<st
   try {
     const r = await secureRoot(zk, new Paths(root));
     return `${root}: ACLs set on ${r.nodes} nodes (${r.granted} unit and server records granted to their computes); start every process with its credentials now\n`;
+  } finally {
+    await zk.close();
+  }
+}
+
+/** Moves a cluster from the current admin's credentials to the set in `newDir` (made by `quark zk credentials --dir`). */
+export async function rotateCommand(zkConnect: string, root: string, newDir: string): Promise<string> {
+  const next = readCredentials(credentialFiles(newDir).admin);
+  const zk = await Zk.connect(zkConnect, { connectTimeoutMs: 5000 });
+  try {
+    const r = await secureRoot(zk, new Paths(root), next);
+    return `${root}: ACLs of ${r.nodes} nodes moved to the credentials in ${newDir} (${r.granted} records granted to their computes); the old files no longer work: start every process with its new file\n`;
   } finally {
     await zk.close();
   }

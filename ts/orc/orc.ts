@@ -386,7 +386,8 @@ export class Orc {
       birthed_on: Date.now(),
     };
     task.unit = { record: scheduled, version: version + 1 };
-    if (!(await grantRecords(zk, paths, s.compute_id, [paths.workUnit(wuId), paths.server(wu.server_id)]))) {
+    // The server's record was granted to its compute by the build's claim (or by quark zk secure).
+    if (!(await grantRecords(zk, paths, s.compute_id, [paths.workUnit(wuId)]))) {
       return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `compute ${s.compute_id} has no directory` });
     }
     const txn = zk.txn();
