@@ -71,8 +71,8 @@ export interface ZkOptions {
   connectTimeoutMs?: number;
   /**
    * Digest credentials (ts/zk/acl.ts): the session authenticates with them and creates every node
-   * under a root it was told of (Zk.acl.addRoot) with that path's ACL. Default: the file named by
-   * QUARK_ZK_CREDENTIALS, if set; null: none (every node open, as before ACLs).
+   * with its path's ACL. Default: the file named by QUARK_ZK_CREDENTIALS, if set; null: none
+   * (every node open, as before ACLs).
    */
   credentials?: Credentials | null;
   /** A compute's id, for a compute fleet's file that derives each compute's own identity. */

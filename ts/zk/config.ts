@@ -59,6 +59,8 @@ export async function checkAclRoot(zk: Zk, paths: Paths): Promise<void> {
     return;
   }
   if (await zk.exists(paths.config)) {
+    // An admin that set the root up meanwhile wrote the marker before the config: check that one.
+    if (await zk.exists(marker)) return checkAclRoot(zk, paths);
     throw new AclSetupError(
       'ZK_ROOT_WITHOUT_ACLS',
       `${paths.root} holds a cluster made without ZooKeeper ACLs: run \`quark zk secure --root ${paths.root}\` with the admin credentials to put them on every node (or run every process without credentials)`,
