@@ -33,6 +33,8 @@ export interface ClusterSpec {
   computeArgs?: string[];
   /** Extra flags for every orc. */
   orcArgs?: string[];
+  /** Extra flags for the api. */
+  apiArgs?: string[];
   sessionTimeoutMs?: number;
   zk?: string;
 }
@@ -76,6 +78,7 @@ export async function startCluster(group: ProcessGroup, spec: ClusterSpec): Prom
     apiPort: await freePort(),
     computeArgs: spec.computeArgs,
     orcArgs: spec.orcArgs,
+    apiArgs: spec.apiArgs,
   });
   const api = cluster.api;
   adminTokens.set(api, token);
