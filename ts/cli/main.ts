@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createLogger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/log.js';
 import { asComputeId } from '../common/ids.js';
 import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
@@ -43,6 +43,7 @@ Commands:
   group     server groups          group create --name N --policy affinity|anti-affinity|soft-anti-affinity
                                    group list | group show <id> | group delete <id>   (through the API, as token)
   orc       an orchestrator        --id ID (random)
+                                   --metrics-port P (off; 0: any) --metrics-host (127.0.0.1): Prometheus GET /metrics
                                    --sweep-ms (2000: how often owned inboxes are re-read for units that could not move)
                                    --stale-free-ms (5000: how long another writer's change to a compute's
                                    self/free may go unread; it is always read before a claim on it)
@@ -62,6 +63,7 @@ Commands:
                                    --step-delay-ms (0: a pause before each step, for demos and fault tests)
                                    --drain-timeout-ms (30000: on SIGTERM, how long to finish units in flight)
                                    --hypervisor-report-ms (200: least time between two writes of self/hypervisor)
+                                   --metrics-port P (off; 0: any) --metrics-host (127.0.0.1): Prometheus GET /metrics
             --hollow N --id-prefix P (hollow)   N computes in this one process, ids P-1…P-N, each with
                                    its own ZooKeeper session, directory and private libvirt test driver
             compute cordon <id> | uncordon <id>   (admin, through the API) placement passes a cordoned
@@ -80,6 +82,21 @@ Common options:
   --session-timeout-ms (4000)   how long a dead process keeps its locks and liveness node
   -h, --help
 `;
+
+/** Prometheus on orcs and computes (the api serves GET /metrics itself, admin token). */
+const METRICS: NonNullable<ParseArgsConfig['options']> = {
+  'metrics-port': { type: 'string' },
+  'metrics-host': { type: 'string', default: '127.0.0.1' },
+};
+async function serveMetrics(v: Record<string, unknown>, log: Logger): Promise<void> {
+  const { serveMetricsFromFlags, MetricsFlagError } = await import('../common/metrics.js');
+  try {
+    await serveMetricsFromFlags(v['metrics-port'] as string | undefined, v['metrics-host'] as string, log);
+  } catch (e) {
+    if (e instanceof MetricsFlagError) throw new UsageError(e.message);
+    throw e;
+  }
+}
 
 const COMMON: NonNullable<ParseArgsConfig['options']> = {
   zk: { type: 'string' },
@@ -269,11 +286,12 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'orc': {
-      const a = parse({ id: { type: 'string' }, 'sweep-ms': { type: 'string', default: '2000' }, 'stale-free-ms': { type: 'string', default: '5000' } });
+      const a = parse({ id: { type: 'string' }, 'sweep-ms': { type: 'string', default: '2000' }, 'stale-free-ms': { type: 'string', default: '5000' }, ...METRICS });
       const id = (a.v.id as string | undefined) ?? undefined;
       const sweepIntervalMs = int(a.v['sweep-ms'], 'sweep-ms', 50);
       const staleFreeMs = int(a.v['stale-free-ms'], 'stale-free-ms', 0);
       const log = createLogger({ proc: 'orc', pid: process.pid, ...(id ? { orc: id } : {}) });
+      await serveMetrics(a.v, log);
       const { Orc } = await import('../orc/orc.js');
       const { createClusterView } = await import('../orc/placement/index.js');
       await runWithSession({ ...a, log }, async (zk, paths) => {
@@ -327,6 +345,7 @@ async function main(argv: string[]): Promise<void> {
         'guest-network': { type: 'string', default: 'isolated' },
         'console-port': { type: 'string', default: '0' },
         'console-host': { type: 'string', default: '127.0.0.1' },
+        ...METRICS,
       });
       // Real guests default to the host libvirt reports; the test driver to a made-up one.
       const capacityOf = (uri: string, host?: { cpus: number; memory_kib: number }) => ({
@@ -345,6 +364,7 @@ async function main(argv: string[]): Promise<void> {
         const count = int(a.v.hollow, 'hollow', 1);
         const prefix = a.v['id-prefix'] as string;
         const log = createLogger({ proc: 'compute', pid: process.pid, hollow: prefix });
+        await serveMetrics(a.v, log);
         const { runHollow } = await import('../compute/hollow.js');
         const { libvirt_uri: _uri, ...capacity } = capacityOf('');
         await runHollow({
@@ -364,6 +384,7 @@ async function main(argv: string[]): Promise<void> {
       if (!a.v.id) throw new UsageError('compute needs --id (or --hollow N)');
       const id = asComputeId(a.v.id as string);
       const log = createLogger({ proc: 'compute', pid: process.pid, compute: id });
+      await serveMetrics(a.v, log);
       const { Compute } = await import('../compute/compute.js');
       const { Hypervisor } = await import('../native/libvirt.js');
       const uri = a.v['libvirt-uri'] as string;

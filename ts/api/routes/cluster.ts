@@ -8,8 +8,8 @@ import type { ComputeId } from '../../common/ids.js';
 export const clusterRoutes: FastifyPluginAsync<{ store: ApiStore; operator: Operator }> = async (app, { store, operator }) => {
   const config = { access: 'admin' } as const;
   app.get('/computes', { schema: { response: { 200: { type: 'array', items: S.compute } } }, config }, async () => store.listComputes());
-  app.get('/orcs', { config }, async () => store.listOrcs());
-  app.get('/shards', { config }, async () => store.shardOwners());
+  app.get('/orcs', { schema: { response: { 200: { type: 'array', items: S.orcMember } } }, config }, async () => store.listOrcs());
+  app.get('/shards', { schema: { response: { 200: S.shardOwners } }, config }, async () => store.shardOwners());
 
   type ById = { Params: { id: ComputeId } };
   const byId = { params: S.computeIdParams };
