@@ -26,6 +26,7 @@ Commands:
             --hypervisor test|qemu (test: libvirt's test driver; qemu: real guests through
                                    libvirtd, one compute, the tiny image registered as 'tiny')
   api       the REST API           --port (8080) --host (127.0.0.1)
+                                   (also GET /metrics, admin; GET /openapi.json and /docs, public)
                                    --images-dir (.quark/image-store: where uploaded images are kept)
                                    --public-url (http://HOST:PORT: where computes fetch images)
                                    --tls-cert FILE --tls-key FILE   serve HTTPS
