@@ -15,7 +15,7 @@ export const clusterRoutes: FastifyPluginAsync<{ store: ApiStore; operator: Oper
   const byId = { params: S.computeIdParams };
   // A compute that is down has its LOST VMs rebuilt elsewhere (409 while it is alive).
   app.post<ById>('/computes/:id/evacuate', { schema: { ...byId, response: { 200: S.evacuation, '4xx': S.errorBody, '5xx': S.errorBody } }, config }, async (req) =>
-    operator.evacuate(req.params.id),
+    operator.evacuate(req.params.id, req.id),
   );
   // Placement passes a cordoned compute over; its VMs run on, and actions on them still reach it.
   for (const [verb, on] of [['cordon', true], ['uncordon', false]] as const) {
