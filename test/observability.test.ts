@@ -342,12 +342,12 @@ describe('X-Request-Id', () => {
     // Each line is pino's JSON with Quark's keys.
     await waitFor(() => about(c.apiProc).length > 0, { what: "the api's line for the unit" });
     const apiLine = about(c.apiProc)[0]!;
-    expect(apiLine).toMatchObject({ msg: 'work unit accepted', level: 'info' });
+    expect(apiLine).toMatchObject({ msg: 'request', level: 'info', method: 'POST', url: '/v1/servers', status: 202 });
     expect(Date.parse(apiLine.t)).not.toBeNaN();
     const orcLines = [...c.orcs.values()].flatMap(about);
     expect(orcLines.map((l) => l.msg)).toContain('work unit placed');
     const runner = c.computes.get(done.compute_id!)!;
-    expect(about(runner).map((l) => l.msg)).toEqual(expect.arrayContaining(['work unit running', 'work unit succeeded']));
+    expect(about(runner).map((l) => l.msg)).toContain('work unit succeeded');
     // No other process has lines for it.
     for (const [cid, p] of c.computes) if (cid !== done.compute_id) expect(about(p)).toEqual([]);
   });

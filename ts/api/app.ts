@@ -109,6 +109,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     void reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
   });
   // First of all hooks: even a request the guard refuses answers its id.
+  app.decorateRequest('workUnitId', null);
   app.addHook('onRequest', (req, reply, done) => {
     void reply.header('x-request-id', req.id);
     done();
@@ -116,7 +117,9 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   app.addHook('onResponse', (req, reply, done) => {
     // A call that changes something is an operator's record (info); reads are many (debug).
     const lvl = req.method === 'GET' || req.method === 'HEAD' ? 'debug' : 'info';
-    o.log?.[lvl]('request', { method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), request_id: req.id });
+    // A call that made a work unit names it: the line ties the request id to the unit.
+    const wu = req.workUnitId ? { wu: req.workUnitId } : {};
+    o.log?.[lvl]('request', { method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), request_id: req.id, ...wu });
     done();
   });
 
@@ -176,6 +179,10 @@ export interface RouteEntry {
 }
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    /** The work unit this call made, for its log line. */
+    workUnitId: string | null;
+  }
   interface FastifyInstance {
     /** The audit trail (tests flush it before reading). */
     audit: AuditLog;

@@ -83,10 +83,9 @@ export class ApiStore {
     return requestId ? { ...wu, request_id: requestId } : wu;
   }
 
-  /** Counted and logged once the unit is committed: the line that ties the request to its unit. */
-  private accepted(a: Accepted, kind: WorkKind, requestId?: string): Accepted {
+  /** Counted once the unit is committed (the request's own log line names it). */
+  private accepted(a: Accepted, kind: WorkKind): Accepted {
     m.unitsAccepted.inc({ kind });
-    this.log?.info('work unit accepted', { wu: a.work_unit_id, kind, vm: a.server_id, request_id: requestId });
     return a;
   }
 
@@ -160,7 +159,7 @@ export class ApiStore {
         ? { idempotency: { path: keyPath(this.paths, project, 'POST /v1/servers', idempotencyKey), fingerprint: fingerprintOf(req) } }
         : {}),
     });
-    return this.accepted(answer, 'build', requestId);
+    return this.accepted(answer, 'build');
   }
 
   /** The image a boot names, by id or by name within the booting project; only one the caller may see. */
@@ -192,7 +191,7 @@ export class ApiStore {
         .set(this.paths.server(serverId), next.next, cur.version);
       const answer = { work_unit_id: wu.id, server_id: serverId };
       const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log, settleMs: this.admit.settleMs });
-      if (outcome.kind === 'applied') return this.accepted(answer, action, requestId);
+      if (outcome.kind === 'applied') return this.accepted(answer, action);
       if (outcome.kind === 'unknown') throw outcomeUnknown(answer);
       const e = outcome.error;
       if (isZkError(e, 'BAD_VERSION')) continue; // the server changed under us: judge again

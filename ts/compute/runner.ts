@@ -141,7 +141,7 @@ export class Runner implements StepRunner {
   run(task: TaskRecord, wu: WorkUnitRecord, wuVersion: number, completed: CompletedStep[], intaken: boolean): void {
     // The request id the API stored on the unit rides on every line about it (X-Request-Id).
     const log = this.c.log.child({ wu: task.work_unit_id, kind: task.kind, vm: task.server_id, ...(wu.request_id ? { request_id: wu.request_id } : {}) });
-    log.info('work unit running', { resumed_steps: completed.length });
+    log.debug('work unit running', { resumed_steps: completed.length });
     const actor = createActor(machineOf(task.kind), { input: { workUnitId: task.work_unit_id, completed, runner: this } });
     let finish!: () => void;
     const done = new Promise<void>((r) => (finish = r));
