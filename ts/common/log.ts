@@ -47,9 +47,29 @@ export function envLevel(): Level {
   return v && LEVELS.has(v) ? (v as Level) : 'info';
 }
 
+/**
+ * stderr, shared by every logger of the process: written off the event loop (lines that arrive
+ * while a write is under way go out together), and flushed on exit, so a process that exits right
+ * after a line (a fatal error) still shows it.
+ */
+let stderr: ReturnType<typeof pino.destination> | undefined;
+function stderrDestination(): DestinationStream {
+  if (!stderr) {
+    const dest = pino.destination({ dest: 2, sync: false });
+    process.on('exit', () => {
+      try {
+        dest.flushSync();
+      } catch {
+        // stderr is gone (a closed pipe): nothing left to tell
+      }
+    });
+    stderr = dest;
+  }
+  return stderr;
+}
+
 export function createLogger(base: Record<string, unknown>, level: Level = envLevel(), sink?: (line: string) => void): Logger {
-  // Synchronous writes: a process that exits right after a line (a fatal error) still shows it.
-  const dest: DestinationStream = sink ? { write: (s: string) => sink(s.endsWith('\n') ? s.slice(0, -1) : s) } : pino.destination({ dest: 2, sync: true });
+  const dest: DestinationStream = sink ? { write: (s: string) => sink(s.endsWith('\n') ? s.slice(0, -1) : s) } : stderrDestination();
   const p = pino(
     {
       level,

@@ -104,12 +104,24 @@ const STATES = ['CONNECTED', 'SUSPENDED', 'RECONNECTED', 'LOST'] as const;
 for (const s of STATES) m.zkSessions.set({ state: s }, 0);
 
 // The ZooKeeper client and the libvirt wrapper know nothing of Prometheus: they call these.
-observers.zkRequest = (op, seconds, outcome) => m.zkRequest.observe({ op, outcome }, seconds);
+// Bound series, kept: observing through labels hashes them on every call (ZooKeeper requests are many).
+const bound = <T>(make: (a: string, b: string) => T) => {
+  const kept = new Map<string, T>();
+  return (a: string, b: string): T => {
+    const key = `${a}\u0000${b}`;
+    let s = kept.get(key);
+    if (!s) kept.set(key, (s = make(a, b)));
+    return s;
+  };
+};
+const zkSeries = bound((op, outcome) => m.zkRequest.labels({ op, outcome }));
+const libvirtSeries = bound((call, outcome) => m.libvirtCall.labels({ call, outcome }));
+observers.zkRequest = (op, seconds, outcome) => zkSeries(op, outcome).observe(seconds);
 observers.zkState = (from, to) => {
   if (from) m.zkSessions.dec({ state: from });
   if (to) m.zkSessions.inc({ state: to });
 };
-observers.libvirtCall = (call, seconds, outcome) => m.libvirtCall.observe({ call, outcome }, seconds);
+observers.libvirtCall = (call, seconds, outcome) => libvirtSeries(call, outcome).observe(seconds);
 
 /** Seconds since `start` (a performance.now() reading). */
 export const since = (start: number): number => (performance.now() - start) / 1000;
