@@ -344,10 +344,10 @@ describe('X-Request-Id', () => {
     const apiLine = about(c.apiProc)[0]!;
     expect(apiLine).toMatchObject({ msg: 'request', level: 'info', method: 'POST', url: '/v1/servers', status: 202 });
     expect(Date.parse(apiLine.t)).not.toBeNaN();
-    const orcLines = [...c.orcs.values()].flatMap(about);
-    expect(orcLines.map((l) => l.msg)).toContain('work unit placed');
+    // A process logs a unit's end after committing it: the line may follow the API's answer.
+    await waitFor(() => [...c.orcs.values()].flatMap(about).some((l) => l.msg === 'work unit placed'), { what: "the placing orc's line" });
     const runner = c.computes.get(done.compute_id!)!;
-    expect(about(runner).map((l) => l.msg)).toContain('work unit succeeded');
+    await waitFor(() => about(runner).some((l) => l.msg === 'work unit succeeded'), { what: "the compute's line" });
     // No other process has lines for it.
     for (const [cid, p] of c.computes) if (cid !== done.compute_id) expect(about(p)).toEqual([]);
   });
@@ -361,8 +361,8 @@ describe('X-Request-Id', () => {
     const stop = await waitForUnit(c.api, r.body.work_unit_id);
     expect(stop.state).toBe('SUCCEEDED');
     const about = (p: Child) => linesOf(p).filter((l) => l.request_id === id && l.wu === stop.id);
-    expect([...c.orcs.values()].flatMap(about).map((l) => l.msg)).toContain('work unit routed');
-    expect(about(c.computes.get(b.compute_id!)!).map((l) => l.msg)).toContain('work unit succeeded');
+    await waitFor(() => [...c.orcs.values()].flatMap(about).some((l) => l.msg === 'work unit routed'), { what: "the routing orc's line" });
+    await waitFor(() => about(c.computes.get(b.compute_id!)!).some((l) => l.msg === 'work unit succeeded'), { what: "the compute's line" });
   });
 
   it('is made when absent or unfit, and answered on refusals too', async () => {
