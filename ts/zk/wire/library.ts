@@ -25,6 +25,8 @@ export interface WatcherEventRecord {
 /** One session's ConnectionManager (`client.connectionManager`), as far as Quark touches it. */
 export interface ConnectionManager {
   socket?: Socket;
+  /** The session timeout the server granted (the library updates it from the connect response). */
+  sessionTimeout: number;
   /** The library's own partial reply, which its onSocketData glues to the next chunk. */
   pendingBuffer: Buffer | null;
   chrootPath?: string;
@@ -41,9 +43,11 @@ export interface ConnectionManager {
 export interface ConnectionManagerPrototype {
   onPacketQueueReadable(this: ConnectionManager): void;
   onSocketData(this: ConnectionManager, chunk: Buffer): void;
+  onSocketConnected(this: ConnectionManager): void;
   queue: ConnectionManager['queue'];
   __quarkCorked?: boolean;
   __quarkFramed?: boolean;
+  __quarkReadTimeout?: boolean;
 }
 
 export function connectionManagerClass(): { prototype: ConnectionManagerPrototype } {
