@@ -69,7 +69,14 @@ Commands:
             compute evacuate <id>  (admin) rebuild the LOST VMs of a compute that is down on other
                                    computes, same server ids (refused while it is alive)
   zk        operator views         zk tree [path] | zk ls <path> | zk get <path>
-            zk server --port P --data-dir D   (a standalone ZooKeeper, foreground)
+            zk server --port P (2181) --data-dir D (.quark/zk) --tick-ms (200)   a ZooKeeper, foreground:
+                                   standalone, or with --ensemble one member of an ensemble:
+              --ensemble H1,H2,H3  every member's address (host[:peer:election], ports 2888:3888;
+                                   or id=host…), the same list on every member
+              --myid N             this member's id (default: the position of --host in the list)
+              --host ADDR          where clients connect (default 127.0.0.1; with --ensemble, this
+                                   member's address in the list)
+              --start-timeout-s (600)   how long to wait for a quorum
   config    cluster settings       config get [key] [--zone Z] | config set placement-policy spread|pack [--zone Z]
             (every orc follows a change at once; --zone Z sets that zone's override, and the
             value 'inherit' removes it; requests naming zone Z follow its override)
@@ -383,15 +390,37 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'zk': {
-      const a = parse({ port: { type: 'string' }, 'data-dir': { type: 'string' }, 'tick-ms': { type: 'string', default: '200' } }, true);
+      const a = parse(
+        {
+          port: { type: 'string' },
+          'data-dir': { type: 'string' },
+          'tick-ms': { type: 'string', default: '200' },
+          host: { type: 'string' },
+          ensemble: { type: 'string' },
+          myid: { type: 'string' },
+          'start-timeout-s': { type: 'string', default: '600' },
+        },
+        true,
+      );
       const [sub, path] = a.pos;
       if (sub === 'server') {
-        const { startZooKeeper } = await import('../dev/zookeeper.js');
-        const zk = await startZooKeeper({
-          clientPort: int(a.v.port ?? 2181, 'port', 1),
-          dataDir: resolve((a.v['data-dir'] as string | undefined) ?? join('.quark', 'zk')),
-          tickTime: int(a.v['tick-ms'], 'tick-ms', 1),
-        });
+        const { zkServer } = await import('./zk-server.js');
+        let zk;
+        try {
+          zk = await zkServer({
+            port: a.v.port as string | undefined,
+            dataDir: a.v['data-dir'] as string | undefined,
+            tickMs: a.v['tick-ms'] as string,
+            host: a.v.host as string | undefined,
+            ensemble: a.v.ensemble as string | undefined,
+            myid: a.v.myid as string | undefined,
+            startTimeoutS: a.v['start-timeout-s'] as string,
+            say: (line) => process.stdout.write(`${line}\n`),
+          });
+        } catch (e) {
+          if (e instanceof RangeError) throw new UsageError(e.message);
+          throw e;
+        }
         process.stdout.write(`ZooKeeper serving on ${zk.connectionString} (pid ${zk.pid}); Ctrl-C stops it\n`);
         const stop = () => void zk.stop().then(() => process.exit(0));
         process.on('SIGINT', stop);
