@@ -46,7 +46,7 @@ async function sh(argv: readonly string[]): Promise<string> {
     return stdout;
   } catch (e) {
     const err = e as Error & { stderr?: string };
-    throw new Error(`${argv.join(' ')} failed: ${(err.stderr ?? err.message).trim()}`);
+    throw new Error(`${argv.join(' ')} failed: ${(err.stderr ?? err.message).trim()}`, { cause: e });
   }
 }
 
