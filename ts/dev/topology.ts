@@ -11,7 +11,10 @@
 // at the next topology's creation if the run that made it died without cleaning up. Needs root.
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { quarkMain, type LaunchedProcess, type LaunchSpec, type Starter } from './cluster.js';
 
 const run = promisify(execFile);
 
@@ -238,5 +241,90 @@ export class Topology {
       .split('\n')
       .map((l) => l.split(' ')[0]!)
       .filter((n) => n.startsWith(`${PREFIX}-${this.id}-`));
+  }
+}
+
+/** Starts a process on a host of the topology (its network; the same machine otherwise). */
+export function startOn(starter: Starter, topo: Topology, host: string, spec: LaunchSpec): LaunchedProcess {
+  return starter.start({ ...spec, wrap: topo.wrap(host) });
+}
+
+/** A self-signed certificate and key for `ip` (its subjectAltName), written under `dir`. */
+export function certificateFor(dir: string, ip: string): { cert: string; key: string } {
+  const cert = join(dir, 'api-cert.pem');
+  const key = join(dir, 'api-key.pem');
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=quark-api', '-addext', `subjectAltName=IP:${ip}`, '-keyout', key, '-out', cert],
+    { stdio: 'ignore' },
+  );
+  return { cert, key };
+}
+
+export interface AgentResponse<T> {
+  status: number;
+  body: T;
+  ms: number;
+}
+
+/** The client side of ts/dev/host-agent.ts: asks the agent on its host over its Unix socket. */
+export class HostAgent {
+  constructor(
+    readonly proc: LaunchedProcess,
+    readonly socket: string,
+    /** Sent as `Authorization: Bearer` on every API call unless the call gives its own headers. */
+    public token?: string,
+  ) {}
+
+  /** Starts the agent on `host`; resolves once it listens. */
+  static async start(starter: Starter, topo: Topology, host: string, o: { socket: string; zk?: string; ca?: string; token?: string }): Promise<HostAgent> {
+    const proc = startOn(starter, topo, host, {
+      name: `agent@${host}`,
+      script: join(dirname(quarkMain()), '..', 'dev', 'host-agent.js'),
+      args: ['--socket', o.socket, ...(o.zk ? ['--zk', o.zk] : [])],
+      env: o.ca ? { NODE_EXTRA_CA_CERTS: o.ca } : {},
+    });
+    await proc.waitForOutput('host agent ready', { timeoutMs: 20_000 });
+    return new HostAgent(proc, o.socket, o.token);
+  }
+
+  private ask<T>(path: string, q: unknown, timeoutMs = 30_000): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socket, path, method: 'POST', headers: { 'content-type': 'application/json' }, timeout: timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T & { error?: string };
+          if (res.statusCode !== 200) reject(new Error(`agent ${path}: ${parsed.error ?? res.statusCode}`));
+          else resolve(parsed);
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error(`agent ${path}: no answer in ${timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(JSON.stringify(q));
+    });
+  }
+
+  /** An HTTP(S) call from the agent's host; the body parsed as JSON when there is one. */
+  async http<T = unknown>(url: string, init: { method?: string; body?: unknown; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<AgentResponse<T>> {
+    const headers = {
+      ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...(init.headers ?? {}),
+    };
+    const r = await this.ask<{ status: number; text: string; ms: number }>(
+      '/fetch',
+      { url, method: init.method, headers, body: init.body, timeoutMs: init.timeoutMs },
+      (init.timeoutMs ?? 15_000) + 5_000,
+    );
+    return { status: r.status, body: (r.text ? JSON.parse(r.text) : undefined) as T, ms: r.ms };
+  }
+
+  async zk<T = unknown>(op: 'children' | 'get' | 'exists', path: string): Promise<T> {
+    return (await this.ask<{ value: T }>('/zk', { op, path })).value;
+  }
+
+  async fourLetter(host: string, port: number, cmd: string): Promise<string> {
+    return (await this.ask<{ text: string }>('/4lw', { host, port, cmd }, 10_000)).text;
   }
 }
