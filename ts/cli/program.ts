@@ -19,6 +19,7 @@ import { printTree, printGet, printLs } from './zk-tools.js';
 import { addClusterReads, addComputeCommands, addUserCommands, apiOptions, UsageError } from './user.js';
 import { EXIT } from './format.js';
 import { completionScript } from './completion.js';
+import { applySettings, SettingsError } from './settings.js';
 
 export { UsageError };
 
@@ -49,7 +50,8 @@ function zkOptions(c: Command): Command {
   return c
     .option('--zk <host:port,…>', 'ZooKeeper (default: $QUARK_ZK, else .quark/cluster.json from quark up, else 127.0.0.1:2181)')
     .option('--root <path>', 'ZooKeeper root', '/quark')
-    .option('--session-timeout-ms <ms>', 'how long a dead process keeps its locks and liveness node', '4000');
+    .option('--session-timeout-ms <ms>', 'how long a dead process keeps its locks and liveness node', '4000')
+    .option('--config <file>', 'settings file (JSON; default $QUARK_CONFIG): plain keys for every command, a section per command; flags, then QUARK_* variables, win over it');
 }
 
 /** A command's flags by their long names ('ram-mb'), as the process code reads them. */
@@ -107,6 +109,16 @@ Start here:  quark up (a whole cluster on this machine; state in .quark/), then
 Every command has its own help: quark server create --help. Exit codes: 0 done, 1 error,
 2 bad arguments, 3 a waited-for work unit FAILED, 4 a wait timed out.`,
     );
+
+  // Flags not given come from the environment, then the settings file (ts/cli/settings.ts).
+  program.hook('preAction', (_program, action) => {
+    try {
+      applySettings(action);
+    } catch (e) {
+      if (e instanceof SettingsError) throw new UsageError(e.message);
+      throw e;
+    }
+  });
 
   // ---- processes ---------------------------------------------------------------------------------
   zkOptions(
