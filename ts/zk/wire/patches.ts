@@ -104,16 +104,21 @@ if (!cm.prototype.__quarkReadTimeout) {
     const socket = this.socket;
     this.__lastRx = performance.now();
     if (socket) {
-      const timer = setInterval(
-        () => {
-          if (this.socket !== socket || socket.destroyed) return clearInterval(timer);
-          if (performance.now() - (this.__lastRx ?? 0) > readTimeoutMs(this.sessionTimeout)) {
-            clearInterval(timer);
-            socket.destroy();
-          }
-        },
-        Math.max(20, Math.floor(this.sessionTimeout / 20)),
-      );
+      const period = Math.max(20, Math.floor(this.sessionTimeout / 20));
+      let lastTick = performance.now();
+      const timer = setInterval(() => {
+        if (this.socket !== socket || socket.destroyed) return clearInterval(timer);
+        const now = performance.now();
+        // A stall of this process's own event loop (a long GC, a busy hollow-compute process) is
+        // not the server's silence: timers run before the replies waiting in the socket are read,
+        // and no ping went out meanwhile. The silence is counted again from here.
+        if (now - lastTick > 2 * period) this.__lastRx = now;
+        lastTick = now;
+        if (now - (this.__lastRx ?? 0) > readTimeoutMs(this.sessionTimeout)) {
+          clearInterval(timer);
+          socket.destroy();
+        }
+      }, period);
       timer.unref();
       socket.once('close', () => clearInterval(timer));
     }

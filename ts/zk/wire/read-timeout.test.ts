@@ -53,4 +53,20 @@ describe('read timeout', () => {
     expect(zk.sessionId).toBe(session);
     expect(await zk.exists(root)).not.toBeNull();
   });
+
+  // Invariant: this process's own stall is not the server's silence: a healthy connection is kept.
+  it('a stall of the event loop longer than the read timeout does not drop a healthy connection', async () => {
+    const zk = await Zk.connect(zkConnect(), { sessionTimeoutMs: SESSION_MS });
+    cleanup.push(() => zk.close());
+    const states: ConnectionState[] = [];
+    zk.on('state', (s: ConnectionState) => states.push(s));
+    await zk.exists('/');
+    const until = performance.now() + readTimeoutMs(SESSION_MS) + 500;
+    while (performance.now() < until) {
+      // busy: no timer, no I/O
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await zk.exists('/')).not.toBeNull();
+    expect(states).toEqual([]);
+  });
 });
