@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useProcessGroup, waitFor, type Child } from './support/index.js';
-import { canMakeTopology, certificateFor, HostAgent, startOn, useTopology, type Topology } from './support/topology.js';
+import { certificateFor, HostAgent, startOn, useTopology, type Topology } from './support/topology.js';
 
 const SESSION_MS = 3000;
 const ZK_HOSTS = ['zk1', 'zk2', 'zk3'] as const;
@@ -123,7 +123,9 @@ function startOrc(host: string): Child {
   return p;
 }
 
-const describeHosts = canMakeTopology() ? describe : describe.skip;
+// Root makes namespaces (tests and CI run as root); elsewhere the suite is skipped, and a root
+// without `ip` or `iptables` fails in beforeAll rather than passing unseen.
+const describeHosts = process.getuid?.() === 0 ? describe : describe.skip;
 
 describeHosts('across hosts', () => {
   beforeAll(async () => {
@@ -199,13 +201,15 @@ describeHosts('across hosts', () => {
     const mine = done.filter((u) => u.compute_id === victim).map((u) => u.server_id);
     const proc = computes.get(host)!;
     const pidBefore = proc.pid;
+    const linesBefore = proc.lines.length;
+    const sinceCut = (): string[] => proc.lines.slice(linesBefore).map((l) => l.text);
 
     await topo.cut(host);
     for (const s of mine) {
       await waitFor(async () => (await api<ServerView>(`/v1/servers/${s}`)).body.status === 'LOST', { what: `${s} LOST`, timeoutMs: SESSION_MS + 15_000, intervalMs: 200 });
     }
-    // Cut off, the compute noticed on its own (the read timeout), before its session could expire.
-    await proc.waitForOutput(/"state":"SUSPENDED"/, { timeoutMs: 5_000 });
+    // Cut off, the compute noticed on its own (the read timeout) and holds still.
+    expect(sinceCut().some((l) => /"state":"SUSPENDED"/.test(l))).toBe(true);
 
     // The operator evacuates from the client's host with the CLI, over TLS.
     const evac = startOn(group, topo, 'client', {
@@ -224,7 +228,7 @@ describeHosts('across hosts', () => {
 
     await topo.heal(host);
     // Same process, new session: it found its session expired, reconciled and destroyed the copies.
-    await proc.waitForOutput('session expired: dropping everything', { timeoutMs: 15_000 });
+    await waitFor(() => sinceCut().some((l) => l.includes('session expired: dropping everything')), { what: `${victim} to find its session expired`, timeoutMs: 15_000 });
     await waitFor(
       async () => {
         const cs = (await api<Array<{ id: string; alive: boolean }>>('/v1/computes')).body;
@@ -259,7 +263,8 @@ describeHosts('across hosts', () => {
     const during = await Promise.all(Array.from({ length: 4 }, (_, i) => boot(`orc-during-${i}`)));
 
     await topo.heal('orc1');
-    await proc.waitForOutput('session expired: dropping everything', { timeoutMs: 15_000 });
+    const since = (): string[] => proc.lines.slice(linesBefore).map((l) => l.text);
+    await waitFor(() => since().some((l) => l.includes('session expired: dropping everything')), { what: 'orc-1 to find its session expired', timeoutMs: 15_000 });
     await waitFor(async () => Object.values(await shardOwners()).includes('orc-1'), { what: 'orc-1 owning shards again', timeoutMs: 20_000, intervalMs: 200 });
     const after = await Promise.all(Array.from({ length: 4 }, (_, i) => boot(`orc-after-${i}`)));
 

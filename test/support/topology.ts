@@ -2,24 +2,11 @@
 // processes started on chosen hosts, a client agent on a host asked over a Unix socket, a
 // certificate for an address on the topology. The topology and everything in it are destroyed
 // after the file, also when a test fails or the run dies (the topology's exit hook and its reaper).
-import { execFileSync } from 'node:child_process';
 import { afterAll } from 'vitest';
 import { Topology } from '../../ts/dev/topology.js';
 import type { ProcessGroup } from './index.js';
 
 export { Topology, HostAgent, certificateFor, startOn } from '../../ts/dev/topology.js';
-
-/** Whether this machine can make topologies (root, `ip`, `iptables`). */
-export function canMakeTopology(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  try {
-    execFileSync('ip', ['-V'], { stdio: 'ignore' });
-    execFileSync('iptables', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * For a test file: `make(names)` (in its beforeAll) builds the topology; after the file's tests,

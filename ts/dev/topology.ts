@@ -9,6 +9,8 @@
 // peers hear nothing, no connection is reset), or isolated from chosen peers by DROP rules in its
 // own namespace. Every namespace goes when the topology is destroyed, when the process exits, and
 // at the next topology's creation if the run that made it died without cleaning up. Needs root.
+// Processes run on a host through LaunchSpec.wrap (startOn); a test or bench reaches into the
+// topology only through a host agent (./host-agent.ts) asked over a Unix socket.
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
@@ -243,6 +245,8 @@ export class Topology {
       .filter((n) => n.startsWith(`${PREFIX}-${this.id}-`));
   }
 }
+
+// ---- on the hosts: processes, a certificate for an address, the client agent (./host-agent.ts) ----
 
 /** Starts a process on a host of the topology (its network; the same machine otherwise). */
 export function startOn(starter: Starter, topo: Topology, host: string, spec: LaunchSpec): LaunchedProcess {
