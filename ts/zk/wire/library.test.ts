@@ -36,6 +36,7 @@ describe('the internals the patches rely on', () => {
     expect(typeof cm.prototype.onSocketConnected).toBe('function');
     expect(cm.prototype.__quarkCorked).toBe(true);
     expect(cm.prototype.__quarkFramed).toBe(true);
+    expect(cm.prototype.__quarkHandshake).toBe(true);
     expect(cm.prototype.__quarkReadTimeout).toBe(true);
   });
 
@@ -50,6 +51,9 @@ describe('the internals the patches rely on', () => {
     expect(src).toMatch(/default:\s*errorCode = Exception\.CONNECTION_LOSS;\s*retry = true;/);
     // The granted timeout is kept in sessionTimeout, which the read timeout follows.
     expect(src).toContain('self.updateTimeout(connectResponse.timeOut);');
+    // The handshake patch's premises: CONNECTING is 1, the connect timeout is cleared on TCP connect.
+    expect(src).toMatch(/CONNECTING : 1,/);
+    expect(src).toMatch(/ConnectionManager\.prototype\.onSocketConnected = function \(\) \{[^}]*clearTimeout\(this\.connectTimeoutHandler\);/);
     // The write path the corked flush calls, and 'drain' calling it again.
     expect(src).toMatch(/ConnectionManager\.prototype\.onSocketDrain = function \(\) \{\s*\/\/[^\n]*\n\s*this\.onPacketQueueReadable\(\);/);
   });

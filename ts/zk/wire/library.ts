@@ -27,6 +27,10 @@ export interface ConnectionManager {
   socket?: Socket;
   /** The session timeout the server granted (the library updates it from the connect response). */
   sessionTimeout: number;
+  /** The library's connection state: 1 is CONNECTING (TCP up or not, no ConnectResponse yet). */
+  state: number;
+  /** The session timeout over the number of servers: how long one server may take to connect. */
+  connectTimeout: number;
   /** The library's own partial reply, which its onSocketData glues to the next chunk. */
   pendingBuffer: Buffer | null;
   chrootPath?: string;
@@ -48,6 +52,7 @@ export interface ConnectionManagerPrototype {
   __quarkCorked?: boolean;
   __quarkFramed?: boolean;
   __quarkReadTimeout?: boolean;
+  __quarkHandshake?: boolean;
 }
 
 export function connectionManagerClass(): { prototype: ConnectionManagerPrototype } {
