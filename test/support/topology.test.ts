@@ -66,7 +66,9 @@ async function reaches(from: string, to: string): Promise<boolean> {
 
   it('destroy removes every namespace and what still runs in them; a dead run’s are reaped', async () => {
     const t = await Topology.create(['x']);
-    const sleeper = startOn(group, t, 'x', { name: 'sleeper', script: null, args: ['-e', 'setInterval(() => {}, 1000)'] });
+    const sleeper = startOn(group, t, 'x', { name: 'sleeper', script: null, args: ['-e', 'console.log("up"); setInterval(() => {}, 1000)'] });
+    // Running on the host (not still inside `ip netns exec`, which joins the namespace before it execs).
+    await sleeper.waitForOutput('up');
     expect((await t.remaining()).length).toBe(2);
     await t.destroy();
     expect(await t.remaining()).toEqual([]);

@@ -227,7 +227,11 @@ export class Topology {
     h.partition = undefined;
   }
 
-  /** Every host's namespace and the switch, with anything still running in them (SIGKILL). */
+  /**
+   * Every host's namespace and the switch, with anything still running in them (SIGKILL). Stop
+   * the processes first: one still starting (inside `ip netns exec`, not yet in the namespace) is
+   * not seen here; its launcher's watchdog is what ends it.
+   */
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
