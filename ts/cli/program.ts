@@ -287,7 +287,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     // A real guest boots from an image: builds without one are placed elsewhere (ts/orc/orc.ts).
     const capacity = { ...capacityOf(uri, guest ? await hv.hostInfo() : undefined), ...(guest ? { image_required: true } : {}) };
     const drainTimeoutMs = int(a.v['drain-timeout-ms'], 'drain-timeout-ms');
-    await runWithSession({ ...a, log }, async (zk, paths) => {
+    await runWithSession({ ...a, log, computeId: id }, async (zk, paths) => {
       const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs, hypervisorReportMs, drainTimeoutMs, shutdownTimeoutMs, ...(guest ? { guest } : {}) });
       await c.start();
       return c;
@@ -348,6 +348,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
   const zk = program.command('zk').description('operator views of the ZooKeeper tree, values decoded; zk server runs a ZooKeeper (standalone or an ensemble member)');
   const zkView = async (cmd: Command, fn: (zk: Zk, paths: Paths) => Promise<unknown>): Promise<void> => {
     const a = flagsOf(cmd);
+    (await import('./zk-credentials.js')).useLocalAdminCredentials();
     const client = await Zk.connect(a.zk, { connectTimeoutMs: 5000 });
     try {
       await fn(client, new Paths(a.root));
@@ -395,6 +396,33 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  // ZooKeeper ACLs per role (docs/security.md, ts/zk/acl.ts).
+  zk.command('credentials')
+    .description('make ZooKeeper credentials, one file per role (mode 0600), and one per --compute; kept if present')
+    .option('--dir <dir>', 'where', join('.quark', 'zk-credentials'))
+    .option('--compute <id...>', "a compute's own file (compute-<id>.json)")
+    .action(async (o: { dir: string; compute?: string[] }) => {
+      const computes = o.compute ?? [];
+      for (const id of computes) asComputeId(id);
+      process.stdout.write((await import('./zk-credentials.js')).credentialsCommand(resolve(o.dir), computes));
+    });
+  zkOptions(zk.command('secure').description('put a cluster made without ZooKeeper ACLs under them (as admin; stop the cluster first)')).action(async (_o, cmd: Command) => {
+    const a = flagsOf(cmd);
+    const creds = await import('./zk-credentials.js');
+    creds.useLocalAdminCredentials();
+    process.stdout.write(await creds.secureCommand(a.zk, a.root));
+  });
+  zkOptions(
+    zk
+      .command('rotate')
+      .description('move a stopped cluster to the credentials in --dir (made by zk credentials --dir), as the old admin')
+      .requiredOption('--dir <dir>', 'the new credentials'),
+  ).action(async (_o, cmd: Command) => {
+    const a = flagsOf(cmd);
+    const creds = await import('./zk-credentials.js');
+    creds.useLocalAdminCredentials();
+    process.stdout.write(await creds.rotateCommand(a.zk, a.root, resolve(a.v.dir as string)));
+  });
   // `quark zk` alone: the whole tree, as before.
   zkOptions(zk).action(async (_o, cmd: Command) => zkView(cmd, (c, paths) => printTree(c, paths.root, process.stdout)));
 
@@ -417,6 +445,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     if (sub === 'set' && value === undefined) throw new UsageError(configUsage);
     if (sub === 'get' && (value !== undefined || (zone !== undefined && key !== 'placement-policy'))) throw new UsageError(configUsage);
     if (sub !== 'get' && sub !== 'set') throw new UsageError(configUsage);
+    (await import('./zk-credentials.js')).useLocalAdminCredentials();
     const client = await Zk.connect(a.zk, { connectTimeoutMs: 5000 });
     try {
       const paths = new Paths(a.root);
@@ -467,6 +496,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     const a = flagsOf(cmd);
     const cli = await import('../auth/cli.js');
     const { apiUrl } = await import('./client.js');
+    if (a.v.bootstrap) (await import('./zk-credentials.js')).useLocalAdminCredentials();
     await viaApi(() =>
       cli.tokenCreate(apiUrl((a.v.url ?? a.v.api) as string | undefined), {
         project: a.v.project as string,

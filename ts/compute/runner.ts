@@ -307,6 +307,8 @@ export class Runner implements StepRunner {
       } catch (e) {
         if (isZkError(e, 'BAD_VERSION') && e.path !== paths.workUnit(task.work_unit_id)) continue;
         if (isZkError(e, 'BAD_VERSION')) return this.abandon(entry);
+        // Not granted on the unit (ZooKeeper ACLs): an orc's claim gave it to another compute since.
+        if (isZkError(e, 'NO_AUTH') && e.path === paths.workUnit(task.work_unit_id)) return this.abandon(entry);
         throw e;
       }
     }

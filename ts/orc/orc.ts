@@ -27,6 +27,7 @@ import { serverOn, unitOn } from '../lifecycle/index.js';
 import { applyOps, removeWalked, type Op } from '../lifecycle/ops.js';
 import { ClusterWatch } from './cluster.js';
 import { claimCapacity } from './claim.js';
+import { grantRecords } from './grant.js';
 import { ShardOwnership } from './shards.js';
 import type { ClusterView, PlacementRequest } from './placement/types.js';
 import { releaseServerUsage } from '../auth/quota.js';
@@ -384,6 +385,8 @@ export class Orc {
       birthed_on: Date.now(),
     };
     task.unit = { record: scheduled, version: version + 1 };
+    // The compute may write the unit and its server once its task exists: granted first (ts/orc/grant.ts).
+    if (!(await grantRecords(zk, paths, target, [paths.workUnit(wuId), paths.server(wu.server_id)]))) return 'conflict';
     const outcome = await claimCapacity(zk, paths, this.cluster, target, need, (txn) => {
       createEntries(txn, paths.nextTask(target, wuId), nextTaskEntries(task));
       txn.set(paths.workUnit(wuId), scheduled, version);
@@ -428,6 +431,10 @@ export class Orc {
       birthed_on: Date.now(),
     };
     task.unit = { record: scheduled, version: version + 1 };
+    // The server's record was granted to its compute by the build's claim (or by quark zk secure).
+    if (!(await grantRecords(zk, paths, s.compute_id, [paths.workUnit(wuId)]))) {
+      return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `compute ${s.compute_id} has no directory` });
+    }
     const txn = zk.txn();
     createEntries(txn, paths.nextTask(s.compute_id, wuId), nextTaskEntries(task));
     txn.set(paths.workUnit(wuId), scheduled, version);

@@ -9,7 +9,8 @@ import { codeName, libraryCode, toZkError, ZkError, isZkError } from './errors.j
 import { encodeMulti, OP_MULTI } from './wire/multi.js';
 import { managerOf, type ConnectionManager, type QueuedRequest } from './wire/library.js';
 import { ADD_WATCH_MODE, OPCODE_ADD_WATCH, OPCODE_REMOVE_WATCHES, pathIntRequest, WATCHER_TYPE_ANY } from './wire/raw.js';
-import { exactVersion, MODES, OPEN_ACL, Txn, type Mode, type TxnResult } from './txn.js';
+import { exactVersion, MODES, Txn, type Mode, type TxnResult } from './txn.js';
+import { AclPolicy, credentialsFromEnv, identitiesFor, OPEN_ACL, type AclList, type Credentials } from './acl.js';
 
 const { Exception } = zookeeper;
 
@@ -68,6 +69,21 @@ export type ConnectionState = 'CONNECTED' | 'SUSPENDED' | 'RECONNECTED' | 'LOST'
 export interface ZkOptions {
   sessionTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * Digest credentials (ts/zk/acl.ts): the session authenticates with them and creates every node
+   * with its path's ACL. Default: the file named by QUARK_ZK_CREDENTIALS, if set; null: none
+   * (every node open, as before ACLs).
+   */
+  credentials?: Credentials | null;
+  /** A compute's id, for a compute fleet's file that derives each compute's own identity. */
+  computeId?: string;
+}
+
+/** An ACL entry as read back (getAcl). */
+export interface AclEntry {
+  perms: number;
+  scheme: string;
+  id: string;
 }
 
 export class Zk extends EventEmitter {
@@ -79,12 +95,16 @@ export class Zk extends EventEmitter {
   /** Persistent watches of this session, by path; re-added on every reconnect. */
   private readonly persistent = new Map<string, { mode: PersistentMode; listeners: Set<Watcher>; added?: Promise<void> }>();
   private recursiveCount = 0;
+  /** The ACLs this session gives what it creates; undefined without credentials (all open). */
+  readonly acl: AclPolicy | undefined;
 
   private constructor(
     private readonly client: zookeeper.Client,
     readonly connectionString: string,
+    acl?: AclPolicy,
   ) {
     super();
+    this.acl = acl;
     // Every watcher event also goes to the persistent listeners (the library's WatcherManager
     // only knows one-shot watchers, and drops them once they fired).
     const wm = this.manager.watcherManager;
@@ -239,7 +259,10 @@ export class Zk extends EventEmitter {
       spinDelay: 200,
       retries: 3,
     });
-    const zk = new Zk(client, connectionString);
+    const credentials = opts.credentials === undefined ? credentialsFromEnv() : opts.credentials;
+    // Sent right after the connect request, and again on every reconnect, by the library.
+    for (const i of credentials ? identitiesFor(credentials, opts.computeId) : []) client.addAuthInfo('digest', Buffer.from(`${i.user}:${i.password}`));
+    const zk = new Zk(client, connectionString, credentials ? new AclPolicy(credentials, opts.computeId) : undefined);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         client.close();
@@ -366,9 +389,40 @@ export class Zk extends EventEmitter {
   create(path: string, value?: unknown, mode: Mode = 'persistent'): Promise<string> {
     this.counters.writes++;
     return new Promise((resolve, reject) => {
-      this.client.create(path, encode(value) ?? Buffer.alloc(0), OPEN_ACL, MODES[mode], (err, created) => {
+      this.client.create(path, encode(value) ?? Buffer.alloc(0), this.aclFor(path) as unknown as zookeeper.ACL[], MODES[mode], (err, created) => {
         if (err) return reject(toZkError(err, path));
         resolve(created);
+      });
+    });
+  }
+
+  /** The ACL a node created at `path` gets from this session. */
+  aclFor(path: string): AclList {
+    return this.acl ? this.acl.forPath(path) : OPEN_ACL;
+  }
+
+  /** Replaces a node's ACL; version is the ACL's own (`aversion`), -1 for any. */
+  setAcl(path: string, acls: AclList, version = -1): Promise<void> {
+    this.counters.writes++;
+    return new Promise((resolve, reject) => {
+      this.client.setACL(path, acls as unknown as zookeeper.ACL[], exactVersion(version), (err) => {
+        if (err) return reject(toZkError(err, path));
+        resolve();
+      });
+    });
+  }
+
+  /** A node's ACL, or null if it does not exist. */
+  getAcl(path: string): Promise<AclEntry[] | null> {
+    this.counters.reads++;
+    return new Promise((resolve, reject) => {
+      this.client.getACL(path, (err, acls) => {
+        if (err) {
+          if (libraryCode(err) === Exception.NO_NODE) return resolve(null);
+          return reject(toZkError(err, path));
+        }
+        const raw = acls as unknown as Array<{ permission: number; id: { scheme: string; id: string } }>;
+        resolve(raw.map((a) => ({ perms: a.permission, scheme: a.id.scheme, id: a.id.id })));
       });
     });
   }
@@ -400,6 +454,9 @@ export class Zk extends EventEmitter {
       await this.create(path);
     } catch (e) {
       if (isZkError(e, 'NODE_EXISTS')) return;
+      // ZooKeeper checks CREATE on the parent before it looks for the node: a session that may
+      // not create there gets NO_AUTH for a node that is already there too.
+      if (isZkError(e, 'NO_AUTH') && (await this.exists(path))) return;
       if (!isZkError(e, 'NO_NODE')) throw e;
       const parent = path.slice(0, path.lastIndexOf('/'));
       if (parent) await this.mkdirp(parent);
@@ -418,6 +475,7 @@ export class Zk extends EventEmitter {
       return true;
     } catch (e) {
       if (isZkError(e, 'NODE_EXISTS')) return false;
+      if (isZkError(e, 'NO_AUTH') && (await this.exists(path))) return false;
       throw e;
     }
   }
