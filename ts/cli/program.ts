@@ -5,7 +5,7 @@
 import { join, resolve } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { createLogger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/log.js';
 import { asComputeId } from '../common/ids.js';
 import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
@@ -52,6 +52,23 @@ function zkOptions(c: Command): Command {
     .option('--root <path>', 'ZooKeeper root', '/quark')
     .option('--session-timeout-ms <ms>', 'how long a dead process keeps its locks and liveness node', '4000')
     .option('--config <file>', 'settings file (JSON; default $QUARK_CONFIG): plain keys for every command, a section per command; flags, then QUARK_* variables, win over it');
+}
+
+/** Prometheus on orcs and computes (the api serves GET /metrics itself, to an admin token). */
+function metricsOptions(c: Command): Command {
+  return c
+    .option('--metrics-port <port>', 'serve Prometheus GET /metrics on this port (0: any free one, logged; default: none)')
+    .option('--metrics-host <host>', 'address the metrics are served on (no token: keep it loopback or firewalled)', '127.0.0.1');
+}
+
+async function serveMetrics(v: Flags['v'], log: Logger): Promise<void> {
+  const { serveMetricsFromFlags, MetricsFlagError } = await import('../common/metrics.js');
+  try {
+    await serveMetricsFromFlags(v['metrics-port'] as string | undefined, v['metrics-host'] as string, log);
+  } catch (e) {
+    if (e instanceof MetricsFlagError) throw new UsageError(e.message);
+    throw e;
+  }
 }
 
 /** A command's flags by their long names ('ram-mb'), as the process code reads them. */
@@ -124,7 +141,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
   zkOptions(
     program
       .command('api')
-      .description('the REST API (one process; more may run side by side)')
+      .description('the REST API (one process; more may run side by side); it also serves GET /metrics (admin), /openapi.json and /docs')
       .option('--port <port>', 'TCP port', '8080')
       .option('--host <host>', 'address to bind', '127.0.0.1')
       .option('--images-dir <dir>', 'where uploaded images are kept', join('.quark', 'image-store'))
@@ -187,19 +204,20 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     });
   });
 
-  const orc = zkOptions(
+  const orc = zkOptions(metricsOptions(
     program
       .command('orc')
       .description('an orchestrator: owns shards, places work on computes, drives it to the end')
       .option('--id <id>', 'its id (default: random)')
       .option('--sweep-ms <ms>', 'how often owned inboxes are re-read for units that could not move', '2000')
       .option('--stale-free-ms <ms>', "how long another writer's change to a compute's self/free may go unread (it is always read before a claim)", '5000'),
-  ).action(async (_o, cmd: Command) => {
+  )).action(async (_o, cmd: Command) => {
     const a = flagsOf(cmd);
     const id = (a.v.id as string | undefined) ?? undefined;
     const sweepIntervalMs = int(a.v['sweep-ms'], 'sweep-ms', 50);
     const staleFreeMs = int(a.v['stale-free-ms'], 'stale-free-ms', 0);
     const log = createLogger({ proc: 'orc', pid: process.pid, ...(id ? { orc: id } : {}) });
+    await serveMetrics(a.v, log);
     const { Orc } = await import('../orc/orc.js');
     const { createClusterView } = await import('../orc/placement/index.js');
     await runWithSession({ ...a, log }, async (zk, paths) => {
@@ -211,7 +229,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     });
   });
 
-  const compute = zkOptions(
+  const compute = zkOptions(metricsOptions(
     program
       .command('compute')
       .description('one hypervisor host (or, with --hollow N, N simulated ones); also compute list|cordon|uncordon|evacuate')
@@ -238,7 +256,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       .option('--hollow <n>', 'run N hollow computes in this one process, ids PREFIX-1…PREFIX-N, each with its own session and private test driver')
       .option('--id-prefix <prefix>', 'hollow computes: id prefix', 'hollow')
       .option('--start-concurrency <n>', 'hollow computes: how many start at once', '64'),
-  ).action(async (_o, cmd: Command) => {
+  )).action(async (_o, cmd: Command) => {
     const a = flagsOf(cmd);
     // Real guests default to the host libvirt reports; the test driver to a made-up one.
     const capacityOf = (uri: string, host?: { cpus: number; memory_kib: number }) => ({
@@ -257,6 +275,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       const count = int(a.v.hollow, 'hollow', 1);
       const prefix = a.v['id-prefix'] as string;
       const log = createLogger({ proc: 'compute', pid: process.pid, hollow: prefix });
+      await serveMetrics(a.v, log);
       const { runHollow } = await import('../compute/hollow.js');
       const { libvirt_uri: _uri, ...capacity } = capacityOf('');
       await runHollow({
@@ -276,6 +295,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     if (!a.v.id) throw new UsageError('compute needs --id (or --hollow N)');
     const id = asComputeId(a.v.id as string);
     const log = createLogger({ proc: 'compute', pid: process.pid, compute: id });
+    await serveMetrics(a.v, log);
     const { Compute } = await import('../compute/compute.js');
     const { Hypervisor } = await import('../native/libvirt.js');
     const uri = a.v['libvirt-uri'] as string;

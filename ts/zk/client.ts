@@ -11,8 +11,24 @@ import { managerOf, type ConnectionManager, type QueuedRequest } from './wire/li
 import { ADD_WATCH_MODE, OPCODE_ADD_WATCH, OPCODE_REMOVE_WATCHES, pathIntRequest, WATCHER_TYPE_ANY } from './wire/raw.js';
 import { exactVersion, MODES, Txn, type Mode, type TxnResult } from './txn.js';
 import { AclPolicy, credentialsFromEnv, identitiesFor, OPEN_ACL, type AclList, type Credentials } from './acl.js';
+import { observers } from '../common/observe.js';
 
 const { Exception } = zookeeper;
+
+/** The requests measured, by opcode (pings and session requests are not). */
+const REQUEST_NAMES: Record<number, string> = {
+  1: 'create',
+  2: 'delete',
+  3: 'exists',
+  4: 'get',
+  5: 'set',
+  8: 'children',
+  9: 'sync',
+  12: 'children',
+  14: 'multi',
+  18: 'remove_watches',
+  106: 'add_watch',
+};
 
 export interface Stat {
   version: number;
@@ -116,6 +132,7 @@ export class Zk extends EventEmitter {
         if (this.persistent.size > 0) this.route(ev.type, ev.path);
       }
     };
+    this.measureRequests();
     client.on('state', (s: zookeeper.State) => {
       const name = (s as unknown as { name: string }).name;
       if (name === 'SYNC_CONNECTED') {
@@ -134,6 +151,22 @@ export class Zk extends EventEmitter {
         this.setState('LOST');
       }
     });
+  }
+
+  /** Each request's time from queued to answered, for the metrics (when a process measures). */
+  private measureRequests(): void {
+    const cm = this.manager;
+    const queue = cm.queue.bind(cm);
+    cm.queue = (request, cb) => {
+      const report = observers.zkRequest;
+      const op = REQUEST_NAMES[request.header?.type];
+      if (!report || !op) return queue(request, cb);
+      const start = performance.now();
+      queue(request, (err, response) => {
+        report(op, (performance.now() - start) / 1000, err ? codeName(libraryCode(err) ?? 0) : 'ok');
+        cb?.(err, response);
+      });
+    };
   }
 
   private get manager(): ConnectionManager {
@@ -208,6 +241,7 @@ export class Zk extends EventEmitter {
 
   private setState(s: ConnectionState): void {
     if (this.lastState === s) return;
+    if (!this.closed) observers.zkState?.(this.lastState, s);
     this.lastState = s;
     this.emit('state', s);
   }
@@ -277,6 +311,7 @@ export class Zk extends EventEmitter {
   }
 
   close(): Promise<void> {
+    if (!this.closed) observers.zkState?.(this.lastState, undefined);
     this.closed = true;
     // An expired session has nothing to say goodbye to, and its client never says `disconnected`.
     if (this.lastState === 'LOST') {
