@@ -14,6 +14,7 @@ import { addClusterReads, addComputeCommands, addUserCommands, apiOptions } from
 import { CliError, UsageError } from './errors.js';
 import { EXIT } from './format.js';
 import { completionScript } from './completion.js';
+import { applySettings, SettingsError } from './settings.js';
 
 // What talks to ZooKeeper is loaded by the commands that do: the user's commands talk to the
 // API only, and start faster without a ZooKeeper client.
@@ -56,7 +57,8 @@ function zkOptions(c: Command): Command {
   return c
     .option('--zk <host:port,…>', 'ZooKeeper (default: $QUARK_ZK, else .quark/cluster.json from quark up, else 127.0.0.1:2181)')
     .option('--root <path>', 'ZooKeeper root', '/quark')
-    .option('--session-timeout-ms <ms>', 'how long a dead process keeps its locks and liveness node', '4000');
+    .option('--session-timeout-ms <ms>', 'how long a dead process keeps its locks and liveness node', '4000')
+    .option('--config <file>', 'settings file (JSON; default $QUARK_CONFIG): plain keys for every command, a section per command; flags, then QUARK_* variables, win over it');
 }
 
 /** Prometheus on orcs and computes (the api serves GET /metrics itself, to an admin token). */
@@ -137,6 +139,16 @@ Start here:  quark up (a whole cluster on this machine; state in .quark/), then
 Every command has its own help: quark server create --help. Exit codes: 0 done, 1 error,
 2 bad arguments, 3 a waited-for work unit FAILED, 4 a wait timed out.`,
     );
+
+  // Flags not given come from the environment, then the settings file (ts/cli/settings.ts).
+  program.hook('preAction', (_program, action) => {
+    try {
+      applySettings(action);
+    } catch (e) {
+      if (e instanceof SettingsError) throw new UsageError(e.message);
+      throw e;
+    }
+  });
 
   // ---- processes ---------------------------------------------------------------------------------
   zkOptions(
@@ -382,7 +394,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     });
 
   // ---- operator tools ----------------------------------------------------------------------------
-  const zk = program.command('zk').description('operator views of the ZooKeeper tree, values decoded; zk server runs a standalone ZooKeeper');
+  const zk = program.command('zk').description('operator views of the ZooKeeper tree, values decoded; zk server runs a ZooKeeper (standalone or an ensemble member)');
   const zkView = async (cmd: Command, fn: (zk: Zk, paths: Paths) => Promise<unknown>): Promise<void> => {
     const a = flagsOf(cmd);
     const { Zk, Paths } = await zkModules();
@@ -407,18 +419,33 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
   zkOptions(
     zk
       .command('server')
-      .description('a standalone ZooKeeper in the foreground; Ctrl-C stops it')
+      .description('a ZooKeeper in the foreground, standalone or (--ensemble) one member of an ensemble; Ctrl-C stops it')
       .option('--port <port>', 'client port', '2181')
-      .option('--data-dir <dir>', 'its data', join('.quark', 'zk'))
-      .option('--tick-ms <ms>', "ZooKeeper's tickTime", '200'),
+      .option('--data-dir <dir>', 'its data (kept across restarts)', join('.quark', 'zk'))
+      .option('--tick-ms <ms>', "ZooKeeper's tickTime", '200')
+      .option('--host <addr>', 'where clients connect (default 127.0.0.1; with --ensemble, this member\'s address in the list)')
+      .option('--ensemble <h1,h2,h3>', "every member's host[:peer:election] (ports 2888:3888), or id=host…; the same list on every member")
+      .option('--myid <n>', "this member's id (default: the position of --host in --ensemble)")
+      .option('--start-timeout-s <s>', 'how long to wait for a quorum', '600'),
   ).action(async (_o, cmd: Command) => {
     const a = flagsOf(cmd);
-    const { startZooKeeper } = await import('../dev/zookeeper.js');
-    const server = await startZooKeeper({
-      clientPort: int(a.v.port, 'port', 1),
-      dataDir: resolve(a.v['data-dir'] as string),
-      tickTime: int(a.v['tick-ms'], 'tick-ms', 1),
-    });
+    const { zkServer } = await import('./zk-server.js');
+    let server;
+    try {
+      server = await zkServer({
+        port: a.v.port as string,
+        dataDir: a.v['data-dir'] as string,
+        tickMs: a.v['tick-ms'] as string,
+        host: a.v.host as string | undefined,
+        ensemble: a.v.ensemble as string | undefined,
+        myid: a.v.myid as string | undefined,
+        startTimeoutS: a.v['start-timeout-s'] as string,
+        say: (line) => process.stdout.write(`${line}\n`),
+      });
+    } catch (e) {
+      if (e instanceof RangeError) throw new UsageError(e.message);
+      throw e;
+    }
     process.stdout.write(`ZooKeeper serving on ${server.connectionString} (pid ${server.pid}); Ctrl-C stops it\n`);
     const stop = () => void server.stop().then(() => process.exit(0));
     process.on('SIGINT', stop);

@@ -73,6 +73,11 @@ export interface LaunchSpec {
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Overrides the launcher's supervision for this process (false: never restarted). */
   supervise?: Supervision | false;
+  /**
+   * A command the process runs under, which must exec it (so the pid stays the process's own):
+   * `['ip', 'netns', 'exec', NS]` runs it on another network (ts/dev/topology.ts).
+   */
+  wrap?: string[];
 }
 
 interface Line {
@@ -152,8 +157,8 @@ export class LaunchedProcess extends EventEmitter {
   }
 
   private launch(): void {
-    const cmd = this.o.watchdog ? '/bin/sh' : process.execPath;
-    const args = this.o.watchdog ? ['-c', WATCHDOG, `quark-${this.name}`, String(process.pid), process.execPath, ...this.argv] : this.argv;
+    const inner = this.o.watchdog ? ['/bin/sh', '-c', WATCHDOG, `quark-${this.name}`, String(process.pid), process.execPath, ...this.argv] : [process.execPath, ...this.argv];
+    const [cmd, ...args] = [...(this.spec.wrap ?? []), ...inner] as [string, ...string[]];
     const child = spawn(cmd, args, {
       cwd: this.spec.cwd,
       env: { ...process.env, ...this.spec.env },

@@ -1,12 +1,16 @@
 // A TCP relay for network faults: clients connect to it instead of the real ZooKeeper, and a test
 // (or the chaos runner) cuts the link (every open connection reset, new ones refused) and restores
-// it. Nothing is simulated: the client sees a real dropped connection, the server a real vanished client.
+// it, or silences it (stall: connections stay open and new ones are accepted, but no byte crosses,
+// as when a host's link goes down with no FIN or RST). Nothing is simulated: the client sees a
+// real dropped or silent connection, the server a real vanished client.
 import net from 'node:net';
 
 export class FaultyLink {
   private readonly server: net.Server;
   private readonly open = new Set<net.Socket>();
   private cut = false;
+  private stalled = false;
+  private held: Array<{ to: net.Socket; d: Buffer }> = [];
   port = 0;
 
   private constructor(
@@ -43,8 +47,14 @@ export class FaultyLink {
       s.on('close', () => this.open.delete(s));
       s.on('error', () => {});
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    // Chunk by chunk rather than pipe(): a stall holds what arrives and delivers it on restore,
+    // as TCP's retransmissions do once a dead link is back.
+    const forward = (to: net.Socket) => (d: Buffer) => {
+      if (this.stalled) this.held.push({ to, d });
+      else to.write(d);
+    };
+    client.on('data', forward(upstream));
+    upstream.on('data', forward(client));
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   }
@@ -52,12 +62,21 @@ export class FaultyLink {
   /** Cuts the link: open connections are reset, new ones refused until `restore`. */
   sever(): void {
     this.cut = true;
+    this.held = [];
     for (const s of this.open) s.resetAndDestroy();
     this.open.clear();
   }
 
+  /** Silences the link: nothing crosses either way (it is held), nothing is closed, new connections hang. */
+  stall(): void {
+    this.stalled = true;
+  }
+
+  /** Ends a cut or a stall; what a stall held is delivered, in order, to the sockets still open. */
   restore(): void {
     this.cut = false;
+    this.stalled = false;
+    for (const { to, d } of this.held.splice(0)) if (!to.destroyed) to.write(d);
   }
 
   async close(): Promise<void> {

@@ -1,11 +1,12 @@
 // Runs a real ZooKeeper (Debian's `zookeeper` package) as a child JVM: one standalone server
-// for `quark up`, `quark zk server` and the test suite, or a three-server ensemble on 127.0.0.1
-// for failover tests. We write the configuration ourselves and start QuorumPeerMain directly,
+// for `quark up`, `quark zk server` and the test suite, a three-server ensemble on 127.0.0.1
+// for failover tests, or one member of an ensemble on given addresses (`quark zk server
+// --ensemble`, one per host). We write the configuration ourselves and start QuorumPeerMain directly,
 // so no system-wide ZooKeeper service or /etc/zookeeper setting is involved.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -13,6 +14,8 @@ import { reapedOnExit, WATCHDOG } from './reap.js';
 
 export interface ZooKeeperServerOptions {
   dataDir: string;
+  /** The address clients connect to (clientPortAddress); default 127.0.0.1. */
+  host?: string;
   /** 0 picks a free port (and picks again if it is taken before the JVM binds it); see RunningZooKeeper.clientPort. */
   clientPort: number;
   /**
@@ -90,6 +93,7 @@ const STOP_GRACE_MS = 10_000;
 const FOUR_LETTER_TIMEOUT_MS = 3_000;
 const FOUR_LETTER_WORDS = 'ruok,srvr,mntr,stat,conf';
 const MAIN_CLASS = 'org.apache.zookeeper.server.quorum.QuorumPeerMain';
+const LOOPBACK = '127.0.0.1';
 
 /** Where Debian's libzookeeper-java puts the jars; QUARK_ZK_JAR_DIR overrides it. */
 function jarDir(): string {
@@ -158,14 +162,14 @@ function baseConfig(
   dataDir: string,
   clientPort: number,
   tickTime: number,
-  o: { maxClientCnxns?: number; minSessionTimeout?: number; maxSessionTimeout?: number },
+  o: { host?: string; maxClientCnxns?: number; minSessionTimeout?: number; maxSessionTimeout?: number },
 ): Array<[string, string | number | boolean]> {
   const sessions = sessionLimits(tickTime, o);
   return [
     ['tickTime', tickTime],
     ['dataDir', dataDir],
     ['clientPort', clientPort],
-    ['clientPortAddress', '127.0.0.1'],
+    ['clientPortAddress', o.host ?? LOOPBACK],
     ['maxClientCnxns', o.maxClientCnxns ?? 0],
     ['minSessionTimeout', sessions.min],
     ['maxSessionTimeout', sessions.max],
@@ -320,7 +324,7 @@ class ZooKeeperProcess {
    * Polls until `srvr` reports one of `modes` (which implies `ruok` → `imok` and that the
    * server is serving requests). Rejects with the log tail if the JVM exits or time runs out.
    */
-  async waitServing(port: number, modes: readonly string[], timeoutMs: number): Promise<void> {
+  async waitServing(port: number, modes: readonly string[], timeoutMs: number, host = LOOPBACK): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let last = 'no answer yet';
     while (Date.now() < deadline) {
@@ -329,9 +333,9 @@ class ZooKeeperProcess {
         throw new Error(`ZooKeeper (pid ${this.pid}, port ${port}) exited with ${how}\n${await this.logTail()}`);
       }
       try {
-        const ok = await fourLetter(port, 'ruok');
+        const ok = await fourLetter(port, 'ruok', host);
         if (ok.trim() === 'imok') {
-          const srvr = await fourLetter(port, 'srvr');
+          const srvr = await fourLetter(port, 'srvr', host);
           const mode = parseMode(srvr);
           if (mode && modes.includes(mode)) return;
           last = mode ? `Mode: ${mode}` : srvr.trim().split('\n')[0] ?? srvr;
@@ -361,11 +365,11 @@ function delay(ms: number): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Public API
 
-/** Sends a four-letter word to 127.0.0.1:`port` and resolves with the whole answer. */
-export function fourLetter(port: number, cmd: string): Promise<string> {
+/** Sends a four-letter word to `host`:`port` (default 127.0.0.1) and resolves with the whole answer. */
+export function fourLetter(port: number, cmd: string, host = LOOPBACK): Promise<string> {
   return new Promise((resolveAnswer, reject) => {
     const chunks: Buffer[] = [];
-    const socket = createConnection({ host: '127.0.0.1', port });
+    const socket = createConnection({ host, port });
     socket.setTimeout(FOUR_LETTER_TIMEOUT_MS, () => {
       socket.destroy(new Error(`four-letter word '${cmd}' to port ${port} timed out`));
     });
@@ -448,11 +452,12 @@ async function startStandalone(o: ZooKeeperServerOptions, clientPort: number): P
     javaOptions: [...layer.javaOptions, ...(o.javaOptions ?? [])],
     classpath: layer.classpath,
   });
-  await proc.waitServing(clientPort, ['standalone'], o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+  const host = o.host ?? LOOPBACK;
+  await proc.waitServing(clientPort, ['standalone'], o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, host);
   return {
     pid: proc.pid,
     clientPort,
-    connectionString: `127.0.0.1:${clientPort}`,
+    connectionString: `${hostPort(host)}:${clientPort}`,
     stop: () => proc.stop(),
     kill: () => proc.kill(),
   };
@@ -540,7 +545,7 @@ async function launchEnsemble(o: EnsembleOptions, size: number): Promise<Ensembl
     peer: ports[(id - 1) * 3 + 1]!,
     election: ports[(id - 1) * 3 + 2]!,
   });
-  const serverLines: Array<[string, string]> = ids.map((id) => {
+  const quorum: Array<[string, string]> = ids.map((id) => {
     const p = portsOf(id);
     return [`server.${id}`, `127.0.0.1:${p.peer}:${p.election}`];
   });
@@ -554,7 +559,7 @@ async function launchEnsemble(o: EnsembleOptions, size: number): Promise<Ensembl
     await writeFile(join(dataDir, 'myid'), `${id}\n`);
     const configFile = join(dataDir, 'zoo.cfg');
     const cfg = baseConfig(dataDir, portsOf(id).client, tickTime, { maxSessionTimeout: o.maxSessionTimeout });
-    await writeFile(configFile, configText([...cfg, ...serverLines]));
+    await writeFile(configFile, configText([...cfg, ...quorum]));
     await writeFile(join(dataDir, 'log4j.properties'), log4jProperties());
     const spec = { dataDir, configFile, logFile: join(dataDir, 'zookeeper.log'), javaOptions: [] };
     members.push(new Member(id, portsOf(id).client, spec, startTimeoutMs));
@@ -590,4 +595,131 @@ async function launchEnsemble(o: EnsembleOptions, size: number): Promise<Ensembl
     stop: stopAll,
   };
   return ensemble;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One member of an ensemble on given addresses (a server per host)
+
+export interface EnsembleServer {
+  /** The server's myid, 1..255. */
+  id: number;
+  host: string;
+  /** Followers connect to the leader here; default 2888. */
+  peerPort: number;
+  /** Leader election; default 3888. */
+  electionPort: number;
+}
+
+export const DEFAULT_CLIENT_PORT = 2181;
+export const DEFAULT_PEER_PORT = 2888;
+export const DEFAULT_ELECTION_PORT = 3888;
+
+/** An IPv6 address in brackets, for host:port strings. */
+function hostPort(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/**
+ * Parses an ensemble's member list: comma-separated `host[:peer:election]`, the position giving
+ * the id (1, 2, …), or `id=host[:peer:election]` with explicit ids. Ports default to 2888/3888.
+ * Throws on a malformed entry, a duplicate id, or a duplicate host:peer.
+ */
+export function parseEnsemble(spec: string): EnsembleServer[] {
+  const entries = spec.split(',').map((e) => e.trim()).filter(Boolean);
+  if (entries.length === 0) throw new RangeError('the ensemble names no server');
+  const servers = entries.map((entry, i): EnsembleServer => {
+    const m = /^(?:(\d+)=)?(\[[^\]]+\]|[^:=[\]]+)(?::(\d+):(\d+))?$/.exec(entry);
+    if (!m) throw new RangeError(`ensemble member ${JSON.stringify(entry)}: expected host, host:peer:election or id=host[:peer:election]`);
+    const id = m[1] !== undefined ? Number(m[1]) : i + 1;
+    if (!Number.isInteger(id) || id < 1 || id > 255) throw new RangeError(`ensemble member ${JSON.stringify(entry)}: id must be 1..255`);
+    const port = (v: string | undefined, dflt: number): number => {
+      const n = v === undefined ? dflt : Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 65535) throw new RangeError(`ensemble member ${JSON.stringify(entry)}: port ${v} out of range`);
+      return n;
+    };
+    return { id, host: m[2]!.replace(/^\[|\]$/g, ''), peerPort: port(m[3], DEFAULT_PEER_PORT), electionPort: port(m[4], DEFAULT_ELECTION_PORT) };
+  });
+  const ids = new Set<number>();
+  const ends = new Set<string>();
+  for (const s of servers) {
+    if (ids.has(s.id)) throw new RangeError(`ensemble: id ${s.id} appears twice`);
+    ids.add(s.id);
+    const end = `${s.host}:${s.peerPort}`;
+    if (ends.has(end)) throw new RangeError(`ensemble: ${end} appears twice`);
+    ends.add(end);
+  }
+  return servers;
+}
+
+/** The `server.N` lines of zoo.cfg for an ensemble. */
+export function serverLines(servers: readonly EnsembleServer[]): Array<[string, string]> {
+  return servers.map((s) => [`server.${s.id}`, `${hostPort(s.host)}:${s.peerPort}:${s.electionPort}`]);
+}
+
+export interface EnsembleMemberOptions extends Omit<ZooKeeperServerOptions, 'clientPort' | 'host'> {
+  /** This server's id among `servers`. */
+  myid: number;
+  servers: readonly EnsembleServer[];
+  /** Where clients connect; default this member's host in `servers`. */
+  host?: string;
+  clientPort?: number;
+}
+
+export interface RunningMember extends RunningZooKeeper {
+  /** 'leader', 'follower', or undefined while it is out of the quorum (or not answering). */
+  mode(): Promise<string | undefined>;
+}
+
+/**
+ * Starts this host's member of an ensemble (its data directory kept across restarts: a member
+ * that comes back rejoins with what it had) and resolves once it is in a quorum, as leader or
+ * follower: that needs a majority of `servers` running, so start the others meanwhile (the default
+ * wait is 30 s; `quark zk server` waits longer). Refuses a data directory that belongs to another id.
+ */
+export async function startEnsembleMember(o: EnsembleMemberOptions): Promise<RunningMember> {
+  const me = o.servers.find((s) => s.id === o.myid);
+  if (!me) throw new RangeError(`myid ${o.myid} is not among the ensemble's ids (${o.servers.map((s) => s.id).join(', ')})`);
+  const dataDir = resolve(o.dataDir);
+  const tickTime = o.tickTime ?? DEFAULT_TICK_MS;
+  const logFile = resolve(o.logFile ?? join(dataDir, 'zookeeper.log'));
+  const host = o.host ?? me.host;
+  const clientPort = o.clientPort ?? DEFAULT_CLIENT_PORT;
+  await mkdir(dataDir, { recursive: true });
+  await mkdir(dirname(logFile), { recursive: true });
+  const myidFile = join(dataDir, 'myid');
+  const had = await readFile(myidFile, 'utf8').catch(() => undefined);
+  if (had !== undefined && Number(had.trim()) !== o.myid) {
+    throw new Error(`${dataDir} holds server ${had.trim()}'s data, not server ${o.myid}'s: give each member its own --data-dir`);
+  }
+  await writeFile(myidFile, `${o.myid}\n`);
+  const configFile = join(dataDir, 'zoo.cfg');
+  await writeFile(
+    configFile,
+    configText([...baseConfig(dataDir, clientPort, tickTime, { ...o, host }), ...serverLines(o.servers), ...Object.entries(o.extraConfig ?? {})]),
+  );
+  await writeFile(join(dataDir, 'log4j.properties'), log4jProperties());
+  const layer = connectionLayer(o.connectionFactory);
+  const proc = new ZooKeeperProcess({
+    dataDir,
+    configFile,
+    logFile,
+    javaOptions: [...layer.javaOptions, ...(o.javaOptions ?? [])],
+    classpath: layer.classpath,
+  });
+  await proc.waitServing(clientPort, QUORUM_MODES, o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, host);
+  return {
+    pid: proc.pid,
+    clientPort,
+    connectionString: `${hostPort(host)}:${clientPort}`,
+    stop: () => proc.stop(),
+    kill: () => proc.kill(),
+    mode: async () => {
+      if (!proc.running) return undefined;
+      try {
+        return parseMode(await fourLetter(clientPort, 'srvr', host));
+      } catch {
+        return undefined;
+      }
+    },
+  };
 }

@@ -513,7 +513,10 @@ async function oneRun(plan: FaultPlan, o: Required<Omit<ChaosOptions, 'kinds' | 
       if (last && ended) {
         if (last.liveOrc) liveOrcAt ??= now;
         if (last.shardsOwned && liveOrcAt !== undefined) shardsOwnedAt ??= now;
-        if (workloadDone && last.unfinished === 0 && last.computesAlive === COMPUTES.length && last.shardsOwned) {
+        // Settled also means every process runs again and the api answers (a supervised restart
+        // takes a moment: a look before it would count the killed api as down for good).
+        const up = all(procs).every((p) => p.running) && (await api.call('GET', '/healthz'))?.status === 200;
+        if (workloadDone && up && last.unfinished === 0 && last.computesAlive === COMPUTES.length && last.shardsOwned) {
           recoveredAt = now;
           break;
         }

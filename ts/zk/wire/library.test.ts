@@ -33,10 +33,11 @@ describe('the internals the patches rely on', () => {
     expect(cm.prototype.onSocketData.length).toBe(1);
     expect(typeof cm.prototype.queue).toBe('function');
     expect(cm.prototype.queue.length).toBe(2);
+    expect(typeof cm.prototype.onSocketConnected).toBe('function');
     expect(cm.prototype.__quarkCorked).toBe(true);
     expect(cm.prototype.__quarkFramed).toBe(true);
-    expect(typeof cm.prototype.onSocketConnected).toBe('function');
     expect(cm.prototype.__quarkHandshake).toBe(true);
+    expect(cm.prototype.__quarkReadTimeout).toBe(true);
   });
 
   it('the library binds the wrapped methods per session, after the patch is applied', () => {
@@ -45,6 +46,11 @@ describe('the internals the patches rely on', () => {
     expect(src).toContain("this.packetQueue.on('readable', this.onPacketQueueReadable.bind(this));");
     expect(src).toContain("self.socket.on('data', self.onSocketData.bind(self));");
     expect(src).toContain("self.socket.on('connect', self.onSocketConnected.bind(self));");
+    // The read timeout's way out: a destroyed socket closes, and the close handler reconnects.
+    expect(src).toContain("self.socket.on('close', self.onSocketClosed.bind(self));");
+    expect(src).toMatch(/default:\s*errorCode = Exception\.CONNECTION_LOSS;\s*retry = true;/);
+    // The granted timeout is kept in sessionTimeout, which the read timeout follows.
+    expect(src).toContain('self.updateTimeout(connectResponse.timeOut);');
     // The handshake patch's premises: CONNECTING is 1, the connect timeout is cleared on TCP connect.
     expect(src).toMatch(/CONNECTING : 1,/);
     expect(src).toMatch(/ConnectionManager\.prototype\.onSocketConnected = function \(\) \{[^}]*clearTimeout\(this\.connectTimeoutHandler\);/);

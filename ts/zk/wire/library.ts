@@ -25,6 +25,8 @@ export interface WatcherEventRecord {
 /** One session's ConnectionManager (`client.connectionManager`), as far as Quark touches it. */
 export interface ConnectionManager {
   socket?: Socket;
+  /** The session timeout the server granted (the library updates it from the connect response). */
+  sessionTimeout: number;
   /** The library's connection state: 1 is CONNECTING (TCP up or not, no ConnectResponse yet). */
   state: number;
   /** The session timeout over the number of servers: how long one server may take to connect. */
@@ -49,6 +51,7 @@ export interface ConnectionManagerPrototype {
   queue: ConnectionManager['queue'];
   __quarkCorked?: boolean;
   __quarkFramed?: boolean;
+  __quarkReadTimeout?: boolean;
   __quarkHandshake?: boolean;
 }
 

@@ -79,6 +79,58 @@ if (!cm.prototype.__quarkFramed) {
   };
 }
 
+/**
+ * node-zookeeper-client has no read timeout: it pings when its socket has been idle for a third
+ * of the session timeout, and a write counts as activity, so a server that goes silent (its host
+ * cut off, its link down: no FIN, no RST) is never noticed. The connection just hangs, requests
+ * wait for ever, and the session expires on the ensemble while the client believes it is
+ * CONNECTED: a compute keeps acting, an orc keeps driving shards it no longer owns. ZooKeeper's own
+ * client drops a connection that has received nothing for two thirds of the session timeout and
+ * tries the next server; so does this. The socket is destroyed, and the library's close handler
+ * reports DISCONNECTED and connects to the next server, where the session carries on (or is found
+ * expired). (A server that accepts TCP but never answers the handshake is dropped sooner, by the
+ * handshake patch below.)
+ */
+if (!cm.prototype.__quarkReadTimeout) {
+  type Timed = ConnectionManager & { __lastRx?: number };
+  const onData = cm.prototype.onSocketData;
+  const onConnected = cm.prototype.onSocketConnected;
+  cm.prototype.__quarkReadTimeout = true;
+  cm.prototype.onSocketData = function (this: Timed, chunk: Buffer) {
+    this.__lastRx = performance.now();
+    onData.call(this, chunk);
+  };
+  cm.prototype.onSocketConnected = function (this: Timed) {
+    const socket = this.socket;
+    this.__lastRx = performance.now();
+    if (socket) {
+      const period = Math.max(20, Math.floor(this.sessionTimeout / 20));
+      let lastTick = performance.now();
+      const timer = setInterval(() => {
+        if (this.socket !== socket || socket.destroyed) return clearInterval(timer);
+        const now = performance.now();
+        // A stall of this process's own event loop (a long GC, a busy hollow-compute process) is
+        // not the server's silence: timers run before the replies waiting in the socket are read,
+        // and no ping went out meanwhile. The silence is counted again from here.
+        if (now - lastTick > 2 * period) this.__lastRx = now;
+        lastTick = now;
+        if (now - (this.__lastRx ?? 0) > readTimeoutMs(this.sessionTimeout)) {
+          clearInterval(timer);
+          socket.destroy();
+        }
+      }, period);
+      timer.unref();
+      socket.once('close', () => clearInterval(timer));
+    }
+    onConnected.call(this);
+  };
+}
+
+/** How long a connection may receive nothing before it is dropped: ZooKeeper's client's two thirds of the session timeout. */
+export function readTimeoutMs(sessionTimeoutMs: number): number {
+  return Math.floor((sessionTimeoutMs * 2) / 3);
+}
+
 /** The library's CONNECTING state (lib/ConnectionManager.js STATES). */
 const CONNECTING = 1;
 
