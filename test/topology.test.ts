@@ -76,6 +76,13 @@ async function holdings(): Promise<Map<string, { managing: string[]; domains: nu
 
 /** The invariant "no VM runs twice": each server is held by exactly one compute, and each compute runs exactly what it holds. */
 async function expectEachVmOnce(servers: readonly string[]): Promise<void> {
+  // A compute's hypervisor report trails its libvirt calls (it is written at most every
+  // --hypervisor-report-ms, later under load), so the domain counts are given a few seconds to
+  // agree with managing/; the final read below is what is asserted.
+  await waitFor(
+    async () => [...(await holdings()).values()].every((v) => v.domains === v.managing.length),
+    { what: 'each compute to report the domains it manages', timeoutMs: 10_000, intervalMs: 250 },
+  ).catch(() => undefined);
   const h = await holdings();
   for (const s of servers) {
     const holders = [...h].filter(([, v]) => v.managing.includes(s)).map(([id]) => id);
