@@ -46,6 +46,12 @@ Commands:
                                    --sweep-ms (2000: how often owned inboxes are re-read for units that could not move)
                                    --stale-free-ms (5000: how long another writer's change to a compute's
                                    self/free may go unread; it is always read before a claim on it)
+                                   --unit-retention (7d: finished work units are kept this long)
+                                   --units-per-server (100: and at most this many per server; 0 = no cap)
+                                   --deleted-retention (7d: a deleted server's last record is kept this long)
+                                   --idempotency-retention (24h: Idempotency-Keys are kept this long)
+                                   --prune-batch (500: most records each retention pass looks at)
+                                   --retention-pass-ms (60000: how often the owned shards are pruned)
   compute   one hypervisor host    --id ID --vcpus (16) --ram-mb (32768) --disk-gb (500)
                                    --bandwidth-mbps (10000) --zone (default) --labels a,b
                                    --libvirt-uri (test:///default; qemu:///system runs real guests,
@@ -269,7 +275,33 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'orc': {
-      const a = parse({ id: { type: 'string' }, 'sweep-ms': { type: 'string', default: '2000' }, 'stale-free-ms': { type: 'string', default: '5000' } });
+      const a = parse({
+        id: { type: 'string' },
+        'sweep-ms': { type: 'string', default: '2000' },
+        'stale-free-ms': { type: 'string', default: '5000' },
+        'unit-retention': { type: 'string', default: '7d' },
+        'units-per-server': { type: 'string', default: '100' },
+        'deleted-retention': { type: 'string', default: '7d' },
+        'idempotency-retention': { type: 'string', default: '24h' },
+        'prune-batch': { type: 'string', default: '500' },
+        'retention-pass-ms': { type: 'string', default: '60000' },
+      });
+      const { parseDuration } = await import('../lifecycle/retention.js');
+      const duration = (k: string): number => {
+        try {
+          return parseDuration(a.v[k] as string);
+        } catch (e) {
+          throw new UsageError(`--${k}: ${(e as Error).message}`);
+        }
+      };
+      const retention = {
+        unitRetentionMs: duration('unit-retention'),
+        unitsPerServer: int(a.v['units-per-server'], 'units-per-server', 0),
+        deletedRetentionMs: duration('deleted-retention'),
+        idempotencyTtlMs: duration('idempotency-retention'),
+        batch: int(a.v['prune-batch'], 'prune-batch', 1, 100_000),
+        passMs: int(a.v['retention-pass-ms'], 'retention-pass-ms', 10),
+      };
       const id = (a.v.id as string | undefined) ?? undefined;
       const sweepIntervalMs = int(a.v['sweep-ms'], 'sweep-ms', 50);
       const staleFreeMs = int(a.v['stale-free-ms'], 'stale-free-ms', 0);
@@ -279,7 +311,7 @@ async function main(argv: string[]): Promise<void> {
       await runWithSession({ ...a, log }, async (zk, paths) => {
         const config = await readConfig(zk, paths);
         const view = createClusterView({ overcommit: config.overcommit, log });
-        const orc = new Orc({ zk, paths, log, view, sweepIntervalMs, staleFreeMs, ...(id ? { id } : {}) });
+        const orc = new Orc({ zk, paths, log, view, sweepIntervalMs, staleFreeMs, retention, ...(id ? { id } : {}) });
         await orc.start();
         return orc;
       });
