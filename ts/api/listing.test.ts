@@ -151,7 +151,7 @@ describe('GET /v1/servers pages', () => {
     for (const id of stayed) expect(seen).toContain(id);
     // Servers made during the walk sort last, so the walk reaches them too.
     for (const id of added) expect(seen).toContain(id);
-    expect(seen.filter((id) => stayed.includes(id))).toEqual(stayed);
+    expect(seen.filter((id) => stayed.includes(id as ServerId))).toEqual(stayed);
   });
 
   it('deleted servers kept for the retention are listed with status DELETED, and only there', async () => {
