@@ -2,7 +2,8 @@
 # Builds what is stale, then `npm pack`s Quark into DEST (default dist/pack): one tarball holding
 # the compiled CLI and services (dist/ts), the visualizer (dist/ui), the prebuilt native addon for
 # this platform (native/index.<platform>.node, e.g. linux-x64-gnu) and the systemd units (deploy/).
-# Checks that the tarball holds each of them and prints its path on the last line.
+# Its runtime dependencies are bundled (package.json: bundleDependencies), so installing it needs
+# no registry. Checks that the tarball holds each of them and prints its path on the last line.
 #   scripts/pack.sh [DEST]
 set -euo pipefail
 
@@ -23,13 +24,14 @@ fi
 name="$(npm pack --silent --pack-destination "$dest" | tail -n 1)"
 tarball="$dest/$name"
 listing="$(tar -tzf "$tarball")"
-for must in package/bin/quark.js package/dist/ts/cli/main.js package/dist/ui/ui.js "package/$addon" package/deploy/quark-api.service package/docs/deploy.md; do
+# Runtime dependencies travel inside (bundleDependencies): installing needs no registry.
+for must in package/node_modules/fastify/package.json package/bin/quark.js package/dist/ts/cli/main.js package/dist/ui/ui.js "package/$addon" package/deploy/quark-api.service package/docs/deploy.md; do
   if ! grep -qxF "$must" <<<"$listing"; then
     say "$tarball lacks $must"
     exit 1
   fi
 done
-if grep -q '\.test\.js$\|^package/dist/bench/' <<<"$listing"; then
+if grep -q '^package/dist/.*\.test\.js$\|^package/dist/bench/' <<<"$listing"; then
   say "$tarball holds tests or benchmarks; the files list in package.json lets them in"
   exit 1
 fi
