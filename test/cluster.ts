@@ -32,6 +32,8 @@ export interface ClusterSpec {
   computeArgs?: string[];
   /** Extra flags for every orc. */
   orcArgs?: string[];
+  /** Extra flags for the api. */
+  apiArgs?: string[];
   sessionTimeoutMs?: number;
   zk?: string;
 }
@@ -72,6 +74,7 @@ export async function startCluster(group: ProcessGroup, spec: ClusterSpec): Prom
     apiPort: await freePort(),
     computeArgs: spec.computeArgs,
     orcArgs: spec.orcArgs,
+    apiArgs: spec.apiArgs,
   });
   const api = cluster.api;
   adminTokens.set(api, token);

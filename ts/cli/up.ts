@@ -2,12 +2,16 @@
 // and M computes on the libvirt test driver, each a real process started by the cluster launcher
 // (ts/dev/cluster.ts) and supervised like systemd's Restart=on-failure; then a demo VM is booted.
 // Ctrl-C stops everything, children first, ZooKeeper last.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
-import { DEFAULT_SUPERVISION, Launcher, QuarkCluster } from '../dev/cluster.js';
+import { DEFAULT_SUPERVISION, Launcher, QuarkCluster, quarkMain } from '../dev/cluster.js';
 import { freePort } from '../dev/zookeeper.js';
 import { authHeaders, ensureLocalAdminToken } from '../auth/local.js';
+import { clearUpState, isReady, isRunning, probeCluster, runningUp, waitingLine, wipeState, writeUpState } from './local.js';
+import { readableLogLine } from './logs.js';
+import { UsageError } from './user.js';
 
 export interface UpOptions {
   orcs: number;
@@ -19,7 +23,20 @@ export interface UpOptions {
   sessionTimeoutMs: number;
   /** test: libvirt's test driver; qemu: real guests (ts/dev/qemu-up.ts). */
   hypervisor?: 'test' | 'qemu';
+  /** Empty .quark/ (but its image cache) first. */
+  fresh?: boolean;
+  /** Run in the background and return once the cluster is up (quark status, quark down). */
+  detach?: boolean;
+  /** Every process's log lines, merged and readable, on stdout. */
+  logs?: boolean;
+  /** The command line `up` was given, for the background copy --detach starts. */
+  argv?: string[];
 }
+
+/** Set in the background copy of `up` that --detach starts. */
+const DETACHED_ENV = 'QUARK_UP_DETACHED';
+/** The line the background copy prints once the cluster is up (and its demo done). */
+const DETACHED_READY = 'quark status shows it; quark down stops it.';
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((res) => {
@@ -39,6 +56,17 @@ async function http<T>(url: string, init?: RequestInit): Promise<{ status: numbe
 
 export async function up(o: UpOptions): Promise<void> {
   const home = resolve('.quark');
+  const running = runningUp(home);
+  if (running) {
+    throw new UsageError(`a cluster is already running here (quark up, pid ${running.pid}, api ${running.api}); quark status shows it, quark down stops it`);
+  }
+  if (o.detach && o.logs) throw new UsageError('--logs shows the logs of a cluster in this terminal; drop --detach (its logs are in .quark/logs/)');
+  const detachedChild = process.env[DETACHED_ENV] === '1';
+  if (o.fresh && !detachedChild) {
+    const removed = wipeState(home);
+    say(removed.length > 0 ? `--fresh: removed .quark/{${removed.join(',')}} (kept the image cache)` : '--fresh: .quark/ was already empty');
+  }
+  if (o.detach && !detachedChild) return detach(home, o);
   const logs = join(home, 'logs');
   mkdirSync(logs, { recursive: true });
   if (!(await portFree(o.apiPort))) throw new Error(`port ${o.apiPort} is in use; pick another with --port`);
@@ -57,6 +85,7 @@ export async function up(o: UpOptions): Promise<void> {
     stopping = true;
     say('\nstopping the cluster…');
     await launcher.stopAll();
+    clearUpState(process.pid, home);
     say('stopped.');
     process.exit(code);
   };
@@ -80,16 +109,19 @@ export async function up(o: UpOptions): Promise<void> {
   });
   const api = cluster.api;
   writeFileSync(join(home, 'cluster.json'), JSON.stringify({ zk: zk.connectionString, api, root: o.root }, null, 2));
-  cluster.startApi();
-  for (let i = 1; i <= o.orcs; i++) cluster.startOrc(`orc-${i}`);
-  for (let i = 1; i <= o.computes; i++) cluster.startCompute(`compute-${i}`, qemu?.computeArgs(i) ?? []);
+  writeUpState({ pid: process.pid, api, zk: zk.connectionString, detached: detachedChild, started_at: new Date().toISOString(), orcs: o.orcs, computes: o.computes }, home);
+  // --logs: each process's lines, prefixed with its name, as they come.
+  const width = Math.max(3, `orc-${o.orcs}`.length, `compute-${o.computes}`.length);
+  const tee = (name: string) =>
+    o.logs ? { onLine: (line: string) => void process.stdout.write(`${readableLogLine(name, line, { width, color: process.stdout.isTTY })}\n`) } : {};
+  cluster.startApi([], tee('api'));
+  for (let i = 1; i <= o.orcs; i++) cluster.startOrc(`orc-${i}`, [], tee(`orc-${i}`));
+  for (let i = 1; i <= o.computes; i++) cluster.startCompute(`compute-${i}`, qemu?.computeArgs(i) ?? [], tee(`compute-${i}`));
 
-  // Ready when the API answers, every compute is alive and every shard has an owner. A qemu
-  // compute probes its accelerator first, once per host.
+  // Ready when the API answers, every orc and compute is there and every shard has an owner. A
+  // qemu compute probes its accelerator first, once per host.
   const readyS = qemu ? 180 : 60;
-  try {
-    await cluster.ready({ computes: o.computes, timeoutMs: readyS * 1000, intervalMs: 250 });
-  } catch {
+  if (!(await waitReady(api, admin.token, { orcs: o.orcs, computes: o.computes }, readyS * 1000, !o.logs))) {
     say(`the cluster did not come up within ${readyS} s; see .quark/logs/`);
     return stopAll(1);
   }
@@ -100,16 +132,83 @@ export async function up(o: UpOptions): Promise<void> {
   say(`
 Where to look:
   ${api}/ui                 the visualizer (it asks once for the token: cat .quark/token)
-  export QUARK_TOKEN=$(cat .quark/token); auth="authorization: Bearer $QUARK_TOKEN"
-  curl -s -H "$auth" ${api}/v1/computes
-  curl -s -H "$auth" ${api}/v1/servers
-  curl -s -H "$auth" -XPOST ${api}/v1/servers -H 'content-type: application/json' \\
-       -d '{"name":"web-1","flavor":{"vcpus":2,"ram_mb":2048,"disk_gb":20}}'
-  curl -s -H "$auth" ${api}/v1/work-units/<work_unit_id>
+  npx quark server create web-1 --vcpus 2 --ram-mb 2048 --wait   # boot a VM, step by step
+  npx quark server list                    # servers; -o json for scripts
+  npx quark compute list; npx quark shard list
   npx quark token create --project demo --role member     # a token for someone else
   npx quark zk tree /quark/computes        # the ZooKeeper directories, decoded
-  logs: .quark/logs/*.log
-Ctrl-C stops everything.`);
+  npx quark --help                         # every command (each has its own --help)
+  state: .quark/ (npx quark up --fresh starts from empty); logs: .quark/logs/ (npx quark up --logs shows them merged)
+${detachedChild ? DETACHED_READY : 'Ctrl-C stops everything.'}`);
+}
+
+/**
+ * Waits until the cluster is ready, saying what it still waits for: on a terminal one line
+ * rewritten in place, elsewhere a line whenever that changes. False after `timeoutMs`.
+ */
+async function waitReady(api: string, token: string, want: { orcs: number; computes: number }, timeoutMs: number, show: boolean): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  const tty = process.stdout.isTTY && show;
+  let shown = '';
+  try {
+    for (;;) {
+      const p = await probeCluster(api, token);
+      if (isReady(p, want)) return true;
+      const line = waitingLine(p, want);
+      if (show && line !== shown) {
+        process.stdout.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+        shown = line;
+      }
+      if (Date.now() + 250 > deadline) return false;
+      await sleep(250);
+    }
+  } finally {
+    if (tty && shown) process.stdout.write('\r\x1b[K');
+  }
+}
+
+/**
+ * --detach: runs `up` again in the background (its own session, output to .quark/logs/up.log),
+ * shows that log until the cluster is up, then returns. If the background copy dies first, its
+ * log's end says why and the exit status is 1.
+ */
+async function detach(home: string, o: UpOptions): Promise<void> {
+  mkdirSync(join(home, 'logs'), { recursive: true });
+  const logFile = join(home, 'logs', 'up.log');
+  writeFileSync(logFile, '');
+  const fd = openSync(logFile, 'a');
+  const args = (o.argv ?? ['up']).filter((a) => a !== '--detach' && a !== '--fresh');
+  const child = spawn(process.execPath, [quarkMain(), ...args], {
+    detached: true,
+    stdio: ['ignore', fd, fd],
+    env: { ...process.env, [DETACHED_ENV]: '1' },
+  });
+  closeSync(fd);
+  child.unref();
+  const pid = child.pid!;
+  say(`starting the cluster in the background (quark up, pid ${pid}; its output: .quark/logs/up.log)`);
+  let offset = 0;
+  let partial = '';
+  for (;;) {
+    const size = statSync(logFile).size;
+    if (size > offset) {
+      const text = partial + readFileSync(logFile).subarray(offset, size).toString('utf8');
+      offset = size;
+      const lines = text.split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        say(line);
+        if (line === DETACHED_READY) return;
+      }
+    }
+    if (!isRunning(pid)) {
+      if (partial) say(partial);
+      say(`quark up (pid ${pid}) stopped before the cluster was up; see .quark/logs/`);
+      process.exitCode = 1;
+      return;
+    }
+    await sleep(200);
+  }
 }
 
 async function demo(api: string): Promise<void> {
