@@ -126,12 +126,47 @@ describe('a retention pass', () => {
     for (const p of keys.expired) expect(await exists(p)).toBe(false);
     for (const p of keys.fresh) expect(await exists(p)).toBe(true);
     // Units: the orphan name, old, oldFailed and two of s1's five.
-    expect(r.totals).toMatchObject({ units: 5, servers: 1, keys: 2 });
+    expect(r.totals).toMatchObject({ units: 5, servers: 1, keys: 2, filed: 0 });
     // What ended/ still names in our shards is exactly what is kept.
     const left = [...(await zk.children(paths.ended(0)))!, ...(await zk.children(paths.ended(1)))!].sort();
     const expected = [young, ...many.slice(2)].map((u) => endedUnitName(u.finished_at!, u.server_id, u.id));
     expected.push(endedUnitName(NOW - 40 * HOUR, s1, forged.id), deletedServerName(NOW - HOUR, keptDeleted));
     expect(left).toEqual(expected.sort());
+  });
+
+  it("files an older version's ended units (no name under ended/) once, then prunes them like the rest", async () => {
+    const root2 = uniqueRoot('retention-older');
+    const p2 = new Paths(root2);
+    await readConfig(zk, p2, { shards: SHARDS });
+    try {
+      const s = serverIn(1);
+      // Written as an older version did: records only, nothing under ended/.
+      const write = async (state: WorkUnitRecord['state'], agoMs: number) => {
+        const id = randomUUID() as WorkUnitId;
+        const at = NOW - agoMs;
+        const u: WorkUnitRecord = { ...acceptedUnit({ id, kind: 'stop', server_id: s, shard: shardOf(id, SHARDS), at: at - 1000 }), state, updated_at: at, finished_at: state === 'RUNNING' ? null : at };
+        await zk.create(p2.workUnit(id), u);
+        return u;
+      };
+      const old = await Promise.all([write('SUCCEEDED', 30 * HOUR), write('FAILED', 40 * HOUR)]);
+      const young = await write('SUCCEEDED', HOUR);
+      const running = await write('RUNNING', 50 * HOUR);
+      const r = new Retention(zk, p2, SHARDS, () => [0, 1, 2, 3], undefined, { unitRetentionMs: 24 * HOUR, unitsPerServer: 0, batch: 2 });
+      for (let i = 0; i < 10 && !(await exists(p2.endedFiled(3))); i++) await r.pass(NOW);
+      for (let n = 0; n < SHARDS; n++) expect(await exists(p2.endedFiled(n))).toBe(true);
+      expect(r.totals.filed).toBe(3);
+      // Filed under the server's shard, as an ending transaction would have.
+      for (let i = 0; i < 3 && (await r.pass(NOW)).units > 0; i++);
+      for (const u of old) expect(await exists(p2.workUnit(u.id))).toBe(false);
+      expect(await exists(p2.workUnit(young.id))).toBe(true);
+      expect(await exists(p2.workUnit(running.id))).toBe(true);
+      expect(await zk.children(p2.ended(shardOf(s, SHARDS)))).toEqual([endedUnitName(young.finished_at!, s, young.id)]);
+      // Done once: a new pass lists no unit again.
+      const again = new Retention(zk, p2, SHARDS, () => [0, 1, 2, 3], undefined, { batch: 2 });
+      expect((await again.pass(NOW)).filed).toBe(0);
+    } finally {
+      await zk.removeTree(root2);
+    }
   });
 
   it('a shard handed over during a pass is left alone', async () => {

@@ -3,13 +3,17 @@
 // decided from the names in the shard's ended/ directory (ts/lifecycle/retention.ts); each
 // record is read before it goes and removed at the version read, only if it has ended: a unit
 // still in flight is never removed, whatever a name says. Idempotency keys are pruned here too,
-// each by the owner of the shard its name hashes to.
+// each by the owner of the shard its name hashes to. Units that ended before ended/ existed (an
+// older version's) are filed there once, by the owner of each unit's shard, a batch per pass;
+// shards/<n>/ended-filed then says shard n is done.
 import type { Zk } from '../zk/client.js';
 import { isZkError } from '../zk/errors.js';
 import type { Paths } from '../zk/paths.js';
 import type { Logger } from '../common/log.js';
 import { shardOf, TERMINAL, type WorkUnitState } from '../common/model.js';
-import { DEFAULT_RETENTION, selectPrunable, type Ended, type RetentionPolicy } from '../lifecycle/retention.js';
+import { DEFAULT_RETENTION, endedUnitName, selectPrunable, unitFiledUnder, type Ended, type RetentionPolicy } from '../lifecycle/retention.js';
+import { checkWorkUnit, readRecord } from '../lifecycle/records.js';
+import type { WorkUnitId } from '../common/ids.js';
 import { expired } from '../api/idempotency.js';
 
 export interface RetentionOptions extends Partial<RetentionPolicy> {
@@ -23,6 +27,8 @@ export interface PassResult {
   units: number;
   servers: number;
   keys: number;
+  /** Units of an older version's, found ended and filed under ended/ this pass. */
+  filed: number;
   /** Names under ended/ the pass chose but left (a unit still in flight, a record changed meanwhile). */
   kept: number;
   /** Whether the pass stopped at its batch size (there may be more to remove). */
@@ -42,7 +48,13 @@ export class Retention {
   private keyCursor = '';
   /** Which owned shard the next pass starts at, so a shard with a backlog cannot starve the others. */
   private shardCursor = 0;
-  readonly totals = { units: 0, servers: 0, keys: 0, passes: 0 };
+  readonly totals = { units: 0, servers: 0, keys: 0, filed: 0, passes: 0 };
+  /** Owned shards whose older units are all filed (their ended-filed marker exists). */
+  private readonly filedShards = new Set<number>();
+  /** Per shard being filed: the unit ids still to look at. */
+  private readonly filing = new Map<number, string[]>();
+  /** Every unit id, listed once for the filing and dropped when it is done. */
+  private allUnits: string[] | undefined;
 
   constructor(
     private readonly zk: Zk,
@@ -92,7 +104,7 @@ export class Retention {
   }
 
   private async run(now: number): Promise<PassResult> {
-    const r: PassResult = { units: 0, servers: 0, keys: 0, kept: 0, full: false };
+    const r: PassResult = { units: 0, servers: 0, keys: 0, filed: 0, kept: 0, full: false };
     let budget = this.batch;
     const owned = this.owned();
     const start = owned.length ? this.shardCursor % owned.length : 0;
@@ -118,11 +130,18 @@ export class Retention {
       r.keys = k.removed;
       if (k.looked >= this.batch) r.full = true;
     }
+    // Filing an older version's units: a budget of its own, and only until each shard is done.
+    if (!this.stopped) {
+      const f = await this.fileOlder(this.batch);
+      r.filed = f.filed;
+      if (f.looked >= this.batch) r.full = true;
+    }
+    this.totals.filed += r.filed;
     this.totals.units += r.units;
     this.totals.servers += r.servers;
     this.totals.keys += r.keys;
     this.totals.passes++;
-    if (r.units + r.servers + r.keys > 0) this.log?.info('retention pass', { ...r });
+    if (r.units + r.servers + r.keys + r.filed > 0) this.log?.info('retention pass', { ...r });
     return r;
   }
 
@@ -149,6 +168,61 @@ export class Retention {
     } catch (err) {
       if (isZkError(err, 'BAD_VERSION') || isZkError(err, 'NO_NODE')) return 'kept'; // changed meanwhile: judged again next pass
       throw err;
+    }
+  }
+
+  /**
+   * Units that ended before this version filed them (no name under ended/): the owner of each
+   * unit's shard reads it and, if it has ended, files it, at most `budget` reads a pass. A unit
+   * still in flight is passed over: its end files it. Creating a name that exists is harmless.
+   */
+  private async fileOlder(budget: number): Promise<{ filed: number; looked: number }> {
+    let filed = 0;
+    let looked = 0;
+    const owned = this.owned();
+    for (const n of owned) {
+      if (looked >= budget || this.stopped) break;
+      if (this.filedShards.has(n)) continue;
+      const marker = this.paths.endedFiled(n);
+      if (await this.zk.exists(marker)) {
+        this.filedShards.add(n);
+        continue;
+      }
+      let todo = this.filing.get(n);
+      if (!todo) {
+        this.allUnits ??= (await this.zk.children(this.paths.workUnits)) ?? [];
+        todo = this.allUnits.filter((id) => shardOf(id, this.shards) === n);
+        this.filing.set(n, todo);
+      }
+      const take = todo.splice(0, budget - looked);
+      looked += take.length;
+      for (let i = 0; i < take.length; i += PARALLEL) {
+        const done = await Promise.all(take.slice(i, i + PARALLEL).map((id) => this.fileOne(id)));
+        filed += done.filter(Boolean).length;
+      }
+      if (todo.length === 0 && this.owned().includes(n)) {
+        await this.zk.create(marker).catch((e: unknown) => {
+          if (!isZkError(e, 'NODE_EXISTS')) throw e;
+        });
+        this.filedShards.add(n);
+        this.filing.delete(n);
+      }
+    }
+    if (owned.every((n) => this.filedShards.has(n))) this.allUnits = undefined;
+    return { filed, looked };
+  }
+
+  private async fileOne(id: string): Promise<boolean> {
+    const cur = await readRecord(this.zk, this.paths.workUnit(id as WorkUnitId), checkWorkUnit);
+    if (cur.state !== 'ok' || !TERMINAL.has(cur.value.state)) return false;
+    const u = cur.value;
+    const name = endedUnitName(u.finished_at ?? u.updated_at, u.server_id || null, u.id);
+    try {
+      await this.zk.create(this.paths.endedEntry(unitFiledUnder(u, this.shards), name));
+      return true;
+    } catch (e) {
+      if (isZkError(e, 'NODE_EXISTS')) return false;
+      throw e;
     }
   }
 

@@ -44,6 +44,8 @@ export class Paths {
   /** What ended in this shard (finished units, deleted servers), named by when: its owner prunes it (ts/lifecycle/retention.ts). */
   ended(n: number): string { return `${this.shard(n)}/ended`; }
   endedEntry(n: number, name: string): string { return `${this.ended(n)}/${name}`; }
+  /** Present once shard n's units that ended before ended/ existed have been filed there. */
+  endedFiled(n: number): string { return `${this.shard(n)}/ended-filed`; }
   get orcs(): string { return `${this.root}/orcs`; }
   orc(id: string): string { return `${this.orcs}/${id}`; }
 
