@@ -278,6 +278,19 @@ async function main(): Promise<void> {
     };
     let nextLine = every;
     let lining: Promise<void> = Promise.resolve();
+    // A line's reads may meet a connection loss (the machine stalls; ZooKeeper pauses for the full
+    // GC asked of it): tried again, and never allowed to stop the run.
+    const lineSurely = async (): Promise<void> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await line();
+        } catch (err) {
+          say(`measuring a line failed (${(err as Error).message}); attempt ${attempt}`);
+          if (attempt >= 5) return;
+          await sleep(2000);
+        }
+      }
+    };
     const cycle = async (n: number): Promise<void> => {
       const b = await call(apiPort, 'POST', '/v1/servers', { name: `churn-${n}`, flavor: { vcpus: 1, ram_mb: 256, disk_gb: 1 } });
       if (b.status !== 202) return fail({ boot: b.status, body: b.body });
@@ -303,14 +316,14 @@ async function main(): Promise<void> {
           done++;
           if (done >= nextLine) {
             nextLine += every;
-            lining = lining.then(line);
+            lining = lining.then(lineSurely);
           }
           if (done % 1000 === 0) say(`${done} cycles, ${Math.round(done / ((performance.now() - t0) / 1000))}/s`);
         }
       }),
     );
     await lining;
-    if (done % every !== 0) await line();
+    if (done % every !== 0) await lineSurely();
     stopLists = true;
     await lists;
     const left = await call(apiPort, 'GET', '/v1/servers?limit=1000');
