@@ -109,4 +109,23 @@ describe('a task whose unit ended without its compute never runs', () => {
     expect((await c.zk.get<WorkUnitRecord>(c.paths.workUnit(id)))!.value).toEqual(ended); // not the compute's to write
     await waitFor(async () => (await statusOf(vm)) === 'ACTIVE', { what: `${vm} ACTIVE`, timeoutMs: 10_000 });
   });
+
+  // Invariant: a delete whose compute is lost under it completes without it, as one routed while
+  // the compute is down does: the unit SUCCEEDS, the server record goes, and the compute, back,
+  // destroys the domain. (It used to fail COMPUTE_LOST and leave the server in ERROR for good,
+  // the VM running again once its compute was back; found by the chaos suite.)
+  it('a delete routed to a compute that then dies: SUCCEEDED without it; the compute back destroys the domain', async () => {
+    expect(onVictim.length).toBeGreaterThan(0);
+    const vm = onVictim[0]!;
+    await group.kill9(c.computes.get(VICTIM)!.pid);
+    const del = await http(`${c.api}/v1/servers/${vm}`, { method: 'DELETE' });
+    expect(del.status).toBe(202);
+    const done = await waitForUnit(c.api, del.body.work_unit_id as string, SESSION_MS + 15_000);
+    expect([done.state, done.error?.code]).toEqual(['SUCCEEDED', undefined]);
+    expect((await http(`${c.api}/v1/servers/${vm}`)).status).toBe(404);
+
+    const hv = await restartVictim();
+    expect(hv.by_state.running ?? 0).toBe(onVictim.length - 1);
+    await waitFor(async () => !((await c.zk.children(c.paths.managing(VICTIM))) ?? []).includes(vm), { what: `${vm} out of managing/`, timeoutMs: 10_000 });
+  });
 });

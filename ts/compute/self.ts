@@ -56,7 +56,7 @@ export class SelfPublisher {
 
   /**
    * self/hypervisor: what libvirt itself reports (domains by state), so operators and tests can
-   * check that libvirt and managing/ agree. Debounced: at most one write per hypervisorReportMs.
+   * check that libvirt and managing/ agree (and which VMs run here). Debounced: at most one write per hypervisorReportMs.
    */
   scheduleHypervisorReport(): void {
     if (this.hvTimer || this.stopped) return;
@@ -71,7 +71,9 @@ export class SelfPublisher {
     const domains = (await hv.list()).filter((d) => vmIdOfDomain(d.name) !== null);
     const byState: Record<string, number> = {};
     for (const d of domains) byState[d.state] = (byState[d.state] ?? 0) + 1;
-    const value = { uri: hv.uri, domains: domains.length, by_state: byState, at: Date.now() };
+    // Which VMs run here by libvirt's own word: the chaos suite checks no VM runs on two computes.
+    const running = domains.filter((d) => d.state === 'running').map((d) => vmIdOfDomain(d.name)!).sort();
+    const value = { uri: hv.uri, domains: domains.length, by_state: byState, running, at: Date.now() };
     const p = `${paths.self(id)}/hypervisor`;
     if (!(await zk.createIfAbsent(p, value))) await zk.set(p, value, -1);
   }

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Hypervisor } from '../native/libvirt.js';
 import type { ServerId } from '../common/ids.js';
-import { domainName, ensureDefined, ensureRunning, ensureStopped, ensureUndefined } from './steps.js';
+import { domainName, ensureDefined, ensureRunning, ensureStopped, ensureUndefined, runStepEffect, type StepContext } from './steps.js';
 
 const c = { vcpus: 1, ram_mb: 256, disk_gb: 1, bandwidth_mbps: 0 };
 let hv: Hypervisor;
@@ -53,5 +53,27 @@ describe('step effects', () => {
     await ensureUndefined(hv, id);
     await ensureUndefined(hv, id);
     expect(await state(id)).toBeNull();
+  });
+});
+
+// A compute killed after a build's define and started again: with the test driver the domain died
+// with the process, and reconcile does not define it again (the VM is not in managing/ until the
+// build commits), so the resumed build's start step finds no domain.
+describe('a resumed build whose domain libvirt lost', () => {
+  const ctx = (id: ServerId): StepContext => ({ hv, vm: id, consumes: c, admit: () => {}, shutdownTimeoutMs: 1000, owner: 'compute-x', libvirtRetryMs: 0 });
+
+  it('the start step defines the domain again from the unit\'s record and starts it, once', async () => {
+    const id = vm();
+    await runStepEffect('define', ctx(id));
+    await ensureUndefined(hv, id); // what a compute restart does to the test driver's domains
+    expect(await state(id)).toBeNull();
+    await runStepEffect('start', ctx(id));
+    expect(await state(id)).toBe('running');
+    const info = await hv.info(domainName(id));
+    expect(info.uuid).toBe(id);
+    expect(info.vcpus).toBe(c.vcpus);
+    expect(info.owner).toBe('compute-x');
+    await runStepEffect('start', ctx(id)); // resumed again: already running, nothing changes
+    expect((await hv.list()).filter((d) => d.name === domainName(id))).toHaveLength(1);
   });
 });

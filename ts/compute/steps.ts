@@ -78,6 +78,29 @@ export async function ensureRunning(hv: Hypervisor, vm: ServerId): Promise<void>
   }
 }
 
+/**
+ * The start step, defining the domain again first if libvirt no longer has it. A compute killed
+ * between a build's define and start loses the domain with the test driver (it lives in the
+ * process), and its reconcile defines only VMs already in managing/ (a build is there once it
+ * commits): without this the resumed build would fail DOMAIN_MISSING. The definition comes from
+ * the unit's own record (its consumes, and for a real guest its request), as define made it.
+ */
+async function startDefining(ctx: StepContext): Promise<void> {
+  try {
+    return await ensureRunning(ctx.hv, ctx.vm);
+  } catch (e) {
+    if (!(e instanceof StepError && e.code === 'DOMAIN_MISSING')) throw e;
+    if (ctx.guest) {
+      // A real guest's definition needs its request (image, ports); a start action has none.
+      if (!ctx.request) throw e;
+      await ctx.guest.define(domainName(ctx.vm), ctx.vm, ctx.request, ctx.consumes);
+    } else {
+      await ensureDefined(ctx.hv, ctx.vm, ctx.consumes, ctx.owner);
+    }
+    return ensureRunning(ctx.hv, ctx.vm);
+  }
+}
+
 export async function ensureStopped(hv: Hypervisor, vm: ServerId, timeoutMs: number): Promise<void> {
   const name = domainName(vm);
   let st = await stateOf(hv, name);
@@ -161,7 +184,7 @@ async function stepEffect(step: StepName, ctx: StepContext): Promise<void> {
       if (ctx.guest) return ctx.guest.define(domainName(ctx.vm), ctx.vm, ctx.request, ctx.consumes);
       return ensureDefined(ctx.hv, ctx.vm, ctx.consumes, ctx.owner);
     case 'start':
-      return ensureRunning(ctx.hv, ctx.vm);
+      return startDefining(ctx);
     case 'stop':
       return ensureStopped(ctx.hv, ctx.vm, ctx.shutdownTimeoutMs);
     case 'reboot': {

@@ -119,7 +119,11 @@ export class LaunchedProcess extends EventEmitter {
     super();
     this.name = spec.name;
     this.supervision = spec.supervise ?? supervision;
-    if (spec.logFile) this.log = createWriteStream(spec.logFile, { flags: 'a' });
+    if (spec.logFile) {
+      this.log = createWriteStream(spec.logFile, { flags: 'a' });
+      // A log that cannot be written must not take the launcher (and every other process) down.
+      this.log.on('error', (err) => this.o.say(`!! ${this.name}: its log ${spec.logFile} failed: ${err.message}`));
+    }
     this.launch();
   }
 
@@ -213,7 +217,8 @@ export class LaunchedProcess extends EventEmitter {
     if (!stream) return;
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => {
-      this.log?.write(chunk);
+      // Output may still arrive after the exit that ended the log (a child's pipes drain after 'exit').
+      if (this.log && !this.log.writableEnded) this.log.write(chunk);
       const parts = (this.partial[name] + chunk).split('\n');
       this.partial[name] = parts.pop() ?? '';
       for (const text of parts) this.push({ stream: name, text });

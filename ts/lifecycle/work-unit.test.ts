@@ -81,6 +81,13 @@ describe('work-unit lifecycle', () => {
     expect(must(unitOn(stop, { type: 'compute_lost', compute: C1, maxAttempts: 3, at: 2 })).error?.code).toBe('COMPUTE_LOST');
   });
 
+  it('compute lost under a delete: PENDING again, on no compute, to be routed again (it then completes without the compute)', () => {
+    const del = must(unitOn(unit('delete'), { type: 'claimed', compute: C1, at: 1 }));
+    const back = must(unitOn(del, { type: 'compute_lost', compute: C1, maxAttempts: 3, at: 2 }));
+    expect(back).toMatchObject({ state: 'PENDING', compute_id: null, updated_at: 2 });
+    expect(must(unitOn(back, { type: 'deleted_without_compute', at: 3 })).state).toBe('SUCCEEDED');
+  });
+
   it('compute lost: refused for a unit on another compute or not in flight', () => {
     const placed = must(unitOn(unit(), { type: 'claimed', compute: C1, at: 1 }));
     expect(unitOn(placed, { type: 'compute_lost', compute: C2, maxAttempts: 3, at: 2 })).toMatchObject({ ok: false, code: 'NOT_ON_COMPUTE' });
@@ -121,9 +128,10 @@ describe('work-unit lifecycle', () => {
           if (u.state === 'PENDING') expect(u.compute_id).toBeNull();
           expect(new Set(u.tried).size).toBe(u.tried.length);
           expect(u.attempts).toBeGreaterThanOrEqual(prev.attempts);
+          // Back to PENDING after a lost compute: a build with attempts left, or a delete (routed again).
           if (e.type === 'compute_lost' && u.state === 'PENDING') {
-            expect(kind).toBe('build');
-            expect(u.attempts).toBeLessThan(e.maxAttempts);
+            expect(['build', 'delete']).toContain(kind);
+            if (kind === 'build') expect(u.attempts).toBeLessThan(e.maxAttempts);
           }
           if (TERMINAL.has(u.state)) expect(u.finished_at).toBe(e.at);
           if (u.state === 'SUCCEEDED') expect(u.steps_left).toEqual([]);

@@ -5,7 +5,7 @@
 //
 //   PENDING ──claimed──▶ SCHEDULED ──steps_committed──▶ RUNNING ──succeeded──▶ SUCCEEDED
 //      ▲                     │  └──────────────succeeded────────────────────────▲
-//      └──compute_lost (a build with attempts left)──┘       any non-terminal ──failed──▶ FAILED
+//      └──compute_lost (a build with attempts left, a delete)──┘   any non-terminal ──failed──▶ FAILED
 import type { ComputeId, ServerId, WorkUnitId } from '../common/ids.js';
 import type { BuildRequest, ErrorInfo, StepDone, WorkUnitRecord } from '../common/model.js';
 import { KINDS, TERMINAL, type UnitErrorCode, type WorkKind, type WorkUnitState } from '../common/vocabulary.js';
@@ -121,6 +121,10 @@ export function unitOn(wu: WorkUnitRecord, e: UnitEvent): Transition<WorkUnitRec
       if (wu.kind === 'build' && wu.attempts < e.maxAttempts) {
         return accept({ ...wu, state: 'PENDING', compute_id: null, updated_at: e.at });
       }
+      // A delete in flight is routed again: with its compute down it completes without it (the
+      // records go; a returning compute destroys the domain), as a delete routed then would. Failing
+      // it left the server in ERROR for good, its VM running once the compute came back.
+      if (wu.kind === 'delete') return accept({ ...wu, state: 'PENDING', compute_id: null, updated_at: e.at });
       return unitOn(wu, {
         type: 'failed',
         error: {

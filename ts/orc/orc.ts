@@ -50,7 +50,17 @@ export interface OrcOptions {
   staleFreeMs?: number;
   /** What ended is kept how long, and how the owned shards are pruned (ts/orc/retention.ts). */
   retention?: RetentionOptions;
+  /**
+   * For this long after the orc starts or gains a shard, a build of that shard that fits no live
+   * compute waits (PENDING) instead of failing NO_VALID_HOST while a compute that could hold it is
+   * down: after a power cut every session expires, and the orcs are back before the computes have
+   * re-registered (default 15 000 ms).
+   */
+  hostGraceMs?: number;
 }
+
+/** The default of OrcOptions.hostGraceMs. */
+export const HOST_GRACE_MS = 15_000;
 
 interface Driving {
   shard: number;
@@ -78,6 +88,11 @@ export class Orc {
    * like then (see `superviseDown`): the sweep passes over them until one of those changes.
    */
   private readonly settled = new Map<ComputeId, string>();
+  private startedAt = 0;
+  /** When each owned shard was gained: the start of its grace for computes coming back. */
+  private readonly acquiredAt = new Map<number, number>();
+  /** Builds waiting for a compute that may come back, with their shard: kicked when one does. */
+  private readonly awaitingHost = new Map<WorkUnitId, number>();
   readonly stats = { placed: 0, claimConflicts: 0, noValidHost: 0, retried: 0 };
 
   constructor(private readonly o: OrcOptions) {
@@ -90,12 +105,15 @@ export class Orc {
 
   async start(): Promise<void> {
     const { zk, paths, log } = this.o;
+    this.startedAt = Date.now();
     this.config = await readConfig(zk, paths);
     this.cluster = new ClusterWatch(zk, paths, this.o.view, log);
     this.cluster.on('lost', (id: ComputeId) => void this.onComputeLost(id).catch((err) => log.error('supervision failed', { compute: id, err })));
     this.cluster.on('alive', (id: ComputeId) => {
       this.settled.delete(id);
       log.info('compute alive', { compute: id });
+      // A build that waited for a compute to come back is placed again at once.
+      for (const [wu, n] of this.awaitingHost) this.kick(wu, n);
     });
     this.cluster.start();
     await this.cluster.ready;
@@ -132,6 +150,7 @@ export class Orc {
 
   private onAcquired(n: number): void {
     this.o.log.info('shard acquired', { shard: n });
+    this.acquiredAt.set(n, Date.now());
     // A persistent recursive watch on the inbox (its entries are leaves): an entry's arrival or
     // departure costs one notification and no read (a one-shot children watch cost a getChildren
     // per notification to re-arm it).
@@ -143,6 +162,7 @@ export class Orc {
         (kids) => {
           const present = new Set(kids ?? []);
           for (const [wu, d] of this.driving) if (d.shard === n && !present.has(wu)) this.driving.delete(wu);
+          for (const [wu, shard] of this.awaitingHost) if (shard === n && !present.has(wu)) this.awaitingHost.delete(wu);
           // Only units this orc has not seen yet: one already placed is supervised from `driving`
           // (compute loss), and one that could not move is re-kicked by the sweep. Re-reading every
           // unit in the inbox on each change cost ~7 reads per boot per orc.
@@ -158,6 +178,8 @@ export class Orc {
 
   private onReleased(n: number): void {
     this.o.log.info('shard released', { shard: n });
+    this.acquiredAt.delete(n);
+    for (const [wu, shard] of this.awaitingHost) if (shard === n) this.awaitingHost.delete(wu);
     this.inboxes.get(n)?.stop();
     this.inboxes.delete(n);
     for (const [wu, d] of this.driving) if (d.shard === n) this.driving.delete(wu);
@@ -278,6 +300,14 @@ export class Orc {
         if ((await this.cluster.refreshStale(0, need)) > 0) continue;
       }
       if (!placement.ok) {
+        const coming = this.mayComeBack(wu.shard, need, this.requestOf(wu).exclude);
+        if (coming.length > 0) {
+          // Left PENDING: the sweep, or the compute's return, kicks it again.
+          if (!this.awaitingHost.has(wuId)) log.info('no live compute fits; waiting for computes that may come back', { wu: wuId, computes: coming });
+          this.awaitingHost.set(wuId, wu.shard);
+          return;
+        }
+        this.awaitingHost.delete(wuId);
         this.stats.noValidHost++;
         const removed = Object.entries(placement.rejected)
           .filter(([, n]) => n > 0)
@@ -297,6 +327,7 @@ export class Orc {
       const target = placement.computeId as ComputeId;
       const outcome = await this.withComputeLock(target, () => this.claim(wuId, version, wu, target, need, group));
       if (outcome === 'claimed') {
+        this.awaitingHost.delete(wuId);
         this.stats.placed++;
         this.driving.set(wuId, { shard: wu.shard, computeId: target });
         return;
@@ -306,6 +337,20 @@ export class Orc {
       log.debug('claim lost a race; re-placing', { wu: wuId, compute: target });
     }
     log.warn('claim retries exhausted; will try again on the next kick', { wu: wuId });
+  }
+
+  /**
+   * Down computes that could hold `need` and may yet come back: only within the grace after this
+   * orc started or gained the shard (a compute gone for longer is not waited for), and not
+   * cordoned or excluded by the request.
+   */
+  private mayComeBack(shard: number, need: Consumes, exclude: readonly string[] = []): ComputeId[] {
+    const since = Math.max(this.startedAt, this.acquiredAt.get(shard) ?? 0);
+    if (Date.now() - since >= (this.o.hostGraceMs ?? HOST_GRACE_MS)) return [];
+    return this.cluster.down().filter((id) => {
+      const st = this.cluster.computes.get(id);
+      return st !== undefined && !exclude.includes(id) && !this.cluster.cordoned(id) && this.cluster.couldHold(st, need);
+    });
   }
 
   private async withComputeLock<T>(id: ComputeId, fn: () => Promise<T>): Promise<T> {
@@ -519,7 +564,7 @@ export class Orc {
     if (!t.ok) return;
     if (t.next.state === 'FAILED') return this.commitFailure(cur.version, t.next);
     this.stats.retried++;
-    log.info('retrying a build from a lost compute', { wu: wuId, lost, attempt: wu.attempts + 1 });
+    log.info(`${wu.kind === 'build' ? 'retrying a build' : 'routing a delete again'} from a lost compute`, { wu: wuId, lost, attempt: wu.attempts + 1 });
     const back = t.next;
     const server = await this.readServer(wu.server_id);
     // The task it leaves on the lost compute goes with it (what its claim took there is
@@ -530,7 +575,9 @@ export class Orc {
     if (server && retried?.ok) txn.set(paths.server(wu.server_id), retried.next, server.version);
     try {
       const res = await txn.commit();
-      await this.schedule(wuId, res[queued.length]!.stat!.version, back);
+      const version = res[queued.length]!.stat!.version;
+      if (back.kind === 'build') await this.schedule(wuId, version, back);
+      else await this.route(wuId, version, back);
     } catch (e) {
       if (!isZkError(e, 'BAD_VERSION') && !isZkError(e, 'NO_NODE')) throw e;
     }

@@ -255,10 +255,20 @@ export class Zk extends EventEmitter {
 
   close(): Promise<void> {
     this.closed = true;
-    return new Promise((resolve) => {
-      this.client.once('disconnected', () => resolve());
+    // An expired session has nothing to say goodbye to, and its client never says `disconnected`.
+    if (this.lastState === 'LOST') {
       this.client.close();
-      setTimeout(resolve, 1000).unref();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      // Not unref'd: a process awaiting close() in the middle of a restart (its HTTP server and
+      // socket already gone) would otherwise end right here, code 0, with nothing left to run.
+      const timer = setTimeout(resolve, 1000);
+      this.client.once('disconnected', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.client.close();
     });
   }
 

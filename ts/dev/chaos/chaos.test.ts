@@ -128,6 +128,18 @@ describe('invariants', () => {
     expect(checkInvariants(s)).toEqual([]);
   });
 
+  it('an ACTIVE VM that libvirt on its compute does not run (when libvirt\'s word is known)', () => {
+    const s = healthy();
+    s.computes[0]!.running = [];
+    expect(kinds(s)).toEqual(['build-without-one-vm']);
+    delete s.computes[0]!.running;
+    expect(checkInvariants(s)).toEqual([]);
+    const stopped = healthy();
+    stopped.servers[0]!.status = 'STOPPED';
+    stopped.computes[0]!.running = [];
+    expect(checkInvariants(stopped)).toEqual([]);
+  });
+
   it('a domain running on two computes', () => {
     const s = healthy();
     s.computes[1]!.running = ['vm1'];

@@ -67,6 +67,9 @@ export function checkInvariants(s: ClusterSnapshot): Violation[] {
             subject: vm.id,
             detail: `${vm.status} on ${vm.compute_id ?? 'no compute'} (${owner?.alive ? 'alive' : 'dead'}), managed by [${on.join(', ')}]`,
           });
+        } else if (vm.status === 'ACTIVE' && owner.running && !owner.running.includes(vm.id)) {
+          // The record says it runs; libvirt on its compute says it does not.
+          out.push({ invariant: 'build-without-one-vm', subject: vm.id, detail: `ACTIVE on ${owner.id}, whose libvirt does not run it` });
         }
       } else if (vm.task === null) {
         // BUILDING/DELETING with no unit acting on it would never move again.

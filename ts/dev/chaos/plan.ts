@@ -7,6 +7,7 @@ export const FAULT_KINDS = [
   'kill-api',
   'kill-compute-and-orc',
   'zk-restart',
+  'zk-leader-kill',
   'power-cut',
   'cut-link',
 ] as const;

@@ -35,6 +35,8 @@ describe('the internals the patches rely on', () => {
     expect(cm.prototype.queue.length).toBe(2);
     expect(cm.prototype.__quarkCorked).toBe(true);
     expect(cm.prototype.__quarkFramed).toBe(true);
+    expect(typeof cm.prototype.onSocketConnected).toBe('function');
+    expect(cm.prototype.__quarkHandshake).toBe(true);
   });
 
   it('the library binds the wrapped methods per session, after the patch is applied', () => {
@@ -42,6 +44,10 @@ describe('the internals the patches rely on', () => {
     // Bound at construction and at connect from the prototype: a patched prototype takes effect.
     expect(src).toContain("this.packetQueue.on('readable', this.onPacketQueueReadable.bind(this));");
     expect(src).toContain("self.socket.on('data', self.onSocketData.bind(self));");
+    expect(src).toContain("self.socket.on('connect', self.onSocketConnected.bind(self));");
+    // The handshake patch's premises: CONNECTING is 1, the connect timeout is cleared on TCP connect.
+    expect(src).toMatch(/CONNECTING : 1,/);
+    expect(src).toMatch(/ConnectionManager\.prototype\.onSocketConnected = function \(\) \{[^}]*clearTimeout\(this\.connectTimeoutHandler\);/);
     // The write path the corked flush calls, and 'drain' calling it again.
     expect(src).toMatch(/ConnectionManager\.prototype\.onSocketDrain = function \(\) \{\s*\/\/[^\n]*\n\s*this\.onPacketQueueReadable\(\);/);
   });

@@ -25,6 +25,10 @@ export interface WatcherEventRecord {
 /** One session's ConnectionManager (`client.connectionManager`), as far as Quark touches it. */
 export interface ConnectionManager {
   socket?: Socket;
+  /** The library's connection state: 1 is CONNECTING (TCP up or not, no ConnectResponse yet). */
+  state: number;
+  /** The session timeout over the number of servers: how long one server may take to connect. */
+  connectTimeout: number;
   /** The library's own partial reply, which its onSocketData glues to the next chunk. */
   pendingBuffer: Buffer | null;
   chrootPath?: string;
@@ -41,9 +45,11 @@ export interface ConnectionManager {
 export interface ConnectionManagerPrototype {
   onPacketQueueReadable(this: ConnectionManager): void;
   onSocketData(this: ConnectionManager, chunk: Buffer): void;
+  onSocketConnected(this: ConnectionManager): void;
   queue: ConnectionManager['queue'];
   __quarkCorked?: boolean;
   __quarkFramed?: boolean;
+  __quarkHandshake?: boolean;
 }
 
 export function connectionManagerClass(): { prototype: ConnectionManagerPrototype } {

@@ -1,4 +1,4 @@
-// Two patches of node-zookeeper-client's ConnectionManager, applied once when this module loads
+// Three patches of node-zookeeper-client's ConnectionManager, applied once when this module loads
 // (before any client exists: the library binds these methods per session at connect).
 import { connectionManagerClass, type ConnectionManager } from './library.js';
 
@@ -76,5 +76,33 @@ if (!cm.prototype.__quarkFramed) {
       rx.have = rest.length;
       rx.need = rest.length >= 4 ? 4 + rest.readInt32BE(0) : 4;
     }
+  };
+}
+
+/** The library's CONNECTING state (lib/ConnectionManager.js STATES). */
+const CONNECTING = 1;
+
+/**
+ * The library clears its connect timeout as soon as TCP connects, and arms the socket's idle
+ * timeout only once the server's ConnectResponse has come: a server that accepts the connection
+ * but never answers the handshake holds the session in CONNECTING for good. A standalone
+ * ZooKeeper killed and started again on its data did that to about half the sessions coming
+ * back (the chaos suite's zk-restart runs: orcs and computes SUSPENDED for the rest of the run,
+ * their sockets ESTABLISHED and silent). The Java client gives the handshake the connect timeout
+ * (session timeout over the number of servers); so does this: no ConnectResponse within it, the
+ * socket is destroyed, and the library's close handler connects again, to the next server.
+ */
+if (!cm.prototype.__quarkHandshake) {
+  const onConnected = cm.prototype.onSocketConnected;
+  cm.prototype.__quarkHandshake = true;
+  cm.prototype.onSocketConnected = function (this: ConnectionManager) {
+    const socket = this.socket;
+    onConnected.call(this);
+    if (!socket) return;
+    const timer = setTimeout(() => {
+      if (this.socket === socket && this.state === CONNECTING && !socket.destroyed) socket.destroy();
+    }, this.connectTimeout);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
   };
 }
