@@ -67,7 +67,14 @@ describe('the npm package', () => {
     });
     await waitFor(async () => (await zk.exists(paths.alive(id))) !== null, { what: 'the installed compute to be alive', timeoutMs: 60_000 });
     const addon = realpathSync(join(app, 'node_modules', 'quark', 'native', 'index.linux-x64-gnu.node'));
-    const maps = readFileSync(`/proc/${child.pid}/maps`, 'utf8');
+    // The addon may be loaded a moment after the compute is alive (its first libvirt call).
+    const maps = await waitFor(
+      () => {
+        const m = readFileSync(`/proc/${child.pid}/maps`, 'utf8');
+        return m.includes('.node') && m.includes(addon) ? m : undefined;
+      },
+      { what: 'the installed compute to map the bundled addon', timeoutMs: 30_000 },
+    );
     expect(maps).toContain(addon);
     expect(maps).not.toContain(join(repoRoot(), 'native'));
     // What it registered is what a compute on the test driver reports.
