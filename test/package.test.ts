@@ -65,7 +65,11 @@ describe('the npm package', () => {
       cwd: app,
       env: { QUARK_NATIVE_PATH: undefined, QUARK_ZK: undefined },
     });
-    await waitFor(async () => (await zk.exists(paths.alive(id))) !== null, { what: 'the installed compute to be alive', timeoutMs: 60_000 });
+    // Alive first, then its capacity (published right after).
+    await waitFor(async () => (await zk.exists(paths.alive(id))) !== null && (await zk.exists(paths.selfCapacity(id))) !== null, {
+      what: 'the installed compute to be alive and to publish its capacity',
+      timeoutMs: 60_000,
+    });
     const addon = realpathSync(join(app, 'node_modules', 'quark', 'native', 'index.linux-x64-gnu.node'));
     // The addon may be loaded a moment after the compute is alive (its first libvirt call).
     const maps = await waitFor(
