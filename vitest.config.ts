@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['ts/**/*.test.ts', 'test/**/*.test.ts', 'bench/**/*.test.ts'],
     globalSetup: ['test/setup/zookeeper.ts'],
+    setupFiles: ['test/setup/credentials.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',

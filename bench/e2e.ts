@@ -9,6 +9,9 @@
 // --sweep-seconds each, for latency. Transactions per boot are counted by ZooKeeper itself: every
 // write transaction (multi or single) takes one zxid, so Δzxid / boots counts them all, including
 // background writes (self/hypervisor reports) made meanwhile.
+// --zk-acl on|off|on,off: ZooKeeper ACLs per role (every process with its own credentials) or none;
+// with both, each variant runs in turn on a fresh cluster (its lines carry zk_acl) and a last
+// line compares CPU per boot and ZooKeeper requests and transactions per boot.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import http from 'node:http';
@@ -22,6 +25,8 @@ import { shardOf } from '../ts/common/model.js';
 import { fourLetter, freePort, type RunningZooKeeper } from '../ts/dev/zookeeper.js';
 import { Launcher, QuarkCluster, type LaunchedProcess } from '../ts/dev/cluster.js';
 import { mintAdminToken } from '../ts/auth/local.js';
+import { CREDENTIALS_ENV, credentialFiles, writeCredentialsDir } from '../ts/zk/acl.js';
+import { readConfig } from '../ts/zk/config.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -343,9 +348,14 @@ async function main(): Promise<void> {
       'zk-java-opts': { type: 'string', default: '' },
       profile: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      'zk-acl': { type: 'string', default: 'on' },
     },
   });
   if (v['raw-worker']) return rawWorker(v);
+  const aclVariants = (v['zk-acl'] as string).split(',').filter(Boolean);
+  if (aclVariants.length === 0 || aclVariants.some((x) => x !== 'on' && x !== 'off')) throw new Error(`--zk-acl must be on, off or on,off; got ${String(v['zk-acl'])}`);
+  if (aclVariants.length > 1) return compareAclVariants(aclVariants);
+  const zkAcl = aclVariants[0] === 'on';
 
   const C = Number(v.computes);
   const O = Number(v.orcs);
@@ -391,10 +401,21 @@ async function main(): Promise<void> {
     });
     emit({ event: 'zk_raw', txn_per_s: raw.txn_per_s, ops_per_txn: Number(v.ops), procs: Number(v['raw-procs']), sessions_per_proc: Number(v.sessions), inflight_per_session: Number(v.inflight), errors: raw.errors });
 
-    // (2) the cluster.
+    // (2) the cluster: with ACLs, the bench acts as the admin (it sets the root up, mints the
+    // token, watches the units) and each process gets its own role's credentials.
+    const credentials = zkAcl ? join(dir, 'zk-credentials') : null;
+    if (credentials) {
+      writeCredentialsDir(credentials);
+      process.env[CREDENTIALS_ENV] = credentialFiles(credentials).admin;
+      const admin = await Zk.connect(zk.connectionString);
+      await readConfig(admin, new Paths(root)).finally(() => admin.close());
+    } else {
+      process.env[CREDENTIALS_ENV] = '';
+    }
+    emit({ event: 'zk_acl', zk_acl: zkAcl ? 'on' : 'off' });
     const apiPort = await freePort();
     const profDir = v.profile as string | undefined;
-    const cluster = new QuarkCluster(launcher, { zk: zk.connectionString, root, apiPort, logDir: dir });
+    const cluster = new QuarkCluster(launcher, { zk: zk.connectionString, root, apiPort, logDir: dir, credentials });
     const start = (name: string, args: string[]): Proc => {
       const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
       const lines: string[] = [];
@@ -611,10 +632,12 @@ async function main(): Promise<void> {
     if (errorSamples.length) emit({ event: 'error_samples', samples: errorSamples });
 
     const half = sweep.find((r) => r.fraction === 0.5) ?? sweep[0];
+    const cpuMsPerBoot = Object.fromEntries(Object.entries(cpuUse).map(([k, cores]) => [k, +((cores * closedS * 1000) / U).toFixed(2)]));
     emit({
       computes: C,
       orcs: O,
       units: U,
+      zk_acl: zkAcl ? 'on' : 'off',
       boots_per_s: Math.round(maxRate),
       p50_ms: half?.p50_ms ?? pct(lat, 50),
       p99_ms: half?.p99_ms ?? pct(lat, 99),
@@ -631,6 +654,9 @@ async function main(): Promise<void> {
       zk_force_sync: forceSync,
       hypervisor_report_ms: Number(v['hypervisor-report-ms']),
       cpu_cores_closed_loop: cpuUse,
+      cpu_ms_per_boot: cpuMsPerBoot,
+      cpu_ms_per_boot_total: +Object.values(cpuMsPerBoot).reduce((a, b) => a + b, 0).toFixed(2),
+      zk_packets_received_per_boot: packetsPerBoot('zk_packets_received'),
     });
   } finally {
     finisher?.stop();
@@ -639,6 +665,50 @@ async function main(): Promise<void> {
     if (!v.keep) rmSync(dir, { recursive: true, force: true });
     agent.destroy();
   }
+}
+
+/**
+ * Runs this bench once per --zk-acl variant, in turn, each on its own ZooKeeper and cluster with
+ * every other flag the same; passes their lines on tagged with the variant, then compares them.
+ */
+async function compareAclVariants(variants: string[]): Promise<void> {
+  const args = process.argv.slice(2);
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--zk-acl') i++;
+    else if (!args[i]!.startsWith('--zk-acl=')) rest.push(args[i]!);
+  }
+  const summaries: Record<string, Record<string, unknown>> = {};
+  for (const variant of variants) {
+    say(`variant --zk-acl ${variant}`);
+    const child = spawn(process.execPath, [...process.execArgv, SELF, ...rest, '--zk-acl', variant], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let buf = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      buf += chunk;
+      const lines = buf.split('\n');
+      buf = lines.pop() ?? '';
+      for (const line of lines.filter(Boolean)) {
+        const o = JSON.parse(line) as Record<string, unknown>;
+        if (o.event === undefined) summaries[variant] = o;
+        emit({ ...o, zk_acl: variant });
+      }
+    });
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    if (code !== 0) throw new Error(`the --zk-acl ${variant} run failed (exit ${code})`);
+  }
+  const pick = (s: Record<string, unknown> | undefined) =>
+    s && {
+      boots_per_s: s.boots_per_s,
+      cpu_ms_per_boot_total: s.cpu_ms_per_boot_total,
+      cpu_ms_per_boot: s.cpu_ms_per_boot,
+      zk_txn_per_boot: s.zk_txn_per_boot,
+      zk_packets_received_per_boot: s.zk_packets_received_per_boot,
+      p50_ms: s.p50_ms,
+      p99_ms: s.p99_ms,
+      errors: s.errors,
+    };
+  emit({ event: 'zk_acl_compare', note: 'cpu_ms_per_boot: CPU seconds of each process over the closed loop per boot; zk_txn_per_boot: Δzxid per boot; zk_packets_received_per_boot: requests ZooKeeper received per boot', ...Object.fromEntries(variants.map((x) => [x, pick(summaries[x])])) });
 }
 
 main().then(

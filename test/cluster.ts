@@ -5,7 +5,8 @@ import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
 import { freePort } from '../ts/dev/zookeeper.js';
 import { QuarkCluster } from '../ts/dev/cluster.js';
-import { uniqueRoot, waitFor, zkConnect, type Child, type ProcessGroup } from './support/index.js';
+import { uniqueRoot, waitFor, zkConnect, zkCredentials, type Child, type ProcessGroup } from './support/index.js';
+import { readConfig } from '../ts/zk/config.js';
 import { mintToken } from '../ts/auth/tokens.js';
 import { AuthPaths } from '../ts/auth/layout.js';
 import { asProjectId } from '../ts/auth/policy.js';
@@ -63,11 +64,14 @@ export async function http<T = any>(url: string, init?: { method?: string; body?
 export async function startCluster(group: ProcessGroup, spec: ClusterSpec): Promise<TestCluster> {
   const root = uniqueRoot('e2e');
   const zkConn = spec.zk ?? zkConnect();
+  // The suite's admin session puts the root under ACLs; each process then runs as its own role.
   const zk = await Zk.connect(zkConn);
   const paths = new Paths(root);
+  await readConfig(zk, paths);
   const { secret: token } = await mintToken(zk, new AuthPaths(paths), { project: asProjectId('admin'), role: 'admin', name: 'test cluster' });
   const cluster = new QuarkCluster(group, {
     token,
+    credentials: zkCredentials(),
     zk: zkConn,
     root,
     sessionTimeoutMs: spec.sessionTimeoutMs ?? 2000,

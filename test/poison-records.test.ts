@@ -8,6 +8,7 @@ import { newServerId, newWorkUnitId, type ComputeId, type WorkUnitId } from '../
 import { flavorConsumes, addConsumes, shardOf, type Consumes, type ServerRecord, type WorkUnitRecord } from '../ts/common/model.js';
 import { acceptedServer, acceptedUnit, must, unitOn } from '../ts/lifecycle/index.js';
 import { readConfig } from '../ts/zk/config.js';
+import { grantRecords } from '../ts/orc/grant.js';
 
 const group = useProcessGroup();
 const COMPUTE = 'compute-1' as ComputeId;
@@ -74,8 +75,11 @@ describe('a malformed task never runs and blocks nothing', () => {
     const b = await writeBoot(undefined, 'SCHEDULED');
     const need: Consumes = flavorConsumes(flavor, 0);
     const free = (await c.zk.get<Consumes>(c.paths.selfFree(COMPUTE)))!;
-    // What a claim writes, with the task's own record damaged (its consumes are not numbers).
-    const txn = b.ops(c.zk.txn())
+    // What a claim writes, with the task's own record damaged (its consumes are not numbers);
+    // first, as the orc's claim does, the unit's and server's records are granted to the compute.
+    await b.ops(c.zk.txn()).commit();
+    await grantRecords(c.zk, c.paths, COMPUTE, [c.paths.workUnit(b.id), c.paths.server(b.serverId)]);
+    const txn = c.zk.txn()
       .set(c.paths.selfFree(COMPUTE), addConsumes(free.value!, need, -1), free.stat.version)
       .create(c.paths.nextTask(COMPUTE, b.id), { work_unit_id: b.id, kind: 'build', server_id: b.serverId, shard: b.unit.shard, consumes: 'plenty', name: 'x', attempt: 1, birthed_on: Date.now() })
       .create(`${c.paths.nextTask(COMPUTE, b.id)}/kind`, 'build');

@@ -35,6 +35,11 @@ export function zkConnect(): string {
   return inject('zkConnect');
 }
 
+/** The suite's ZooKeeper credentials directory (admin.json, api.json, orc.json, compute-fleet.json). */
+export function zkCredentials(): string {
+  return inject('zkCredentials');
+}
+
 /** A fresh ZooKeeper root path, `/<prefix>-<random>`, so tests sharing one server never meet. */
 export function uniqueRoot(prefix = 'quark-test'): string {
   return `/${prefix}-${randomBytes(6).toString('hex')}`;

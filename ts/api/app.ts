@@ -1,5 +1,6 @@
 // Builds the fastify instance (no listening here: server.ts listens, tests use app.inject()).
-import Fastify, { type FastifyInstance } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
 import type { ClusterConfig } from '../common/model.js';
@@ -21,6 +22,18 @@ import { consoleRoutes } from './routes/console.js';
 import { ImageStore, type ImageStoreOptions } from '../images/store.js';
 import { securityRoutes } from './routes/security.js';
 import { Operator } from './operator.js';
+import { docsArePublic, registerOpenApi } from './openapi.js';
+import { metricsRoute } from './metrics.js';
+
+/** The version the API document states. */
+export const API_VERSION = '0.1.0';
+
+// A caller's X-Request-Id is kept if it is a plain token of printable ASCII; otherwise one is made.
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+const requestIdOf = (req: { headers: FastifyRequest['headers'] }): string => {
+  const h = req.headers['x-request-id'];
+  return typeof h === 'string' && REQUEST_ID.test(h) ? h : randomUUID();
+};
 
 export interface AppOptions {
   zk: Zk;
@@ -61,6 +74,9 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   };
   const app = Fastify({
     logger: false,
+    // req.id: the caller's X-Request-Id or a new one; it is answered back and stored on the unit a call makes.
+    requestIdHeader: false,
+    genReqId: requestIdOf,
     bodyLimit: bodyLimitBytes,
     // 0 (fastify's default) = forever, which lets a slow client hold a socket.
     requestTimeout,
@@ -92,13 +108,24 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     reply.errorCode = 'NOT_FOUND';
     void reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
   });
+  // First of all hooks: even a request the guard refuses answers its id.
+  app.decorateRequest('workUnitId', null);
+  app.addHook('onRequest', (req, reply, done) => {
+    void reply.header('x-request-id', req.id);
+    done();
+  });
   app.addHook('onResponse', (req, reply, done) => {
-    o.log?.debug('request', { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) });
+    // A call that changes something is an operator's record (info); reads are many (debug).
+    const lvl = req.method === 'GET' || req.method === 'HEAD' ? 'debug' : 'info';
+    // A call that made a work unit names it: the line ties the request id to the unit.
+    const wu = req.workUnitId ? { wu: req.workUnitId } : {};
+    o.log?.[lvl]('request', { method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), request_id: req.id, ...wu });
     done();
   });
 
   // Every route and what it needs, for the fuzz test and the docs (HEAD mirrors GET).
   const routeTable: RouteEntry[] = [];
+  app.addHook('onRoute', docsArePublic);
   app.addHook('onRoute', (r) => {
     for (const method of [r.method].flat()) {
       if (method !== 'HEAD') routeTable.push({ method, url: r.url, access: r.config?.access ?? 'admin', stream: !!r.config?.stream });
@@ -115,7 +142,12 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     log: o.log,
   });
 
-  app.get('/healthz', { config: { access: 'public' } }, async (_req, reply) => {
+  await registerOpenApi(app, API_VERSION);
+  metricsRoute(app, o.zk.connectionString, o.log);
+
+  const health = { type: 'object', properties: { ok: { type: 'boolean' }, zookeeper: { type: 'string', description: 'the API\'s ZooKeeper session state' } } } as const;
+  const healthz = { response: { 200: health, 503: { ...health, description: 'no ZooKeeper session: the API cannot answer' } } };
+  app.get('/healthz', { schema: healthz, config: { access: 'public' } }, async (_req, reply) => {
     if (!o.zk.connected) return reply.status(503).send({ ok: false, zookeeper: o.zk.state ?? 'CONNECTING' });
     return { ok: true, zookeeper: o.zk.state };
   });
@@ -150,6 +182,10 @@ export interface RouteEntry {
 }
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    /** The work unit this call made, for its log line. */
+    workUnitId: string | null;
+  }
   interface FastifyInstance {
     /** The audit trail (tests flush it before reading). */
     audit: AuditLog;

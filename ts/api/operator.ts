@@ -9,6 +9,7 @@ import type { Logger } from '../common/log.js';
 import { newWorkUnitId, type ComputeId, type ServerId, type WorkUnitId } from '../common/ids.js';
 import { shardOf, type ClusterConfig, type ServerRecord, type WorkUnitRecord } from '../common/model.js';
 import { acceptedUnit, serverOn } from '../lifecycle/index.js';
+import { m } from '../common/metrics.js';
 import { applyOps, removeWalked } from '../lifecycle/ops.js';
 import { checkManaged, checkServer, readRecord } from '../lifecycle/records.js';
 import { ApiError, notFound } from './errors.js';
@@ -61,22 +62,26 @@ export class Operator {
    * rebuild is committed once it is back). The returning compute finds the VM no longer its own
    * and destroys its domain (reconcile). Refused with 409 while the compute is alive.
    */
-  async evacuate(id: ComputeId): Promise<Evacuation> {
+  async evacuate(id: ComputeId, requestId?: string): Promise<Evacuation> {
     const incarnation = await this.mustExist(id);
     if (await this.zk.exists(this.paths.alive(id))) {
       throw new ApiError('CONFLICT', `compute ${id} is alive: only a compute that is down can be evacuated (stop it, or wait until its session has expired)`);
     }
     const out: Evacuation = { compute_id: id, evacuated: [], skipped: [] };
     for (const vm of ((await this.zk.children(this.paths.managing(id))) ?? []).sort()) {
-      const r = await this.evacuateVm(id, vm as ServerId, incarnation);
-      if ('work_unit_id' in r) out.evacuated.push({ server_id: vm, work_unit_id: r.work_unit_id });
+      const r = await this.evacuateVm(id, vm as ServerId, incarnation, requestId);
+      if ('work_unit_id' in r) {
+        out.evacuated.push({ server_id: vm, work_unit_id: r.work_unit_id });
+        m.unitsAccepted.inc({ kind: 'build' });
+        this.log?.info('work unit accepted', { wu: r.work_unit_id, kind: 'build', vm, evacuating: id, request_id: requestId });
+      }
       else out.skipped.push({ server_id: vm, reason: r.reason });
     }
     this.log?.warn('compute evacuated', { compute: id, evacuated: out.evacuated.length, skipped: out.skipped.length });
     return out;
   }
 
-  private async evacuateVm(id: ComputeId, vm: ServerId, incarnation: number): Promise<{ work_unit_id: WorkUnitId } | { reason: string }> {
+  private async evacuateVm(id: ComputeId, vm: ServerId, incarnation: number, requestId?: string): Promise<{ work_unit_id: WorkUnitId } | { reason: string }> {
     const { zk, paths } = this;
     const managed = await readRecord(zk, paths.managed(id, vm), checkManaged);
     for (const conflicts = new ConflictRetries(`evacuate server ${vm}`); ; conflicts.again()) {
@@ -107,6 +112,7 @@ export class Operator {
           },
         }),
         tried: [id],
+        ...(requestId ? { request_id: requestId } : {}),
         ...(s.project ? { project: s.project } : {}),
       };
       const txn = applyOps(

@@ -7,6 +7,7 @@ import { isZkError } from '../zk/errors.js';
 import { ConflictRetries } from '../zk/recipes/retry.js';
 import type { Paths } from '../zk/paths.js';
 import { newServerId, newWorkUnitId, type ComputeId, type GroupId, type ServerId, type WorkUnitId } from '../common/ids.js';
+import { m } from '../common/metrics.js';
 import {
   shardOf,
   type BuildRequest,
@@ -76,16 +77,23 @@ export class ApiStore {
     this.groups = new GroupStore(zk, paths);
   }
 
-  private newWorkUnit(kind: WorkKind, server: ServerId, request?: BuildRequest): WorkUnitRecord {
+  private newWorkUnit(kind: WorkKind, server: ServerId, request?: BuildRequest, requestId?: string): WorkUnitRecord {
     const id = newWorkUnitId();
-    return acceptedUnit({ id, kind, server_id: server, shard: shardOf(id, this.config.shards), at: Date.now(), request });
+    const wu = acceptedUnit({ id, kind, server_id: server, shard: shardOf(id, this.config.shards), at: Date.now(), request });
+    return requestId ? { ...wu, request_id: requestId } : wu;
+  }
+
+  /** Counted once the unit is committed (the request's own log line names it). */
+  private accepted(a: Accepted, kind: WorkKind): Accepted {
+    m.unitsAccepted.inc({ kind });
+    return a;
   }
 
   /**
    * A boot for `project`. The quota check, the Idempotency-Key and the commit are the admission's
    * (one transaction with the project's usage); this builds the records.
    */
-  async createServer(req: CreateServer, project: ProjectId, idempotencyKey?: string): Promise<Accepted> {
+  async createServer(req: CreateServer, project: ProjectId, idempotencyKey?: string, requestId?: string): Promise<Accepted> {
     const image = await this.imageFor(req, project);
     const ports = req.ports?.length ? req.ports : undefined;
     if (ports && new Set(ports.map((p) => p.host_port)).size !== ports.length) {
@@ -105,7 +113,7 @@ export class ApiStore {
         ...(image ? { image: imageRef(image) } : {}),
         ...(req.user_data ? { user_data: req.user_data } : {}),
         ...(ports ? { ports } : {}),
-      }),
+      }, requestId),
       project,
     };
     const server: InProject<ServerRecord> = {
@@ -125,7 +133,7 @@ export class ApiStore {
     };
     // The server uses the image: its boot fails NO_NODE once the image is gone (ts/images/store.ts).
     const userPath = image ? this.images!.zkPaths.user(image.id, serverId) : null;
-    return this.admission.admit({
+    const answer = await this.admission.admit({
       project,
       serverId,
       charge: chargeOf(req.flavor),
@@ -151,6 +159,7 @@ export class ApiStore {
         ? { idempotency: { path: keyPath(this.paths, project, 'POST /v1/servers', idempotencyKey), fingerprint: fingerprintOf(req) } }
         : {}),
     });
+    return this.accepted(answer, 'build');
   }
 
   /** The image a boot names, by id or by name within the booting project; only one the caller may see. */
@@ -163,7 +172,7 @@ export class ApiStore {
   }
 
   /** start / stop / reboot / delete: one unit at a time per server, and only what its state allows. */
-  async act(serverId: ServerId, action: ServerAction | 'delete', scope: Scope): Promise<Accepted> {
+  async act(serverId: ServerId, action: ServerAction | 'delete', scope: Scope, requestId?: string): Promise<Accepted> {
     for (const conflicts = new ConflictRetries(`${action} server ${serverId}`); ; conflicts.again()) {
       const cur = this.visible(await readRecord(this.zk, this.paths.server(serverId), checkServer), 'server', serverId, scope);
       const s = cur.value;
@@ -172,7 +181,7 @@ export class ApiStore {
       if (busy?.state === 'corrupt') throw new ApiError('SERVER_BUSY', `server ${serverId} is busy with work unit ${s.task}, whose record is malformed and is being failed; retry`);
       const busyWith = busy?.state === 'ok' ? busy.value : null;
       // The unit acting on a server is its project's.
-      const wu: InProject<WorkUnitRecord> = { ...this.newWorkUnit(action, serverId), ...(s.project ? { project: s.project } : {}) };
+      const wu: InProject<WorkUnitRecord> = { ...this.newWorkUnit(action, serverId, undefined, requestId), ...(s.project ? { project: s.project } : {}) };
       const next = serverOn(s, { type: 'action_accepted', action, unit: wu.id, busyWith });
       if (!next.ok) throw new ApiError(next.code === 'SERVER_BUSY' ? 'SERVER_BUSY' : 'ACTION_NOT_ALLOWED', next.message);
       const txn = this.zk
@@ -182,7 +191,7 @@ export class ApiStore {
         .set(this.paths.server(serverId), next.next, cur.version);
       const answer = { work_unit_id: wu.id, server_id: serverId };
       const outcome = await commitSettled(this.zk, txn, this.paths.workUnit(wu.id), { log: this.log, settleMs: this.admit.settleMs });
-      if (outcome.kind === 'applied') return answer;
+      if (outcome.kind === 'applied') return this.accepted(answer, action);
       if (outcome.kind === 'unknown') throw outcomeUnknown(answer);
       const e = outcome.error;
       if (isZkError(e, 'BAD_VERSION')) continue; // the server changed under us: judge again
@@ -308,6 +317,7 @@ export function presentWorkUnit(w: InProject<WorkUnitRecord>) {
     })),
     steps_left: w.steps_left,
     ...(w.error ? { error: w.error } : {}),
+    request_id: w.request_id ?? null,
     created_at: iso(w.created_at),
     finished_at: iso(w.finished_at),
   };

@@ -5,7 +5,7 @@
 import { join, resolve } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { createLogger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/log.js';
 import { asComputeId } from '../common/ids.js';
 import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
@@ -50,6 +50,23 @@ function zkOptions(c: Command): Command {
     .option('--zk <host:port,…>', 'ZooKeeper (default: $QUARK_ZK, else .quark/cluster.json from quark up, else 127.0.0.1:2181)')
     .option('--root <path>', 'ZooKeeper root', '/quark')
     .option('--session-timeout-ms <ms>', 'how long a dead process keeps its locks and liveness node', '4000');
+}
+
+/** Prometheus on orcs and computes (the api serves GET /metrics itself, to an admin token). */
+function metricsOptions(c: Command): Command {
+  return c
+    .option('--metrics-port <port>', 'serve Prometheus GET /metrics on this port (0: any free one, logged; default: none)')
+    .option('--metrics-host <host>', 'address the metrics are served on (no token: keep it loopback or firewalled)', '127.0.0.1');
+}
+
+async function serveMetrics(v: Flags['v'], log: Logger): Promise<void> {
+  const { serveMetricsFromFlags, MetricsFlagError } = await import('../common/metrics.js');
+  try {
+    await serveMetricsFromFlags(v['metrics-port'] as string | undefined, v['metrics-host'] as string, log);
+  } catch (e) {
+    if (e instanceof MetricsFlagError) throw new UsageError(e.message);
+    throw e;
+  }
 }
 
 /** A command's flags by their long names ('ram-mb'), as the process code reads them. */
@@ -112,7 +129,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
   zkOptions(
     program
       .command('api')
-      .description('the REST API (one process; more may run side by side)')
+      .description('the REST API (one process; more may run side by side); it also serves GET /metrics (admin), /openapi.json and /docs')
       .option('--port <port>', 'TCP port', '8080')
       .option('--host <host>', 'address to bind', '127.0.0.1')
       .option('--images-dir <dir>', 'where uploaded images are kept', join('.quark', 'image-store'))
@@ -175,7 +192,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     });
   });
 
-  const orc = zkOptions(
+  const orc = zkOptions(metricsOptions(
     program
       .command('orc')
       .description('an orchestrator: owns shards, places work on computes, drives it to the end')
@@ -189,7 +206,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       .option('--idempotency-retention <duration>', 'how long an Idempotency-Key is kept', '24h')
       .option('--prune-batch <n>', 'most records one retention pass looks at, of each kind', '500')
       .option('--retention-pass-ms <ms>', 'how often the owned shards are pruned (sooner while a backlog remains)', '60000'),
-  ).action(async (_o, cmd: Command) => {
+  )).action(async (_o, cmd: Command) => {
     const a = flagsOf(cmd);
     const id = (a.v.id as string | undefined) ?? undefined;
     const sweepIntervalMs = int(a.v['sweep-ms'], 'sweep-ms', 50);
@@ -211,6 +228,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       passMs: int(a.v['retention-pass-ms'], 'retention-pass-ms', 10),
     };
     const log = createLogger({ proc: 'orc', pid: process.pid, ...(id ? { orc: id } : {}) });
+    await serveMetrics(a.v, log);
     const { Orc } = await import('../orc/orc.js');
     const { createClusterView } = await import('../orc/placement/index.js');
     await runWithSession({ ...a, log }, async (zk, paths) => {
@@ -222,7 +240,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     });
   });
 
-  const compute = zkOptions(
+  const compute = zkOptions(metricsOptions(
     program
       .command('compute')
       .description('one hypervisor host (or, with --hollow N, N simulated ones); also compute list|cordon|uncordon|evacuate')
@@ -249,7 +267,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       .option('--hollow <n>', 'run N hollow computes in this one process, ids PREFIX-1…PREFIX-N, each with its own session and private test driver')
       .option('--id-prefix <prefix>', 'hollow computes: id prefix', 'hollow')
       .option('--start-concurrency <n>', 'hollow computes: how many start at once', '64'),
-  ).action(async (_o, cmd: Command) => {
+  )).action(async (_o, cmd: Command) => {
     const a = flagsOf(cmd);
     // Real guests default to the host libvirt reports; the test driver to a made-up one.
     const capacityOf = (uri: string, host?: { cpus: number; memory_kib: number }) => ({
@@ -268,6 +286,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       const count = int(a.v.hollow, 'hollow', 1);
       const prefix = a.v['id-prefix'] as string;
       const log = createLogger({ proc: 'compute', pid: process.pid, hollow: prefix });
+      await serveMetrics(a.v, log);
       const { runHollow } = await import('../compute/hollow.js');
       const { libvirt_uri: _uri, ...capacity } = capacityOf('');
       await runHollow({
@@ -287,6 +306,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     if (!a.v.id) throw new UsageError('compute needs --id (or --hollow N)');
     const id = asComputeId(a.v.id as string);
     const log = createLogger({ proc: 'compute', pid: process.pid, compute: id });
+    await serveMetrics(a.v, log);
     const { Compute } = await import('../compute/compute.js');
     const { Hypervisor } = await import('../native/libvirt.js');
     const uri = a.v['libvirt-uri'] as string;
@@ -298,7 +318,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     // A real guest boots from an image: builds without one are placed elsewhere (ts/orc/orc.ts).
     const capacity = { ...capacityOf(uri, guest ? await hv.hostInfo() : undefined), ...(guest ? { image_required: true } : {}) };
     const drainTimeoutMs = int(a.v['drain-timeout-ms'], 'drain-timeout-ms');
-    await runWithSession({ ...a, log }, async (zk, paths) => {
+    await runWithSession({ ...a, log, computeId: id }, async (zk, paths) => {
       const c = new Compute({ id, zk, paths, hv, capacity, log, stepDelayMs, hypervisorReportMs, drainTimeoutMs, shutdownTimeoutMs, ...(guest ? { guest } : {}) });
       await c.start();
       return c;
@@ -359,6 +379,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
   const zk = program.command('zk').description('operator views of the ZooKeeper tree, values decoded; zk server runs a standalone ZooKeeper');
   const zkView = async (cmd: Command, fn: (zk: Zk, paths: Paths) => Promise<unknown>): Promise<void> => {
     const a = flagsOf(cmd);
+    (await import('./zk-credentials.js')).useLocalAdminCredentials();
     const client = await Zk.connect(a.zk, { connectTimeoutMs: 5000 });
     try {
       await fn(client, new Paths(a.root));
@@ -391,6 +412,33 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  // ZooKeeper ACLs per role (docs/security.md, ts/zk/acl.ts).
+  zk.command('credentials')
+    .description('make ZooKeeper credentials, one file per role (mode 0600), and one per --compute; kept if present')
+    .option('--dir <dir>', 'where', join('.quark', 'zk-credentials'))
+    .option('--compute <id...>', "a compute's own file (compute-<id>.json)")
+    .action(async (o: { dir: string; compute?: string[] }) => {
+      const computes = o.compute ?? [];
+      for (const id of computes) asComputeId(id);
+      process.stdout.write((await import('./zk-credentials.js')).credentialsCommand(resolve(o.dir), computes));
+    });
+  zkOptions(zk.command('secure').description('put a cluster made without ZooKeeper ACLs under them (as admin; stop the cluster first)')).action(async (_o, cmd: Command) => {
+    const a = flagsOf(cmd);
+    const creds = await import('./zk-credentials.js');
+    creds.useLocalAdminCredentials();
+    process.stdout.write(await creds.secureCommand(a.zk, a.root));
+  });
+  zkOptions(
+    zk
+      .command('rotate')
+      .description('move a stopped cluster to the credentials in --dir (made by zk credentials --dir), as the old admin')
+      .requiredOption('--dir <dir>', 'the new credentials'),
+  ).action(async (_o, cmd: Command) => {
+    const a = flagsOf(cmd);
+    const creds = await import('./zk-credentials.js');
+    creds.useLocalAdminCredentials();
+    process.stdout.write(await creds.rotateCommand(a.zk, a.root, resolve(a.v.dir as string)));
+  });
   // `quark zk` alone: the whole tree, as before.
   zkOptions(zk).action(async (_o, cmd: Command) => zkView(cmd, (c, paths) => printTree(c, paths.root, process.stdout)));
 
@@ -413,6 +461,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     if (sub === 'set' && value === undefined) throw new UsageError(configUsage);
     if (sub === 'get' && (value !== undefined || (zone !== undefined && key !== 'placement-policy'))) throw new UsageError(configUsage);
     if (sub !== 'get' && sub !== 'set') throw new UsageError(configUsage);
+    (await import('./zk-credentials.js')).useLocalAdminCredentials();
     const client = await Zk.connect(a.zk, { connectTimeoutMs: 5000 });
     try {
       const paths = new Paths(a.root);
@@ -463,6 +512,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     const a = flagsOf(cmd);
     const cli = await import('../auth/cli.js');
     const { apiUrl } = await import('./client.js');
+    if (a.v.bootstrap) (await import('./zk-credentials.js')).useLocalAdminCredentials();
     await viaApi(() =>
       cli.tokenCreate(apiUrl((a.v.url ?? a.v.api) as string | undefined), {
         project: a.v.project as string,

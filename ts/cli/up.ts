@@ -9,6 +9,12 @@ import { join, resolve } from 'node:path';
 import { DEFAULT_SUPERVISION, Launcher, QuarkCluster, quarkMain } from '../dev/cluster.js';
 import { freePort } from '../dev/zookeeper.js';
 import { authHeaders, ensureLocalAdminToken } from '../auth/local.js';
+import { CREDENTIALS_ENV, credentialFiles, writeCredentialsDir } from '../zk/acl.js';
+import { Zk } from '../zk/client.js';
+import { Paths } from '../zk/paths.js';
+import { AclSetupError, readConfig } from '../zk/config.js';
+import { secureRoot } from '../zk/acl-secure.js';
+import { LOCAL_CREDENTIALS_DIR } from './zk-credentials.js';
 import { clearUpState, isReady, isRunning, probeCluster, runningUp, waitingLine, wipeState, writeUpState } from './local.js';
 import { readableLogLine } from './logs.js';
 import { UsageError } from './user.js';
@@ -21,6 +27,8 @@ export interface UpOptions {
   demo: boolean;
   root: string;
   sessionTimeoutMs: number;
+  /** ZooKeeper ACLs per role (default on): credentials in .quark/zk-credentials/. */
+  zkAcl?: boolean;
   /** test: libvirt's test driver; qemu: real guests (ts/dev/qemu-up.ts). */
   hypervisor?: 'test' | 'qemu';
   /** Empty .quark/ (but its image cache) first. */
@@ -96,11 +104,22 @@ export async function up(o: UpOptions): Promise<void> {
 
   say(`starting ZooKeeper on 127.0.0.1:${zkPort} (data in .quark/zk)…`);
   const zk = await launcher.startZooKeeper({ dataDir: join(home, 'zk'), clientPort: zkPort });
+  const credentials = o.zkAcl === false ? null : resolve(LOCAL_CREDENTIALS_DIR);
+  if (credentials) {
+    const { created } = writeCredentialsDir(credentials);
+    // This process acts as the admin: it sets the root up and makes the admin token.
+    process.env[CREDENTIALS_ENV] = credentialFiles(credentials).admin;
+    say(`${created ? 'made' : 'reusing'} the ZooKeeper credentials in .quark/zk-credentials/ (mode 0600: one file per role; every process gets its own)`);
+    await setUpRoot(zk.connectionString, o.root);
+  } else {
+    process.env[CREDENTIALS_ENV] = '';
+  }
   const admin = await ensureLocalAdminToken({ zk: zk.connectionString, root: o.root, home });
   process.env.QUARK_TOKEN = admin.token; // this cluster's, over any stale one in the caller's shell
   say(`${admin.created ? 'created an' : 'reusing the'} admin token in .quark/token (mode 0600; the CLI and the examples below read it)`);
   const cluster = new QuarkCluster(launcher, {
     token: admin.token,
+    credentials,
     zk: zk.connectionString,
     root: o.root,
     sessionTimeoutMs: o.sessionTimeoutMs,
@@ -208,6 +227,27 @@ async function detach(home: string, o: UpOptions): Promise<void> {
       return;
     }
     await sleep(200);
+  }
+}
+
+/**
+ * Puts the root under ZooKeeper ACLs as the admin. A cluster an older `quark up` left in .quark/zk
+ * without ACLs is migrated (quark zk secure), saying so: it is this machine's own.
+ */
+async function setUpRoot(connectionString: string, root: string): Promise<void> {
+  const zk = await Zk.connect(connectionString, { connectTimeoutMs: 15_000 });
+  try {
+    const paths = new Paths(root);
+    try {
+      await readConfig(zk, paths);
+    } catch (e) {
+      if (!(e instanceof AclSetupError && e.code === 'ZK_ROOT_WITHOUT_ACLS')) throw e;
+      say(`${root} in .quark/zk was made without ZooKeeper ACLs: putting them on (quark zk secure)…`);
+      const r = await secureRoot(zk, paths);
+      say(`ACLs set on ${r.nodes} nodes`);
+    }
+  } finally {
+    await zk.close();
   }
 }
 

@@ -50,6 +50,8 @@ export interface WorkUnitRecord {
   /** For build: what the VM will consume and how it is placed. */
   request?: BuildRequest;
   error?: ErrorInfo;
+  /** The X-Request-Id of the API call that made the unit: its log lines in every process carry it. */
+  request_id?: string;
   created_at: number;
   updated_at: number;
   finished_at: number | null;

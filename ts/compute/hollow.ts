@@ -64,7 +64,8 @@ class HollowCompute {
   async start(): Promise<void> {
     const { o, hv } = this;
     this.runner = await runWithSession<Compute>(
-      { zk: o.zk, root: o.root, sessionTimeoutMs: o.sessionTimeoutMs, log: this.log, handleSignals: false, connectTimeoutMs: 60_000 },
+      // Each member authenticates as itself: the fleet's credentials derive every member's identity.
+      { zk: o.zk, root: o.root, sessionTimeoutMs: o.sessionTimeoutMs, log: this.log, handleSignals: false, connectTimeoutMs: 60_000, computeId: this.id },
       async (zk, paths) => {
         const compute = new Compute({
           id: this.id,

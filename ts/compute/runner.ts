@@ -15,6 +15,7 @@ import { dropCommit, failureCommit, finishCommit, stepCommit, stepFailure, type 
 import type { ComputeContext, ManagedVms } from './context.js';
 import { usageRelease } from '../auth/quota.js';
 import { groupLeave } from '../lifecycle/groups.js';
+import { m, since } from '../common/metrics.js';
 import type { Fence } from './fence.js';
 import { serverDeletedOps, unitEndedOps } from '../lifecycle/retention.js';
 
@@ -141,7 +142,9 @@ export class Runner implements StepRunner {
 
   /** Starts a unit's actor from the steps already durable (`completed`); it runs to its end. */
   run(task: TaskRecord, wu: WorkUnitRecord, wuVersion: number, completed: CompletedStep[], intaken: boolean): void {
-    const log = this.c.log.child({ wu: task.work_unit_id, kind: task.kind, vm: task.server_id });
+    // The request id the API stored on the unit rides on every line about it (X-Request-Id).
+    const log = this.c.log.child({ wu: task.work_unit_id, kind: task.kind, vm: task.server_id, ...(wu.request_id ? { request_id: wu.request_id } : {}) });
+    log.debug('work unit running', { resumed_steps: completed.length });
     const actor = createActor(machineOf(task.kind), { input: { workUnitId: task.work_unit_id, completed, runner: this } });
     let finish!: () => void;
     const done = new Promise<void>((r) => (finish = r));
@@ -155,7 +158,12 @@ export class Runner implements StepRunner {
           if (this.dropped) return;
           if (snap.value === 'FAILED' && snap.context.failure) {
             log.warn('work unit failed', { failure: snap.context.failure });
-            await this.commitFailure(entry, snap.context.completed, stepFailure(snap.context.failure));
+            const error = stepFailure(snap.context.failure);
+            await this.commitFailure(entry, snap.context.completed, error);
+            m.unitsFailed.inc({ kind: task.kind, code: error.code });
+          } else if (snap.value === 'SUCCEEDED') {
+            m.unitsSucceeded.inc({ kind: task.kind });
+            log.info('work unit succeeded', { steps: snap.context.completed.length });
           }
         };
         end()
@@ -206,6 +214,7 @@ export class Runner implements StepRunner {
       }),
     );
     const step: CompletedStep = { name: input.step, time_to_completion_ms: stepDuration(started, performance.now()), completed_at: Date.now() };
+    m.stepDuration.observe({ kind: task.kind, step: input.step }, since(started));
     if (input.last) await this.commitSuccess(entry, [...input.completed, step]);
     else await this.commitSteps(entry, [...input.completed, step]);
     return step;
@@ -321,6 +330,8 @@ export class Runner implements StepRunner {
       } catch (e) {
         if (isZkError(e, 'BAD_VERSION') && e.path !== paths.workUnit(task.work_unit_id)) continue;
         if (isZkError(e, 'BAD_VERSION')) return this.abandon(entry);
+        // Not granted on the unit (ZooKeeper ACLs): an orc's claim gave it to another compute since.
+        if (isZkError(e, 'NO_AUTH') && e.path === paths.workUnit(task.work_unit_id)) return this.abandon(entry);
         throw e;
       }
     }

@@ -9,6 +9,7 @@ import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { reapedOnExit, WATCHDOG } from './reap.js';
+import { CREDENTIALS_ENV, credentialFiles, mintComputeFile } from '../zk/acl.js';
 import { startZooKeeper, type RunningZooKeeper, type ZooKeeperServerOptions } from './zookeeper.js';
 
 export interface ExitInfo {
@@ -438,6 +439,12 @@ export interface QuarkClusterSpec {
   launch?: Omit<LaunchSpec, 'name' | 'args' | 'logFile'>;
   /** An admin token, for the API calls `ready` makes (every route but /healthz needs one). */
   token?: string;
+  /**
+   * A ZooKeeper credentials directory (ts/zk/acl.ts, `quark zk credentials`): each process gets
+   * its role's file (a compute its own, made here on first start), any other subcommand the
+   * admin's. null: every process runs without credentials. Omitted: whatever the environment says.
+   */
+  credentials?: string | null;
 }
 
 /**
@@ -467,13 +474,34 @@ export class QuarkCluster {
 
   /** Any quark subcommand as a process of this cluster (its ZooKeeper flags appended). */
   start(name: string, args: string[], launch: Omit<LaunchSpec, 'name' | 'args'> = {}): LaunchedProcess {
+    const credentials = this.credentialsFor(args);
     return this.starter.start({
       ...this.spec.launch,
       ...(this.spec.logDir ? { logFile: join(this.spec.logDir, `${name}.log`) } : {}),
       ...launch,
+      env: { ...this.spec.launch?.env, ...(credentials === undefined ? {} : { [CREDENTIALS_ENV]: credentials }), ...launch.env },
       name,
       args: [...args, ...this.common],
     });
+  }
+
+  /** The credentials file a subcommand runs with ('' for none), or undefined to leave the environment's. */
+  private credentialsFor(args: readonly string[]): string | undefined {
+    const dir = this.spec.credentials;
+    if (dir === undefined) return undefined;
+    if (dir === null) return '';
+    const f = credentialFiles(dir);
+    const [cmd] = args;
+    if (cmd === 'api') return f.api;
+    if (cmd === 'orc') return f.orc;
+    if (cmd === 'compute') {
+      if (args.includes('--hollow')) return f.computeFleet;
+      const i = args.indexOf('--id');
+      const id = i >= 0 ? args[i + 1] : undefined;
+      // A compute holds only its own identity (and the role's): it cannot act as another compute.
+      return id ? mintComputeFile(dir, id) : f.computeFleet;
+    }
+    return f.admin;
   }
 
   startOrc(id: string, extra: string[] = [], launch: Omit<LaunchSpec, 'name' | 'args'> = {}): LaunchedProcess {

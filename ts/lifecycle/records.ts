@@ -106,6 +106,7 @@ const unitRule: Rule = (v, at) => {
     steps_left: arrayOf(oneOf(STEP_NAMES)),
     request: optional(requestRule),
     error: optional(errorRule),
+    request_id: optional(str),
     created_at: time,
     updated_at: time,
     finished_at: nullable(time),

@@ -4,6 +4,7 @@
 // and the call that saw it die fails with CONNECT_FAILED, which callers may retry.
 import { nativeExport } from './load.js';
 import type { Hypervisor as NativeHypervisor, NativeDomainInfo } from './addon.js';
+import { observers } from '../common/observe.js';
 
 /** libvirt's built-in test driver: a real libvirt hypervisor that needs no KVM. */
 export const DEFAULT_LIBVIRT_URI = 'test:///default';
@@ -248,39 +249,50 @@ export class Hypervisor {
     return this.kind === 'kvm' || this.kind === 'qemu';
   }
 
-  #call<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    return call(fn, this.#timeoutMs, what);
+  /** `op` names the call in the metrics; `what` says it with its arguments in errors. */
+  async #call<T>(what: string, fn: () => Promise<T>, op = what): Promise<T> {
+    const report = observers.libvirtCall;
+    if (!report) return call(fn, this.#timeoutMs, what);
+    const start = performance.now();
+    try {
+      const out = await call(fn, this.#timeoutMs, what);
+      report(op, (performance.now() - start) / 1000, 'ok');
+      return out;
+    } catch (e) {
+      report(op, (performance.now() - start) / 1000, (e as LibvirtError).code ?? 'OTHER');
+      throw e;
+    }
   }
 
   /** Defines the domain persistently; the same name and uuid again updates it (idempotent). */
   async define(spec: DomainSpec): Promise<DomainInfo> {
     const { name, uuid, vcpus, ram_mb, disk_gb, owner, guest } = spec;
-    const raw = await this.#call(`define ${name}`, () => this.#native.define({ name, uuid, vcpus, ram_mb, disk_gb, owner, guest }));
+    const raw = await this.#call(`define ${name}`, () => this.#native.define({ name, uuid, vcpus, ram_mb, disk_gb, owner, guest }), 'define');
     return toDomainInfo(raw);
   }
 
   start(name: string): Promise<void> {
-    return this.#call(`start ${name}`, () => this.#native.start(name));
+    return this.#call(`start ${name}`, () => this.#native.start(name), 'start');
   }
 
   /** Asks the guest to power off (ACPI on QEMU); resolves once asked, not once off. */
   shutdown(name: string): Promise<void> {
-    return this.#call(`shutdown ${name}`, () => this.#native.shutdown(name));
+    return this.#call(`shutdown ${name}`, () => this.#native.shutdown(name), 'shutdown');
   }
 
   /** Forces the domain off at once. */
   destroy(name: string): Promise<void> {
-    return this.#call(`destroy ${name}`, () => this.#native.destroy(name));
+    return this.#call(`destroy ${name}`, () => this.#native.destroy(name), 'destroy');
   }
 
   /** Asks the guest to reboot (ACPI on QEMU). */
   reboot(name: string): Promise<void> {
-    return this.#call(`reboot ${name}`, () => this.#native.reboot(name));
+    return this.#call(`reboot ${name}`, () => this.#native.reboot(name), 'reboot');
   }
 
   /** Removes the definition (a running domain keeps running as a transient one). */
   undefine(name: string): Promise<void> {
-    return this.#call(`undefine ${name}`, () => this.#native.undefine(name));
+    return this.#call(`undefine ${name}`, () => this.#native.undefine(name), 'undefine');
   }
 
   /** Every domain, active and inactive. */
@@ -290,32 +302,32 @@ export class Hypervisor {
   }
 
   async info(name: string): Promise<DomainInfo> {
-    return toDomainInfo(await this.#call(`info ${name}`, () => this.#native.info(name)));
+    return toDomainInfo(await this.#call(`info ${name}`, () => this.#native.info(name), 'info'));
   }
 
   /** The host's CPUs and memory as libvirt sees them. */
   hostInfo(): Promise<HostInfo> {
-    return this.#call('host info', () => this.#native.hostInfo());
+    return this.#call('host info', () => this.#native.hostInfo(), 'host_info');
   }
 
   /** A directory pool `name` at `path` exists, runs, and starts with libvirtd. */
   ensurePool(name: string, path: string): Promise<void> {
-    return this.#call(`ensure pool ${name}`, () => this.#native.ensurePool(name, path));
+    return this.#call(`ensure pool ${name}`, () => this.#native.ensurePool(name, path), 'ensure_pool');
   }
 
   /** A qcow2 volume over `backing` (copy on write); an existing one of that name is the answer. */
   createOverlay(pool: string, vol: string, capacityBytes: number, backing: string, backingFormat: 'qcow2' | 'raw'): Promise<VolumeInfo> {
-    return this.#call(`create volume ${vol}`, () => this.#native.createOverlay(pool, vol, capacityBytes, backing, backingFormat));
+    return this.#call(`create volume ${vol}`, () => this.#native.createOverlay(pool, vol, capacityBytes, backing, backingFormat), 'create_overlay');
   }
 
   /** Deletes a volume; false when there was none. */
   deleteVolume(pool: string, vol: string): Promise<boolean> {
-    return this.#call(`delete volume ${vol}`, () => this.#native.deleteVolume(pool, vol));
+    return this.#call(`delete volume ${vol}`, () => this.#native.deleteVolume(pool, vol), 'delete_volume');
   }
 
   /** The pool's volumes, after a refresh (files written beside libvirt count). */
   listVolumes(pool: string): Promise<VolumeInfo[]> {
-    return this.#call(`list volumes of ${pool}`, () => this.#native.listVolumes(pool));
+    return this.#call(`list volumes of ${pool}`, () => this.#native.listVolumes(pool), 'list_volumes');
   }
 
   /** Later calls reject with code CLOSED. Closing twice is fine. */

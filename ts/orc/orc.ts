@@ -27,6 +27,7 @@ import { serverOn, unitOn } from '../lifecycle/index.js';
 import { applyOps, removeWalked, type Op } from '../lifecycle/ops.js';
 import { ClusterWatch } from './cluster.js';
 import { claimCapacity } from './claim.js';
+import { grantRecords } from './grant.js';
 import { ShardOwnership } from './shards.js';
 import type { ClusterView, PlacementRequest } from './placement/types.js';
 import { releaseServerUsage } from '../auth/quota.js';
@@ -35,6 +36,7 @@ import { GroupPlacement, groupFilterOf } from './groups.js';
 import { checkServer, checkWorkUnit, corruptUnitFailed, readRecord, type Stored } from '../lifecycle/records.js';
 import { serverDeletedOps, unitEndedOps } from '../lifecycle/retention.js';
 import { Retention, type RetentionOptions } from './retention.js';
+import { m, since } from '../common/metrics.js';
 
 export interface OrcOptions {
   zk: Zk;
@@ -150,6 +152,7 @@ export class Orc {
 
   private onAcquired(n: number): void {
     this.o.log.info('shard acquired', { shard: n });
+    m.shardsOwned.inc();
     this.acquiredAt.set(n, Date.now());
     // A persistent recursive watch on the inbox (its entries are leaves): an entry's arrival or
     // departure costs one notification and no read (a one-shot children watch cost a getChildren
@@ -178,6 +181,7 @@ export class Orc {
 
   private onReleased(n: number): void {
     this.o.log.info('shard released', { shard: n });
+    m.shardsOwned.dec();
     this.acquiredAt.delete(n);
     for (const [wu, shard] of this.awaitingHost) if (shard === n) this.awaitingHost.delete(wu);
     this.inboxes.get(n)?.stop();
@@ -285,6 +289,7 @@ export class Orc {
     const groupId = wu.request.group;
     if (groupId && !inTurn) return this.groups.turn(groupId, () => this.schedule(wuId, version, wu, true));
     const need = flavorConsumes(wu.request.flavor, wu.request.bandwidth_mbps);
+    const started = performance.now();
     let refreshed = false;
     for (let attempt = 0; attempt <= (this.o.maxClaimRetries ?? 20); attempt++) {
       if (!this.owns(wu.shard)) return;
@@ -309,6 +314,9 @@ export class Orc {
         }
         this.awaitingHost.delete(wuId);
         this.stats.noValidHost++;
+        m.placement.observe({ outcome: 'no_valid_host' }, since(started));
+        const filters = Object.entries(placement.rejected).filter(([, n]) => n > 0);
+        for (const [filter] of filters.length > 0 ? filters : [['none']]) m.noValidHost.inc({ filter });
         const removed = Object.entries(placement.rejected)
           .filter(([, n]) => n > 0)
           .map(([f, n]) => `${f} removed ${n}`)
@@ -329,11 +337,14 @@ export class Orc {
       if (outcome === 'claimed') {
         this.awaitingHost.delete(wuId);
         this.stats.placed++;
+        m.placement.observe({ outcome: 'placed' }, since(started));
+        log.info('work unit placed', { wu: wuId, kind: wu.kind, vm: wu.server_id, compute: target, request_id: wu.request_id });
         this.driving.set(wuId, { shard: wu.shard, computeId: target });
         return;
       }
       if (outcome === 'unit-moved') return; // someone else changed the unit: the next kick re-reads it
       this.stats.claimConflicts++;
+      m.claimConflicts.inc();
       log.debug('claim lost a race; re-placing', { wu: wuId, compute: target });
     }
     log.warn('claim retries exhausted; will try again on the next kick', { wu: wuId });
@@ -393,6 +404,8 @@ export class Orc {
       birthed_on: Date.now(),
     };
     task.unit = { record: scheduled, version: version + 1 };
+    // The compute may write the unit and its server once its task exists: granted first (ts/orc/grant.ts).
+    if (!(await grantRecords(zk, paths, target, [paths.workUnit(wuId), paths.server(wu.server_id)]))) return 'conflict';
     const outcome = await claimCapacity(zk, paths, this.cluster, target, need, (txn) => {
       createEntries(txn, paths.nextTask(target, wuId), nextTaskEntries(task));
       txn.set(paths.workUnit(wuId), scheduled, version);
@@ -437,12 +450,17 @@ export class Orc {
       birthed_on: Date.now(),
     };
     task.unit = { record: scheduled, version: version + 1 };
+    // The server's record was granted to its compute by the build's claim (or by quark zk secure).
+    if (!(await grantRecords(zk, paths, s.compute_id, [paths.workUnit(wuId)]))) {
+      return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `compute ${s.compute_id} has no directory` });
+    }
     const txn = zk.txn();
     createEntries(txn, paths.nextTask(s.compute_id, wuId), nextTaskEntries(task));
     txn.set(paths.workUnit(wuId), scheduled, version);
     try {
       await txn.commit();
       this.driving.set(wuId, { shard: wu.shard, computeId: s.compute_id });
+      this.o.log.info('work unit routed', { wu: wuId, kind: wu.kind, vm: wu.server_id, compute: s.compute_id, request_id: wu.request_id });
     } catch (e) {
       if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NODE_EXISTS')) return;
       if (isZkError(e, 'NO_NODE')) {
@@ -468,6 +486,7 @@ export class Orc {
       .set(paths.workUnit(wuId), done.next, version)
       .remove(paths.inboxEntry(wu.shard, wuId))
       .commit()
+      .then(() => m.unitsSucceeded.inc({ kind: wu.kind }))
       .catch((e) => {
         if (!isZkError(e, 'BAD_VERSION') && !isZkError(e, 'NO_NODE')) throw e;
       });
@@ -502,7 +521,7 @@ export class Orc {
   private async commitFailure(version: number, failed: WorkUnitRecord): Promise<void> {
     const { zk, paths, log } = this.o;
     const { id: wuId, kind, error } = failed;
-    log.warn('work unit failed', { wu: wuId, code: error?.code, message: error?.message });
+    log.warn('work unit failed', { wu: wuId, kind, code: error?.code, message: error?.message, request_id: failed.request_id });
     for (const conflicts = new ConflictRetries(`fail work unit ${wuId}`); ; conflicts.again()) {
       const txn = applyOps(zk.txn(), await this.queuedTask(wuId, failed.compute_id));
       txn.set(paths.workUnit(wuId), failed, version);
@@ -519,6 +538,7 @@ export class Orc {
       try {
         await txn.commit();
         this.driving.delete(wuId);
+        m.unitsFailed.inc({ kind, code: error?.code ?? 'UNKNOWN' });
         return;
       } catch (e) {
         if (isZkError(e, 'BAD_VERSION') && e.path === paths.server(failed.server_id)) continue;

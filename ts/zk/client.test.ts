@@ -2,6 +2,7 @@
 // version-0 hazard of node-zookeeper-client 1.1.3), and the watch recipes.
 import { describe, expect, it } from 'vitest';
 import zookeeper from 'node-zookeeper-client';
+import { credentialsFromEnv } from './acl.js';
 import { Zk } from './client.js';
 import { isZkError, ZkError } from './errors.js';
 import { watchChildren } from './recipes/watch.js';
@@ -50,6 +51,8 @@ describe('transactions keep version 0 exact', () => {
     await zk.create(p, 1);
     await zk.set(p, 2, 0); // now at version 1
     const client = zookeeper.createClient(zkConnect());
+    // The suite's nodes are under ACLs: the raw client authenticates as the suite's admin too.
+    for (const i of credentialsFromEnv()?.identities ?? []) client.addAuthInfo('digest', Buffer.from(`${i.user}:${i.password}`));
     await new Promise<void>((r) => {
       client.once('connected', () => r());
       client.connect();

@@ -9,9 +9,26 @@ import { codeName, libraryCode, toZkError, ZkError, isZkError } from './errors.j
 import { encodeMulti, OP_MULTI } from './wire/multi.js';
 import { managerOf, type ConnectionManager, type QueuedRequest } from './wire/library.js';
 import { ADD_WATCH_MODE, OPCODE_ADD_WATCH, OPCODE_REMOVE_WATCHES, pathIntRequest, WATCHER_TYPE_ANY } from './wire/raw.js';
-import { exactVersion, MODES, OPEN_ACL, Txn, type Mode, type TxnResult } from './txn.js';
+import { exactVersion, MODES, Txn, type Mode, type TxnResult } from './txn.js';
+import { AclPolicy, credentialsFromEnv, identitiesFor, OPEN_ACL, type AclList, type Credentials } from './acl.js';
+import { observers } from '../common/observe.js';
 
 const { Exception } = zookeeper;
+
+/** The requests measured, by opcode (pings and session requests are not). */
+const REQUEST_NAMES: Record<number, string> = {
+  1: 'create',
+  2: 'delete',
+  3: 'exists',
+  4: 'get',
+  5: 'set',
+  8: 'children',
+  9: 'sync',
+  12: 'children',
+  14: 'multi',
+  18: 'remove_watches',
+  106: 'add_watch',
+};
 
 export interface Stat {
   version: number;
@@ -68,6 +85,21 @@ export type ConnectionState = 'CONNECTED' | 'SUSPENDED' | 'RECONNECTED' | 'LOST'
 export interface ZkOptions {
   sessionTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * Digest credentials (ts/zk/acl.ts): the session authenticates with them and creates every node
+   * with its path's ACL. Default: the file named by QUARK_ZK_CREDENTIALS, if set; null: none
+   * (every node open, as before ACLs).
+   */
+  credentials?: Credentials | null;
+  /** A compute's id, for a compute fleet's file that derives each compute's own identity. */
+  computeId?: string;
+}
+
+/** An ACL entry as read back (getAcl). */
+export interface AclEntry {
+  perms: number;
+  scheme: string;
+  id: string;
 }
 
 export class Zk extends EventEmitter {
@@ -79,12 +111,16 @@ export class Zk extends EventEmitter {
   /** Persistent watches of this session, by path; re-added on every reconnect. */
   private readonly persistent = new Map<string, { mode: PersistentMode; listeners: Set<Watcher>; added?: Promise<void> }>();
   private recursiveCount = 0;
+  /** The ACLs this session gives what it creates; undefined without credentials (all open). */
+  readonly acl: AclPolicy | undefined;
 
   private constructor(
     private readonly client: zookeeper.Client,
     readonly connectionString: string,
+    acl?: AclPolicy,
   ) {
     super();
+    this.acl = acl;
     // Every watcher event also goes to the persistent listeners (the library's WatcherManager
     // only knows one-shot watchers, and drops them once they fired).
     const wm = this.manager.watcherManager;
@@ -96,6 +132,7 @@ export class Zk extends EventEmitter {
         if (this.persistent.size > 0) this.route(ev.type, ev.path);
       }
     };
+    this.measureRequests();
     client.on('state', (s: zookeeper.State) => {
       const name = (s as unknown as { name: string }).name;
       if (name === 'SYNC_CONNECTED') {
@@ -114,6 +151,22 @@ export class Zk extends EventEmitter {
         this.setState('LOST');
       }
     });
+  }
+
+  /** Each request's time from queued to answered, for the metrics (when a process measures). */
+  private measureRequests(): void {
+    const cm = this.manager;
+    const queue = cm.queue.bind(cm);
+    cm.queue = (request, cb) => {
+      const report = observers.zkRequest;
+      const op = REQUEST_NAMES[request.header?.type];
+      if (!report || !op) return queue(request, cb);
+      const start = performance.now();
+      queue(request, (err, response) => {
+        report(op, (performance.now() - start) / 1000, err ? codeName(libraryCode(err) ?? 0) : 'ok');
+        cb?.(err, response);
+      });
+    };
   }
 
   private get manager(): ConnectionManager {
@@ -188,6 +241,7 @@ export class Zk extends EventEmitter {
 
   private setState(s: ConnectionState): void {
     if (this.lastState === s) return;
+    if (!this.closed) observers.zkState?.(this.lastState, s);
     this.lastState = s;
     this.emit('state', s);
   }
@@ -239,7 +293,10 @@ export class Zk extends EventEmitter {
       spinDelay: 200,
       retries: 3,
     });
-    const zk = new Zk(client, connectionString);
+    const credentials = opts.credentials === undefined ? credentialsFromEnv() : opts.credentials;
+    // Sent right after the connect request, and again on every reconnect, by the library.
+    for (const i of credentials ? identitiesFor(credentials, opts.computeId) : []) client.addAuthInfo('digest', Buffer.from(`${i.user}:${i.password}`));
+    const zk = new Zk(client, connectionString, credentials ? new AclPolicy(credentials, opts.computeId) : undefined);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         client.close();
@@ -254,6 +311,7 @@ export class Zk extends EventEmitter {
   }
 
   close(): Promise<void> {
+    if (!this.closed) observers.zkState?.(this.lastState, undefined);
     this.closed = true;
     // An expired session has nothing to say goodbye to, and its client never says `disconnected`.
     if (this.lastState === 'LOST') {
@@ -366,9 +424,40 @@ export class Zk extends EventEmitter {
   create(path: string, value?: unknown, mode: Mode = 'persistent'): Promise<string> {
     this.counters.writes++;
     return new Promise((resolve, reject) => {
-      this.client.create(path, encode(value) ?? Buffer.alloc(0), OPEN_ACL, MODES[mode], (err, created) => {
+      this.client.create(path, encode(value) ?? Buffer.alloc(0), this.aclFor(path) as unknown as zookeeper.ACL[], MODES[mode], (err, created) => {
         if (err) return reject(toZkError(err, path));
         resolve(created);
+      });
+    });
+  }
+
+  /** The ACL a node created at `path` gets from this session. */
+  aclFor(path: string): AclList {
+    return this.acl ? this.acl.forPath(path) : OPEN_ACL;
+  }
+
+  /** Replaces a node's ACL; version is the ACL's own (`aversion`), -1 for any. */
+  setAcl(path: string, acls: AclList, version = -1): Promise<void> {
+    this.counters.writes++;
+    return new Promise((resolve, reject) => {
+      this.client.setACL(path, acls as unknown as zookeeper.ACL[], exactVersion(version), (err) => {
+        if (err) return reject(toZkError(err, path));
+        resolve();
+      });
+    });
+  }
+
+  /** A node's ACL, or null if it does not exist. */
+  getAcl(path: string): Promise<AclEntry[] | null> {
+    this.counters.reads++;
+    return new Promise((resolve, reject) => {
+      this.client.getACL(path, (err, acls) => {
+        if (err) {
+          if (libraryCode(err) === Exception.NO_NODE) return resolve(null);
+          return reject(toZkError(err, path));
+        }
+        const raw = acls as unknown as Array<{ permission: number; id: { scheme: string; id: string } }>;
+        resolve(raw.map((a) => ({ perms: a.permission, scheme: a.id.scheme, id: a.id.id })));
       });
     });
   }
@@ -400,6 +489,9 @@ export class Zk extends EventEmitter {
       await this.create(path);
     } catch (e) {
       if (isZkError(e, 'NODE_EXISTS')) return;
+      // ZooKeeper checks CREATE on the parent before it looks for the node: a session that may
+      // not create there gets NO_AUTH for a node that is already there too.
+      if (isZkError(e, 'NO_AUTH') && (await this.exists(path))) return;
       if (!isZkError(e, 'NO_NODE')) throw e;
       const parent = path.slice(0, path.lastIndexOf('/'));
       if (parent) await this.mkdirp(parent);
@@ -418,6 +510,7 @@ export class Zk extends EventEmitter {
       return true;
     } catch (e) {
       if (isZkError(e, 'NODE_EXISTS')) return false;
+      if (isZkError(e, 'NO_AUTH') && (await this.exists(path))) return false;
       throw e;
     }
   }

@@ -12,6 +12,9 @@ export type ZkErrorCode =
   | 'SESSION_EXPIRED'
   | 'OPERATION_TIMEOUT'
   | 'NO_CHILDREN_FOR_EPHEMERALS'
+  | 'NO_AUTH'
+  | 'INVALID_ACL'
+  | 'AUTH_FAILED'
   | 'OTHER';
 
 const CODE_NAMES: Record<number, ZkErrorCode> = {
@@ -23,6 +26,9 @@ const CODE_NAMES: Record<number, ZkErrorCode> = {
   [-112]: 'SESSION_EXPIRED',
   [-7]: 'OPERATION_TIMEOUT',
   [-108]: 'NO_CHILDREN_FOR_EPHEMERALS',
+  [-102]: 'NO_AUTH',
+  [-114]: 'INVALID_ACL',
+  [-115]: 'AUTH_FAILED',
 };
 
 /** ZooKeeper's numeric error code by name. */

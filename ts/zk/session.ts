@@ -3,6 +3,7 @@
 import { Zk } from './client.js';
 import { Paths } from './paths.js';
 import type { Logger } from '../common/log.js';
+import { credentialsFromEnv, type Credentials } from './acl.js';
 
 export interface Service {
   stop(): Promise<void>;
@@ -22,6 +23,10 @@ export interface SessionOptions {
    */
   handleSignals?: boolean;
   connectTimeoutMs?: number;
+  /** ZooKeeper credentials (ts/zk/acl.ts); default QUARK_ZK_CREDENTIALS's file; null: none. */
+  credentials?: Credentials | null;
+  /** A compute's id: its own ZooKeeper identity (derived when the credentials hold the compute key). */
+  computeId?: string;
 }
 
 /** A service kept running across session expiries. */
@@ -47,8 +52,11 @@ export async function runWithSession<S extends Service>(
   const alone = o.handleSignals ?? true;
   const note = alone ? o.log.info.bind(o.log) : o.log.debug.bind(o.log);
 
+  // Read once: a restart on a new session authenticates as the same identities.
+  const credentials = o.credentials === undefined ? credentialsFromEnv() : o.credentials;
   const startOnce = async (): Promise<void> => {
-    const zk = await Zk.connect(o.zk, { sessionTimeoutMs: o.sessionTimeoutMs, connectTimeoutMs: o.connectTimeoutMs });
+    const zk = await Zk.connect(o.zk, { sessionTimeoutMs: o.sessionTimeoutMs, connectTimeoutMs: o.connectTimeoutMs, credentials, computeId: o.computeId });
+    zk.acl?.addRoot(paths.root);
     zk.on('state', (s: string) => {
       note('zookeeper connection', { state: s });
       if (s === 'LOST' && !stopping && !restarting) restarting = restart().finally(() => (restarting = undefined));

@@ -14,9 +14,6 @@ export const MODES: Record<Mode, number> = {
   ephemeral_sequential: CreateMode.EPHEMERAL_SEQUENTIAL,
 };
 
-export const OPEN_ACL = (zookeeper.ACL as unknown as { OPEN_ACL_UNSAFE: zookeeper.ACL[] }).OPEN_ACL_UNSAFE;
-/** The same ACL objects as a multi op carries them (the library's ACL has `permission` and `id`; its types omit them). */
-const OPEN_ACL_OP = OPEN_ACL as unknown as MultiOp['acls'];
 
 /** One op's result: the stat of a set, the path of a create. */
 export type TxnResult = Array<{ stat?: Stat; path?: string }>;
@@ -32,7 +29,8 @@ export class Txn {
   constructor(private readonly zk: Zk) {}
 
   create(path: string, value?: unknown, mode: Mode = 'persistent'): this {
-    this.ops.push({ type: OP.CREATE, path, data: encode(value), acls: OPEN_ACL_OP, mode: MODES[mode] });
+    // The session's ACL for the path (ts/zk/acl.ts); open without credentials.
+    this.ops.push({ type: OP.CREATE, path, data: encode(value), acls: this.zk.aclFor(path), mode: MODES[mode] });
     return this;
   }
   /** version -1 means any version; anything else must match exactly. */

@@ -8,14 +8,14 @@ import type { ComputeId } from '../../common/ids.js';
 export const clusterRoutes: FastifyPluginAsync<{ store: ApiStore; operator: Operator }> = async (app, { store, operator }) => {
   const config = { access: 'admin' } as const;
   app.get('/computes', { schema: { response: { 200: { type: 'array', items: S.compute } } }, config }, async () => store.listComputes());
-  app.get('/orcs', { config }, async () => store.listOrcs());
-  app.get('/shards', { config }, async () => store.shardOwners());
+  app.get('/orcs', { schema: { response: { 200: { type: 'array', items: S.orcMember } } }, config }, async () => store.listOrcs());
+  app.get('/shards', { schema: { response: { 200: S.shardOwners } }, config }, async () => store.shardOwners());
 
   type ById = { Params: { id: ComputeId } };
   const byId = { params: S.computeIdParams };
   // A compute that is down has its LOST VMs rebuilt elsewhere (409 while it is alive).
   app.post<ById>('/computes/:id/evacuate', { schema: { ...byId, response: { 200: S.evacuation, '4xx': S.errorBody, '5xx': S.errorBody } }, config }, async (req) =>
-    operator.evacuate(req.params.id),
+    operator.evacuate(req.params.id, req.id),
   );
   // Placement passes a cordoned compute over; its VMs run on, and actions on them still reach it.
   for (const [verb, on] of [['cordon', true], ['uncordon', false]] as const) {

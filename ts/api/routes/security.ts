@@ -23,13 +23,13 @@ export const securityRoutes: FastifyPluginAsync<SecurityRoutesOptions> = async (
   const read = { access: 'read' } as const;
   const admin = { access: 'admin' } as const;
 
-  app.get('/whoami', { config: read }, async (req) => {
+  app.get('/whoami', { schema: { response: { 200: S.whoami } }, config: read }, async (req) => {
     const p = req.principal!;
     return { token_id: p.tokenId, project: p.project, role: p.role };
   });
 
   // For EventSource, which cannot send a header: a ticket good for opening event streams, briefly.
-  app.get('/stream-ticket', { config: read }, async (req) => tokens.issueTicket(req.principal!));
+  app.get('/stream-ticket', { schema: { response: { 200: S.streamTicket } }, config: read }, async (req) => tokens.issueTicket(req.principal!));
 
   app.post<{ Body: { project: ProjectId; role: Role; ttl_seconds?: number; name?: string } }>(
     '/tokens',

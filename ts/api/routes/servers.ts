@@ -38,7 +38,9 @@ export const serverRoutes: FastifyPluginAsync<{ store: ApiStore; listings: Listi
         throw new ApiError('BAD_REQUEST', 'Idempotency-Key must be one header of 1 to 255 characters');
       }
       // A boot counts against the caller's own project, an admin's included.
-      return reply.status(202).send(await store.createServer(req.body, req.principal!.project, key));
+      const accepted = await store.createServer(req.body, req.principal!.project, key, req.id);
+      req.workUnitId = accepted.work_unit_id;
+      return reply.status(202).send(accepted);
     },
   );
 
@@ -62,7 +64,8 @@ export const serverRoutes: FastifyPluginAsync<{ store: ApiStore; listings: Listi
     '/servers/:id/actions',
     { schema: { params: S.idParams, body: S.actionBody, response: accepted }, config: { access: 'write' } },
     async (req, reply) => {
-      const { work_unit_id } = await store.act(req.params.id, req.body.action, scopeOf(req.principal!));
+      const { work_unit_id } = await store.act(req.params.id, req.body.action, scopeOf(req.principal!), req.id);
+      req.workUnitId = work_unit_id;
       return reply.status(202).send({ work_unit_id });
     },
   );
@@ -71,7 +74,8 @@ export const serverRoutes: FastifyPluginAsync<{ store: ApiStore; listings: Listi
     '/servers/:id',
     { schema: { params: S.idParams, response: accepted }, config: { access: 'write' } },
     async (req, reply) => {
-      const { work_unit_id } = await store.act(req.params.id, 'delete', scopeOf(req.principal!));
+      const { work_unit_id } = await store.act(req.params.id, 'delete', scopeOf(req.principal!), req.id);
+      req.workUnitId = work_unit_id;
       return reply.status(202).send({ work_unit_id });
     },
   );

@@ -171,5 +171,5 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, o) => {
   });
 
   // How many pages are watching and what that holds in ZooKeeper (operators; the leak test).
-  app.get('/v1/ui/feed', { config: { access: 'admin' } }, async () => ({ streams: streams.size, tokens: byToken.size, ...hub.stats() }));
+  app.get('/v1/ui/feed', { schema: { response: { 200: S.feedStats } }, config: { access: 'admin' } }, async () => ({ streams: streams.size, tokens: byToken.size, ...hub.stats() }));
 };

@@ -200,6 +200,7 @@ export const workUnit = {
     },
     steps_left: { type: 'array', items: { type: 'string', enum: STEP_NAMES } },
     error: errorInfo,
+    request_id: { type: ['string', 'null'], description: 'the X-Request-Id of the call that made it (logs of every process carry it)' },
     created_at: timestamp,
     finished_at: timestamp,
   },
@@ -342,5 +343,48 @@ export const auditEntry = {
     target: { type: ['string', 'null'] },
     status: { type: 'integer' },
     code: { type: ['string', 'null'] },
+  },
+} as const;
+
+// ---- the cluster's members, the caller, the visualizer's feed ------------------------------------
+
+export const orcMember = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    pid: { type: 'integer' },
+    host: { type: 'string' },
+    since: { type: 'number', description: 'milliseconds since the epoch' },
+    shards: { type: 'array', items: { type: 'integer' }, description: 'the shards it owns' },
+  },
+} as const;
+
+export const shardOwners = {
+  type: 'object',
+  description: 'shard number → the orc that owns it, or null while none does',
+  additionalProperties: { type: ['string', 'null'] },
+} as const;
+
+export const whoami = {
+  type: 'object',
+  properties: { token_id: { type: 'string' }, project: { type: 'string' }, role: { type: 'string', enum: ['admin', 'member', 'reader'] } },
+} as const;
+
+export const streamTicket = {
+  type: 'object',
+  properties: {
+    ticket: { type: 'string', description: 'give it as ?ticket= to an event stream (EventSource cannot send a header)' },
+    expires_at: { type: 'number', description: 'milliseconds since the epoch' },
+  },
+} as const;
+
+export const feedStats = {
+  type: 'object',
+  properties: {
+    streams: { type: 'integer' },
+    tokens: { type: 'integer' },
+    paths: { type: 'integer' },
+    listeners: { type: 'integer' },
+    armed: { type: 'integer' },
   },
 } as const;
