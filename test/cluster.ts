@@ -22,7 +22,7 @@ export interface TestCluster {
   orcs: Map<string, Child>;
   apiProc: Child;
   startCompute(id: string, extra?: string[]): Child;
-  startOrc(id: string): Child;
+  startOrc(id: string, extra?: string[]): Child;
   close(): Promise<void>;
 }
 
@@ -96,7 +96,7 @@ export async function startCluster(group: ProcessGroup, spec: ClusterSpec): Prom
     orcs: cluster.orcs,
     apiProc,
     startCompute: (id, extra) => cluster.startCompute(id, extra),
-    startOrc: (id) => cluster.startOrc(id),
+    startOrc: (id, extra) => cluster.startOrc(id, extra),
     close: async () => {
       adminTokens.delete(api);
       await group.stopAll();

@@ -11,7 +11,7 @@ import { toErrorBody } from './errors.js';
 import { ApiStore } from './store.js';
 import { installGuard, type GuardOptions } from './guard.js';
 import { AuditLog } from './audit.js';
-import { startIdempotencyPruner } from './idempotency.js';
+import { Listings } from './listing.js';
 import { DEFAULT_BODY_LIMIT_BYTES, serverRoutes } from './routes/servers.js';
 import { serverGroupRoutes } from './routes/server-groups.js';
 import { workUnitRoutes } from './routes/work-units.js';
@@ -152,18 +152,21 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     return { ok: true, zookeeper: o.zk.state };
   });
 
-  await app.register(serverRoutes, { prefix: '/v1', store, bodyLimitBytes });
+  // The lists' indexes, fed by watches (ts/api/listing.ts).
+  const listings = new Listings(o.zk, o.paths, o.log);
+  await listings.start();
+  await app.register(serverRoutes, { prefix: '/v1', store, listings, bodyLimitBytes });
   await app.register(serverGroupRoutes, { prefix: '/v1', store });
-  await app.register(workUnitRoutes, { prefix: '/v1', store });
+  await app.register(workUnitRoutes, { prefix: '/v1', store, listings });
   await app.register(clusterRoutes, { prefix: '/v1', store, operator: new Operator(o.zk, o.paths, o.config, o.log) });
   await app.register(imageRoutes, { prefix: '/v1', images });
   await app.register(consoleRoutes, { prefix: '/v1', zk: o.zk, paths: o.paths });
   await app.register(securityRoutes, { prefix: '/v1', zk: o.zk, ap, tokens, audit });
   await app.register(uiRoutes, { zk: o.zk, paths: o.paths, log: o.log, tokens, maxStreamsPerToken: o.maxStreamsPerToken });
 
-  const stopPruner = startIdempotencyPruner(o.zk, o.paths, o.log);
+  // Expired Idempotency-Keys are pruned by the orcs, shard by shard (ts/orc/retention.ts).
   app.addHook('onClose', async () => {
-    stopPruner();
+    await listings.stop();
     await audit.flush();
   });
   app.decorate('audit', audit);

@@ -1,11 +1,10 @@
 // Idempotency-Key: per project (the key's znode name hashes the project with it), remembered for
 // 24 h, and matched on the canonical body (object keys sorted), so {"a":1,"b":2} and {"b":2,"a":1}
-// are the same request. Expired keys are treated as absent and pruned.
+// are the same request. Expired keys are treated as absent; the orcs prune them (ts/orc/retention.ts).
 import { createHash } from 'node:crypto';
 import { isZkError } from '../zk/errors.js';
 import type { Zk } from '../zk/client.js';
 import type { Paths } from '../zk/paths.js';
-import type { Logger } from '../common/log.js';
 import type { ProjectId } from '../auth/policy.js';
 
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
@@ -67,19 +66,4 @@ export async function pruneIdempotencyKeys(
     );
   }
   return { scanned: todo.length, removed };
-}
-
-/** Runs the prune every `everyMs` until stopped; failures are logged and tried next time. */
-export function startIdempotencyPruner(zk: Zk, paths: Paths, log: Logger | undefined, everyMs = 10 * 60_000): () => void {
-  let running = false;
-  const timer = setInterval(() => {
-    if (running || !zk.connected) return;
-    running = true;
-    pruneIdempotencyKeys(zk, paths)
-      .then((r) => r.removed > 0 && log?.info('expired idempotency keys removed', r))
-      .catch((err) => log?.warn('idempotency prune failed; trying again later', { err }))
-      .finally(() => (running = false));
-  }, everyMs);
-  timer.unref();
-  return () => clearInterval(timer);
 }

@@ -31,7 +31,7 @@ import { chargeOf } from '../auth/quota.js';
 import { Admission, commitSettled, outcomeUnknown, type AdmissionOptions } from './admission.js';
 import { fingerprintOf, keyPath } from './idempotency.js';
 import { GroupStore } from './groups.js';
-import { checkCapacity, checkFree, checkServer, checkWorkUnit, readRecord, type Checked, type Stored } from '../lifecycle/records.js';
+import { checkCapacity, checkFree, checkServer, checkWorkUnit, readRecord, type Stored } from '../lifecycle/records.js';
 
 /** Records the API writes carry the project they belong to (servers, and the units acting on them). */
 type InProject<T> = T & { project?: ProjectId };
@@ -213,17 +213,6 @@ export class ApiStore {
     return r as { value: InProject<T>; version: number };
   }
 
-  /** Every record of a list that reads right; a malformed one is skipped and logged, so one bad record never fails the list. */
-  private async readAll<T>(ids: readonly string[], path: (id: string) => string, check: (v: unknown) => Checked<T>, what: string): Promise<T[]> {
-    const recs = await Promise.all(ids.map((id) => readRecord(this.zk, path(id), check)));
-    const out: T[] = [];
-    recs.forEach((r, i) => {
-      if (r.state === 'ok') out.push(r.value);
-      else if (r.state === 'corrupt') this.log?.error(`${what} record is malformed; left out of the list`, { id: ids[i], problem: r.problem });
-    });
-    return out;
-  }
-
   async getServer(id: ServerId, scope: Scope) {
     const s = this.visible(await readRecord(this.zk, this.paths.server(id), checkServer), 'server', id, scope);
     // Whether GET /v1/servers/:id/console has something to show: its compute runs real guests.
@@ -232,14 +221,7 @@ export class ApiStore {
     return { ...presentServer(s.value), console };
   }
 
-  async listServers(status: string | undefined, scope: Scope) {
-    const ids = (await this.zk.children(this.paths.servers)) ?? [];
-    const recs = await this.readAll<InProject<ServerRecord>>(ids, (id) => this.paths.server(id as ServerId), checkServer, 'server');
-    return recs
-      .filter((r) => canSee(scope, r.project) && (!status || r.status === status))
-      .sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id))
-      .map(presentServer);
-  }
+  // The lists (GET /v1/servers, /v1/work-units) are answered from ./listing.ts's indexes.
 
   async getWorkUnit(id: WorkUnitId, scope: Scope) {
     return presentWorkUnit(this.visible(await readRecord(this.zk, this.paths.workUnit(id), checkWorkUnit), 'work unit', id, scope).value);

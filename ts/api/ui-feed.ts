@@ -1,16 +1,14 @@
 // The visualizer's server side: server-sent-event streams fed by one fan-out watch shared by every
-// open page (ts/zk/recipes/fan-out.ts: one watch per znode, however many viewers), and the
-// work-unit list (a scan of /work-units, newest first, fine at UI scale).
+// open page (ts/zk/recipes/fan-out.ts: one watch per znode, however many viewers). The work-unit
+// list is ts/api/listing.ts's.
 import type { ServerResponse } from 'node:http';
-import type { Zk, Versioned } from '../zk/client.js';
+import type { Versioned } from '../zk/client.js';
 import type { FanOutWatch } from '../zk/recipes/fan-out.js';
 import type { Paths } from '../zk/paths.js';
 import type { ServerId, WorkUnitId } from '../common/ids.js';
 import { TERMINAL, type ServerRecord, type WorkUnitRecord } from '../common/model.js';
 import { presentServer, presentWorkUnit } from './store.js';
-import { ALL, canSee, type Scope } from '../auth/policy.js';
-import type { Logger } from '../common/log.js';
-import { checkServer, checkWorkUnit, readRecord } from '../lifecycle/records.js';
+import { checkServer, checkWorkUnit } from '../lifecycle/records.js';
 
 // ---- server-sent events ------------------------------------------------------------------------
 
@@ -150,64 +148,4 @@ export function streamServer(hub: FanOutWatch, paths: Paths, id: ServerId, s: Ev
     for (const unfollow of units.values()) unfollow();
     units.clear();
   });
-}
-
-// ---- the work-unit list ----------------------------------------------------------------------------
-
-export interface UnitQuery {
-  /** Whose units: a member or reader sees its project's only. Default: all. */
-  scope?: Scope;
-  state?: string;
-  kind?: string;
-  server_id?: string;
-  limit: number;
-}
-
-const READ_BATCH = 64;
-const SETTLED_CACHE_MAX = 50_000;
-
-/**
- * Lists work units newest first by reading every record under /work-units. Finished units never
- * change, so they are cached; only the ones still moving are read again on the next scan.
- */
-export class WorkUnitScanner {
-  private readonly settled = new Map<string, WorkUnitRecord>();
-
-  constructor(
-    private readonly zk: Zk,
-    private readonly paths: Paths,
-    private readonly log?: Logger,
-  ) {}
-
-  async list(q: UnitQuery): Promise<{ units: ReturnType<typeof unitView>[]; matched: number; scanned: number }> {
-    const ids = (await this.zk.children(this.paths.workUnits)) ?? [];
-    const present = new Set(ids);
-    for (const id of this.settled.keys()) if (!present.has(id)) this.settled.delete(id);
-    const records: WorkUnitRecord[] = [];
-    const toRead: string[] = [];
-    for (const id of ids) {
-      const cached = this.settled.get(id);
-      if (cached) records.push(cached);
-      else toRead.push(id);
-    }
-    for (let i = 0; i < toRead.length; i += READ_BATCH) {
-      const batch = await Promise.all(
-        toRead.slice(i, i + READ_BATCH).map((id) => readRecord(this.zk, this.paths.workUnit(id as WorkUnitId), checkWorkUnit).catch(() => null)),
-      );
-      for (const [j, r] of batch.entries()) {
-        // Gone, or malformed (skipped and logged: one bad record never fails the list).
-        if (r?.state === 'corrupt') this.log?.error('work unit record is malformed; left out of the list', { wu: toRead[i + j], problem: r.problem });
-        if (r?.state !== 'ok') continue;
-        const w = r.value;
-        records.push(w);
-        if (TERMINAL.has(w.state) && this.settled.size < SETTLED_CACHE_MAX) this.settled.set(w.id, w);
-      }
-    }
-    const scope = q.scope ?? ALL;
-    const matching = records.filter(
-      (w) => canSee(scope, (w as { project?: string }).project) && (!q.state || w.state === q.state) && (!q.kind || w.kind === q.kind) && (!q.server_id || w.server_id === q.server_id),
-    );
-    matching.sort((a, b) => (b.created_at ?? 0) - (a.created_at ?? 0) || b.id.localeCompare(a.id));
-    return { units: matching.slice(0, q.limit).map(unitView), matched: matching.length, scanned: ids.length };
-  }
 }

@@ -224,12 +224,35 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       .description('an orchestrator: owns shards, places work on computes, drives it to the end')
       .option('--id <id>', 'its id (default: random)')
       .option('--sweep-ms <ms>', 'how often owned inboxes are re-read for units that could not move', '2000')
-      .option('--stale-free-ms <ms>', "how long another writer's change to a compute's self/free may go unread (it is always read before a claim)", '5000'),
+      .option('--stale-free-ms <ms>', "how long another writer's change to a compute's self/free may go unread (it is always read before a claim)", '5000')
+      // Retention (ts/orc/retention.ts): what ended is pruned by the owner of its shard.
+      .option('--unit-retention <duration>', 'how long finished work units are kept (7d, 24h, 30m, 90s, 500ms)', '7d')
+      .option('--units-per-server <n>', 'and at most this many per server, the newest (0: no cap)', '100')
+      .option('--deleted-retention <duration>', "how long a deleted server's last record is kept (GET /v1/servers?status=DELETED)", '7d')
+      .option('--idempotency-retention <duration>', 'how long an Idempotency-Key is kept', '24h')
+      .option('--prune-batch <n>', 'most records one retention pass looks at, of each kind', '500')
+      .option('--retention-pass-ms <ms>', 'how often the owned shards are pruned (sooner while a backlog remains)', '60000'),
   )).action(async (_o, cmd: Command) => {
     const a = flagsOf(cmd);
     const id = (a.v.id as string | undefined) ?? undefined;
     const sweepIntervalMs = int(a.v['sweep-ms'], 'sweep-ms', 50);
     const staleFreeMs = int(a.v['stale-free-ms'], 'stale-free-ms', 0);
+    const { parseDuration } = await import('../lifecycle/retention.js');
+    const duration = (k: string): number => {
+      try {
+        return parseDuration(String(a.v[k]));
+      } catch (e) {
+        throw new UsageError(`--${k}: ${(e as Error).message}`);
+      }
+    };
+    const retention = {
+      unitRetentionMs: duration('unit-retention'),
+      unitsPerServer: int(a.v['units-per-server'], 'units-per-server', 0),
+      deletedRetentionMs: duration('deleted-retention'),
+      idempotencyTtlMs: duration('idempotency-retention'),
+      batch: int(a.v['prune-batch'], 'prune-batch', 1, 100_000),
+      passMs: int(a.v['retention-pass-ms'], 'retention-pass-ms', 10),
+    };
     const log = createLogger({ proc: 'orc', pid: process.pid, ...(id ? { orc: id } : {}) });
     const { readConfig, runWithSession } = await zkModules();
     await serveMetrics(a.v, log);
@@ -238,7 +261,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
     await runWithSession({ ...a, log }, async (zk, paths) => {
       const config = await readConfig(zk, paths);
       const view = createClusterView({ overcommit: config.overcommit, log });
-      const o = new Orc({ zk, paths, log, view, sweepIntervalMs, staleFreeMs, ...(id ? { id } : {}) });
+      const o = new Orc({ zk, paths, log, view, sweepIntervalMs, staleFreeMs, retention, ...(id ? { id } : {}) });
       await o.start();
       return o;
     });

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { Command, Option } from 'commander';
 import { CliError, UsageError } from './errors.js';
-import { ACTIONS, SERVER_STATUSES, WORK_KINDS, WORK_UNIT_STATES } from '../common/vocabulary.js';
+import { ACTIONS, VM_STATUSES, WORK_KINDS, WORK_UNIT_STATES } from '../common/vocabulary.js';
 import { apiUrl, json, listAll, raw, upload } from './client.js';
 import {
   computesTable,
@@ -167,7 +167,7 @@ export function addUserCommands(program: Command): void {
     server
       .command('list')
       .description('servers you can see (an admin: all), every page')
-      .addOption(new Option('--status <status>', 'only servers in this status').choices(SERVER_STATUSES)),
+      .addOption(new Option('--status <status>', 'only servers in this status (DELETED: deleted ones still kept, see quark orc --deleted-retention)').choices(VM_STATUSES)),
   ).action(
     act(async (o: ApiOpts & { status?: string }) => {
       const rows = await listAll<ServerView>(urlOf(o), '/v1/servers', { status: o.status });

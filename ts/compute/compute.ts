@@ -39,6 +39,7 @@ export class Compute {
       stepDelayMs: o.stepDelayMs,
       shutdownTimeoutMs: o.shutdownTimeoutMs,
       overcommit: () => this.config?.overcommit,
+      shards: () => this.config?.shards,
       ownIntake: (commit) => this.intake.own(commit),
       unitEnded: () => this.self.scheduleHypervisorReport(),
     });

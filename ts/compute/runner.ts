@@ -17,6 +17,7 @@ import { usageRelease } from '../auth/quota.js';
 import { groupLeave } from '../lifecycle/groups.js';
 import { m, since } from '../common/metrics.js';
 import type { Fence } from './fence.js';
+import { serverDeletedOps, unitEndedOps } from '../lifecycle/retention.js';
 
 export interface RunnerOptions {
   /** Added before every step's effect: makes work visibly in flight (demos, visualizer, fault tests). */
@@ -24,6 +25,8 @@ export interface RunnerOptions {
   shutdownTimeoutMs?: number;
   /** The cluster's overcommit ratios, once read. */
   overcommit(): ClusterConfig['overcommit'] | undefined;
+  /** The cluster's shard count, once read: where a finished unit is filed for retention. */
+  shards(): number | undefined;
   /** The first commit removes next_tasks/<wu>: announced to the next_tasks watcher as our own write. */
   ownIntake<T>(commit: Promise<T>): Promise<T>;
   /** A unit ended (libvirt's picture may have changed). */
@@ -279,6 +282,9 @@ export class Runner implements StepRunner {
       const c = finishCommit(paths, this.at(entry), completed, now, { server, managed: this.managed.get(vm), free });
       if (task.kind === 'delete') c.ops.push(...(await usageRelease(zk, paths, vm))); // the project's quota usage (ts/auth/quota.ts)
       if (task.kind === 'delete') c.ops.push(...(await groupLeave(zk, paths, server?.value))); // and its server group (ts/lifecycle/groups.ts)
+      // Filed for retention (ts/lifecycle/retention.ts): the unit, and a deleted server's last record.
+      c.ops.push(...unitEndedOps(paths, this.shards(), c.unit));
+      if (task.kind === 'delete' && server) c.ops.push(...serverDeletedOps(paths, this.shards(), server.value, now));
       try {
         await this.commitTxn(entry, c.ops, taskGone(this.c, task.work_unit_id));
       } catch (e) {
@@ -291,6 +297,13 @@ export class Runner implements StepRunner {
       else this.managed.delete(vm);
       return;
     }
+  }
+
+  private shards(): number {
+    const n = this.o.shards();
+    // The config is read before the first task is taken in: a unit cannot end before it.
+    if (n === undefined) throw new Error('the cluster config has not been read yet');
+    return n;
   }
 
   /** A failed unit: a failed build is undone and its capacity released; the server shows the error. */
@@ -309,6 +322,7 @@ export class Runner implements StepRunner {
       const c = failureCommit(paths, this.at(entry), completed, error, now, { ...present, server, free, managedStatus: this.managed.get(vm)?.status });
       if (task.kind === 'build') c.ops.push(...(await usageRelease(zk, paths, vm))); // the project's quota usage (ts/auth/quota.ts)
       if (task.kind === 'build') c.ops.push(...(await groupLeave(zk, paths, server?.value))); // and its server group (ts/lifecycle/groups.ts)
+      c.ops.push(...unitEndedOps(paths, this.shards(), c.unit)); // filed for retention (ts/lifecycle/retention.ts)
       try {
         await this.commitTxn(entry, c.ops, taskGone(this.c, task.work_unit_id));
         entry.wu = c.unit;

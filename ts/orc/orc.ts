@@ -34,6 +34,8 @@ import { releaseServerUsage } from '../auth/quota.js';
 import { claimOps, groupLeave, type GroupRead } from '../lifecycle/groups.js';
 import { GroupPlacement, groupFilterOf } from './groups.js';
 import { checkServer, checkWorkUnit, corruptUnitFailed, readRecord, type Stored } from '../lifecycle/records.js';
+import { serverDeletedOps, unitEndedOps } from '../lifecycle/retention.js';
+import { Retention, type RetentionOptions } from './retention.js';
 import { m, since } from '../common/metrics.js';
 
 export interface OrcOptions {
@@ -48,6 +50,8 @@ export interface OrcOptions {
   sweepIntervalMs?: number;
   /** How long another writer's change to a compute's self/free may go unread (default 5000 ms). */
   staleFreeMs?: number;
+  /** What ended is kept how long, and how the owned shards are pruned (ts/orc/retention.ts). */
+  retention?: RetentionOptions;
   /**
    * For this long after the orc starts or gains a shard, a build of that shard that fits no live
    * compute waits (PENDING) instead of failing NO_VALID_HOST while a compute that could hold it is
@@ -79,6 +83,8 @@ export class Orc {
   private readonly computeLocks = new Map<ComputeId, Promise<unknown>>();
   private acting = true;
   private sweeper: NodeJS.Timeout | undefined;
+  /** Prunes what ended in the owned shards. */
+  retention!: Retention;
   /**
    * Down computes whose supervision found nothing left to do, with what their directories looked
    * like then (see `superviseDown`): the sweep passes over them until one of those changes.
@@ -127,6 +133,8 @@ export class Orc {
       }
     });
     await this.ownership.start();
+    this.retention = new Retention(zk, paths, this.config.shards, () => (this.acting ? this.shards : []), log, this.o.retention);
+    this.retention.start();
     this.sweeper = setInterval(() => void this.sweep().catch((err) => log.warn('sweep failed', { err })), this.o.sweepIntervalMs ?? 2000);
     log.info('orc ready', { orc: this.id, computes: this.cluster.computes.size });
   }
@@ -135,6 +143,7 @@ export class Orc {
     this.o.log.info('orc stats', { ...this.stats });
     this.acting = false;
     clearInterval(this.sweeper);
+    this.retention?.stop();
     for (const w of this.inboxes.values()) w.stop();
     this.inboxes.clear();
     await this.ownership?.stop();
@@ -469,7 +478,10 @@ export class Orc {
     const gone = serverOn(server.value, { type: 'unit_succeeded', unit: wuId, kind: 'delete', compute: server.value.compute_id, from: server.value.status });
     if (!done.ok || !gone.ok) return;
     // The project's quota usage is released first (ts/auth/quota.ts); a server whose build failed holds none. So is its group membership.
-    await applyOps(await releaseServerUsage(zk, paths, zk.txn(), wu.server_id), await groupLeave(zk, paths, server.value))
+    const at = Date.now();
+    // Filed for retention (ts/lifecycle/retention.ts): the unit, and the server's last record.
+    const filed = [...unitEndedOps(paths, this.config.shards, done.next), ...serverDeletedOps(paths, this.config.shards, server.value, at)];
+    await applyOps(await releaseServerUsage(zk, paths, zk.txn(), wu.server_id), [...(await groupLeave(zk, paths, server.value)), ...filed])
       .remove(paths.server(wu.server_id), server.version)
       .set(paths.workUnit(wuId), done.next, version)
       .remove(paths.inboxEntry(wu.shard, wuId))
@@ -522,6 +534,7 @@ export class Orc {
         if (server && shown?.ok) txn.set(paths.server(failed.server_id), shown.next, server.version);
       }
       txn.remove(paths.inboxEntry(failed.shard, wuId));
+      applyOps(txn, unitEndedOps(paths, this.config.shards, failed)); // filed for retention (ts/lifecycle/retention.ts)
       try {
         await txn.commit();
         this.driving.delete(wuId);

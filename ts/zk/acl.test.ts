@@ -42,8 +42,11 @@ describe('grantsFor', () => {
     }
   });
 
-  it('tokens, idempotency keys and the audit trail are the api\'s alone; shard locks and orc nodes the orcs\'', () => {
-    for (const top of ['tokens', 'idempotency', 'audit']) expect(at([top, 'x'])).toEqual({ api: PERM.READ | W | C | D });
+  it('tokens and the audit trail are the api\'s alone, idempotency keys too but for the orcs\' pruning; shard locks and orc nodes the orcs\'', () => {
+    for (const top of ['tokens', 'audit']) expect(at([top, 'x'])).toEqual({ api: PERM.READ | W | C | D });
+    // The orcs read expired keys and remove them (ts/orc/retention.ts); they write none.
+    expect(at(['idempotency', 'x'])).toEqual({ api: PERM.READ | W | C | D, orc: PERM.READ });
+    expect(at(['idempotency'])).toEqual({ api: PERM.READ | W | C | D, orc: PERM.READ | D });
     expect(at(['shards', '0', 'lock', 'x'])).toEqual({ api: PERM.READ, orc: PERM.READ | W | C | D });
     expect(at(['orcs', 'o1']).api).toBe(PERM.READ);
     expect(at(['orcs', 'o1']).compute).toBeUndefined();

@@ -207,14 +207,21 @@ export function grantsFor(rel: readonly string[]): Grants {
       if (depth <= 2) return { api: R, orc: RWCD, compute: R };
       if (b === 'lock') return { api: R, orc: RWCD };
       if (b === 'inbox' && depth === 3) return { api: RWCD, orc: RWCD, compute: R | D }; // a finished unit's compute removes its entry
+      // A unit's ending transaction files its name here (ts/lifecycle/retention.ts); the owner prunes it.
+      if (b === 'ended' && depth === 3) return { api: R, orc: RWCD, compute: R | C };
       return CONTROL;
+    case 'deleted-servers':
+      // A compute's delete keeps the server's last record here; the owning orc prunes it.
+      return depth === 1 ? { api: R, orc: RWCD, compute: R | C } : { api: R, orc: RWCD, compute: R };
     case 'orcs':
       return { api: R, orc: RWCD };
     case 'server-groups':
       if (depth === 3 && b === 'members') return { api: RWCD, orc: RWCD, compute: R | D }; // a deleted server leaves its group
       return CONTROL;
-    case 'tokens':
     case 'idempotency':
+      // The orcs prune expired keys (ts/orc/retention.ts): they read them and remove them.
+      return depth === 1 ? { api: RWCD, orc: R | D } : { api: RWCD, orc: R };
+    case 'tokens':
     case 'audit':
       return { api: RWCD };
     case 'images':
@@ -234,7 +241,7 @@ export function grantsFor(rel: readonly string[]): Grants {
 
 /** The top-level directories under a root (Paths, AuthPaths, the image store). */
 export const TOP_LEVEL: ReadonlySet<string> = new Set([
-  'config', 'acl', 'computes', 'servers', 'work-units', 'shards', 'orcs', 'server-groups',
+  'config', 'acl', 'computes', 'servers', 'deleted-servers', 'work-units', 'shards', 'orcs', 'server-groups',
   'tokens', 'idempotency', 'audit', 'images', 'image-names', 'projects', 'charges',
 ]);
 

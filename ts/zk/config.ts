@@ -85,7 +85,11 @@ export async function readConfig(zk: Zk, paths: Paths, wanted: Partial<ClusterCo
   if (!Number.isInteger(cfg.shards) || cfg.shards < 1 || cfg.shards > 4096) {
     throw new Error(`${paths.config}: shards must be an integer in 1..4096, got ${cfg.shards}`);
   }
-  for (let n = 0; n < cfg.shards; n++) await zk.mkdirp(paths.inbox(n));
+  for (let n = 0; n < cfg.shards; n++) {
+    await zk.mkdirp(paths.inbox(n));
+    // Every finishing transaction writes here: it exists before any process of this version acts.
+    await zk.mkdirp(paths.ended(n));
+  }
   return cfg;
 }
 

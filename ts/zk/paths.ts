@@ -26,6 +26,9 @@ export class Paths {
   workUnit(id: WorkUnitId): string { return `${this.workUnits}/${id}`; }
   get servers(): string { return `${this.root}/servers`; }
   server(id: ServerId): string { return `${this.servers}/${id}`; }
+  /** Deleted servers' last records, kept for the deleted-retention period (status DELETED). */
+  get deletedServers(): string { return `${this.root}/deleted-servers`; }
+  deletedServer(id: ServerId): string { return `${this.deletedServers}/${id}`; }
   get serverGroups(): string { return `${this.root}/server-groups`; }
   serverGroup(id: GroupId): string { return `${this.serverGroups}/${id}`; }
   groupMembers(id: GroupId): string { return `${this.serverGroup(id)}/members`; }
@@ -38,11 +41,16 @@ export class Paths {
   shardLock(n: number): string { return `${this.shard(n)}/lock`; }
   inbox(n: number): string { return `${this.shard(n)}/inbox`; }
   inboxEntry(n: number, wu: WorkUnitId): string { return `${this.inbox(n)}/${wu}`; }
+  /** What ended in this shard (finished units, deleted servers), named by when: its owner prunes it (ts/lifecycle/retention.ts). */
+  ended(n: number): string { return `${this.shard(n)}/ended`; }
+  endedEntry(n: number, name: string): string { return `${this.ended(n)}/${name}`; }
+  /** Present once shard n's units that ended before ended/ existed have been filed there. */
+  endedFiled(n: number): string { return `${this.shard(n)}/ended-filed`; }
   get orcs(): string { return `${this.root}/orcs`; }
   orc(id: string): string { return `${this.orcs}/${id}`; }
 
   /** The persistent directories every process may assume exist. */
   get skeleton(): string[] {
-    return [this.root, this.computes, this.workUnits, this.servers, this.serverGroups, this.idempotency, this.shards, this.orcs];
+    return [this.root, this.computes, this.workUnits, this.servers, this.deletedServers, this.serverGroups, this.idempotency, this.shards, this.orcs];
   }
 }

@@ -5,6 +5,8 @@ import { scopeOf } from '../../auth/policy.js';
 import * as S from '../schemas/index.js';
 import type { ApiStore, CreateServer } from '../store.js';
 import { ApiError } from '../errors.js';
+import type { Listings, ServerQuery } from '../listing.js';
+import { pageLimit, sendPage } from './paging.js';
 
 const accepted = { 202: S.workUnitAccepted, '4xx': S.errorBody, '5xx': S.errorBody };
 
@@ -13,7 +15,7 @@ const USER_DATA_ROOM = 64 * 1024;
 /** The API's body limit unless told otherwise. */
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
 
-export const serverRoutes: FastifyPluginAsync<{ store: ApiStore; bodyLimitBytes?: number }> = async (app, { store, bodyLimitBytes = DEFAULT_BODY_LIMIT_BYTES }) => {
+export const serverRoutes: FastifyPluginAsync<{ store: ApiStore; listings: Listings; bodyLimitBytes?: number }> = async (app, { store, listings, bodyLimitBytes = DEFAULT_BODY_LIMIT_BYTES }) => {
   app.post<{ Body: CreateServer }>(
     '/servers',
     {
@@ -42,10 +44,14 @@ export const serverRoutes: FastifyPluginAsync<{ store: ApiStore; bodyLimitBytes?
     },
   );
 
-  app.get<{ Querystring: { status?: string } }>(
+  // Oldest first, a page at a time (ts/api/listing.ts): X-Next-Marker names the next page.
+  app.get<{ Querystring: Omit<ServerQuery, 'limit'> & { limit?: string } }>(
     '/servers',
-    { schema: { querystring: S.listServersQuery, response: { 200: { type: 'array', items: S.server } } }, config: { access: 'read' } },
-    async (req) => store.listServers(req.query.status, scopeOf(req.principal!)),
+    { schema: { querystring: S.listServersQuery, response: { 200: { type: 'array', items: S.server }, '4xx': S.errorBody } }, config: { access: 'read' } },
+    async (req, reply) => {
+      const page = await listings.listServers({ ...req.query, limit: pageLimit(req.query.limit, 1000) }, scopeOf(req.principal!));
+      return sendPage(req, reply, page);
+    },
   );
 
   app.get<{ Params: { id: ServerId } }>(

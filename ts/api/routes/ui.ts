@@ -11,11 +11,10 @@ import type { Paths } from '../../zk/paths.js';
 import type { Logger } from '../../common/log.js';
 import type { ServerId, WorkUnitId } from '../../common/ids.js';
 import type { WorkUnitRecord, ServerRecord } from '../../common/model.js';
-import { WORK_KINDS, WORK_UNIT_STATES } from '../../common/vocabulary.js';
 import * as S from '../schemas/index.js';
 import { ApiError, notFound } from '../errors.js';
 import { FanOutWatch } from '../../zk/recipes/fan-out.js';
-import { openEventStream, streamServer, streamWorkUnit, WorkUnitScanner, type EventStream } from '../ui-feed.js';
+import { openEventStream, streamServer, streamWorkUnit, type EventStream } from '../ui-feed.js';
 import { canSee, scopeOf, type Principal } from '../../auth/policy.js';
 import type { TokenStore } from '../../auth/tokens.js';
 
@@ -83,29 +82,9 @@ const ASSET = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.(js|css|map|txt)$/;
 // Chunks carry a content hash in their name, so a browser may keep them.
 const HASHED = /^chunk-[A-Za-z0-9]+\.js(\.map)?$/;
 
-const listQuery = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    state: { type: 'string', enum: WORK_UNIT_STATES },
-    kind: { type: 'string', enum: WORK_KINDS },
-    server_id: S.idParams.properties.id,
-    // Query strings are strings and the API does not coerce types: a number in digits.
-    limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
-  },
-} as const;
-
-interface ListQuery {
-  state?: string;
-  kind?: string;
-  server_id?: string;
-  limit?: string;
-}
-
 export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, o) => {
   const assetsDir = o.assetsDir ?? defaultAssetsDir();
   const hub = new FanOutWatch(o.zk, o.log);
-  const scanner = new WorkUnitScanner(o.zk, o.paths, o.log);
   const streams = new Set<EventStream>();
   const byToken = new Map<string, Set<EventStream>>();
   const maxPerToken = o.maxStreamsPerToken ?? 32;
@@ -174,15 +153,6 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, o) => {
       .header('cache-control', HASHED.test(name) ? 'public, max-age=31536000, immutable' : 'no-cache')
       .type(TYPES[name.slice(name.lastIndexOf('.') + 1)] ?? 'application/octet-stream')
       .send(body);
-  });
-
-  app.get<{ Querystring: ListQuery }>('/v1/work-units', { schema: { querystring: listQuery }, config: { access: 'read' } }, async (req, reply) => {
-    const limit = req.query.limit === undefined ? 100 : Number(req.query.limit);
-    if (limit < 1 || limit > 1000) throw new ApiError('BAD_REQUEST', 'limit must be between 1 and 1000');
-    const { units, matched, scanned } = await scanner.list({ ...req.query, limit, scope: scopeOf(req.principal!) });
-    // How many units exist in all is other projects' business: admins only.
-    if (req.principal!.role === 'admin') void reply.header('x-scanned-count', String(scanned));
-    return reply.header('x-total-count', String(matched)).send(units);
   });
 
   // EventSource cannot send headers: these two also take a stream ticket (?ticket=, GET /v1/stream-ticket).

@@ -1,6 +1,6 @@
 // JSON schemas: they validate every body, param and query, and document the API (GET /openapi.json).
 // Every enum is Quark's vocabulary (ts/common/vocabulary.ts), never a list written again here.
-import { ACTIONS, GROUP_POLICIES, SERVER_STATUSES, STEP_NAMES, WORK_KINDS, WORK_UNIT_STATES } from '../../common/vocabulary.js';
+import { ACTIONS, GROUP_POLICIES, STEP_NAMES, VM_STATUSES, WORK_KINDS, WORK_UNIT_STATES } from '../../common/vocabulary.js';
 
 const uuid = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' } as const;
 const name = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' } as const;
@@ -126,10 +126,35 @@ export const evacuation = {
   },
 } as const;
 
+// Paging: `limit` (query strings are strings and the API does not coerce types: digits) and the
+// opaque `marker` a previous page gave in X-Next-Marker.
+const pageLimit = { type: 'string', pattern: '^[0-9]{1,4}$', description: 'most items in the page (1..1000)' } as const;
+const marker = { type: 'string', minLength: 1, maxLength: 400, pattern: '^[A-Za-z0-9_-]+$', description: "the previous page's X-Next-Marker" } as const;
+
 export const listServersQuery = {
   type: 'object',
   additionalProperties: false,
-  properties: { status: { type: 'string', enum: SERVER_STATUSES } },
+  properties: {
+    // DELETED lists the deleted servers still kept (the orcs' --deleted-retention).
+    status: { type: 'string', enum: VM_STATUSES },
+    compute_id: { ...name, description: 'only servers on this compute' },
+    name_prefix: { type: 'string', minLength: 1, maxLength: 63, description: 'only servers whose name starts with this' },
+    limit: pageLimit,
+    marker,
+  },
+} as const;
+
+export const listWorkUnitsQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    state: { type: 'string', enum: WORK_UNIT_STATES },
+    kind: { type: 'string', enum: WORK_KINDS },
+    server_id: uuid,
+    compute_id: { ...name, description: 'only units placed on this compute' },
+    limit: pageLimit,
+    marker,
+  },
 } as const;
 
 export const workUnitAccepted = {
@@ -143,7 +168,7 @@ export const server = {
     id: uuid,
     project: { type: ['string', 'null'], description: 'the project the server counts against' },
     name: { type: 'string' },
-    status: { type: 'string', enum: SERVER_STATUSES },
+    status: { type: 'string', enum: VM_STATUSES, description: 'DELETED only in GET /v1/servers?status=DELETED' },
     compute_id: { type: ['string', 'null'] },
     flavor: { type: 'object', properties: flavor.properties },
     labels: { type: 'array', items: { type: 'string' } },
@@ -151,6 +176,7 @@ export const server = {
     task: { type: ['string', 'null'], description: 'the work unit acting on the server now' },
     group: { type: ['string', 'null'], description: 'the server group it was booted into' },
     created_at: timestamp,
+    deleted_at: { type: 'string', description: 'ISO 8601; deleted servers only' },
     last_error: errorInfo,
     image: { type: 'string', description: 'the id of the image it booted from' },
     console: { type: 'boolean', description: 'GET /v1/servers/:id/console has a serial console to show (only on GET of one server)' },

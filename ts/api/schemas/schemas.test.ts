@@ -8,6 +8,7 @@ import { Zk } from '../../zk/client.js';
 import { Paths } from '../../zk/paths.js';
 import { uniqueRoot, zkConnect } from '../../../test/support/index.js';
 import { ApiStore } from '../store.js';
+import { Listings } from '../listing.js';
 import { serverRoutes } from '../routes/servers.js';
 import { workUnitRoutes } from '../routes/work-units.js';
 import { clusterRoutes } from '../routes/cluster.js';
@@ -39,8 +40,9 @@ beforeAll(async () => {
   const store = new ApiStore(zk, paths, DEFAULT_CONFIG);
   app = Fastify({ logger: false });
   app.addHook('onRoute', (r) => void routes.push({ route: `${String(r.method)} ${r.url}`, schema: r.schema }));
-  await app.register(serverRoutes, { prefix: '/v1', store });
-  await app.register(workUnitRoutes, { prefix: '/v1', store });
+  const listings = new Listings(zk, paths);
+  await app.register(serverRoutes, { prefix: '/v1', store, listings });
+  await app.register(workUnitRoutes, { prefix: '/v1', store, listings });
   await app.register(clusterRoutes, { prefix: '/v1', store, operator: new Operator(zk, paths, DEFAULT_CONFIG) });
   await app.register(uiRoutes, { zk, paths });
   await app.ready();
@@ -58,7 +60,7 @@ describe('API schemas speak the vocabulary', () => {
     expect(found.length).toBeGreaterThanOrEqual(8);
     for (const e of found) expect(VOCABULARY.get(e.values), `${e.at}: ${JSON.stringify(e.values)}`).toBeDefined();
     const used = new Set(found.map((e) => VOCABULARY.get(e.values)));
-    for (const name of ['ACTIONS', 'SERVER_STATUSES', 'WORK_KINDS', 'WORK_UNIT_STATES', 'STEP_NAMES']) expect(used).toContain(name);
+    for (const name of ['ACTIONS', 'VM_STATUSES', 'WORK_KINDS', 'WORK_UNIT_STATES', 'STEP_NAMES']) expect(used).toContain(name);
   });
 });
 
