@@ -3,7 +3,7 @@
 // shown when a test fails.
 
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, inject } from 'vitest';
@@ -108,13 +108,23 @@ export async function waitFor<T>(
   }
 }
 
-/** Whether a process with this pid exists (signal 0 probes without signalling). */
+/**
+ * Whether a process with this pid is running (signal 0 probes without signalling). A zombie has
+ * exited and only waits to be reaped: an orphan's reaper is pid 1, which in some containers is
+ * not an init and reaps late or never, so a zombie counts as gone.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) S …"; comm may hold spaces or parentheses, so read after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return existsSync(`/proc/${pid}`);
   }
 }
 
