@@ -98,6 +98,13 @@ describe('quark server list|show|stop|start|delete', () => {
     const web = listed.find((s) => s.name === 'web-1')!;
     expect(t.out).toMatch(new RegExp(`^${web.id} +web-1 +ACTIVE +${web.compute_id} +2 +1024 +10 `, 'm'));
     expect(t.out).not.toMatch(/too-big/); // ERROR, not ACTIVE
+    // The API's filters: by name prefix and by compute.
+    const byName = JSON.parse((await quark(['server', 'list', '--name-prefix', 'web-', '-o', 'json'])).out) as Server[];
+    expect(byName.map((s) => s.id).sort()).toEqual(listed.filter((s) => s.name.startsWith('web-')).map((s) => s.id).sort());
+    const byCompute = JSON.parse((await quark(['server', 'list', '--compute', web.compute_id!, '-o', 'json'])).out) as Server[];
+    expect(byCompute.length).toBeGreaterThan(0);
+    expect(byCompute.every((s) => s.compute_id === web.compute_id)).toBe(true);
+    expect(byCompute.map((s) => s.id).sort()).toEqual(listed.filter((s) => s.compute_id === web.compute_id).map((s) => s.id).sort());
   });
 
   it('show by name, stop and start with --wait, delete with --wait; then it is gone (exit 1, 404)', async () => {

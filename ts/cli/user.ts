@@ -167,10 +167,12 @@ export function addUserCommands(program: Command): void {
     server
       .command('list')
       .description('servers you can see (an admin: all), every page')
-      .addOption(new Option('--status <status>', 'only servers in this status (DELETED: deleted ones still kept, see quark orc --deleted-retention)').choices(VM_STATUSES)),
+      .addOption(new Option('--status <status>', 'only servers in this status (DELETED: deleted ones still kept, see quark orc --deleted-retention)').choices(VM_STATUSES))
+      .option('--compute <id>', 'only servers on this compute')
+      .option('--name-prefix <prefix>', 'only servers whose name starts with this'),
   ).action(
-    act(async (o: ApiOpts & { status?: string }) => {
-      const rows = await listAll<ServerView>(urlOf(o), '/v1/servers', { status: o.status });
+    act(async (o: ApiOpts & { status?: string; compute?: string; namePrefix?: string }) => {
+      const rows = await listAll<ServerView>(urlOf(o), '/v1/servers', { status: o.status, compute_id: o.compute, name_prefix: o.namePrefix });
       if (o.output === 'json') printJson(rows);
       else print(rows.length === 0 ? 'no servers' : serversTable(rows));
     }),
