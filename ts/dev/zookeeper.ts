@@ -431,27 +431,33 @@ function isPortClash(err: unknown): boolean {
   return err instanceof Error && /BindException|Address already in use/.test(err.message);
 }
 
-async function startStandalone(o: ZooKeeperServerOptions, clientPort: number): Promise<RunningZooKeeper> {
-  const dataDir = resolve(o.dataDir);
-  const tickTime = o.tickTime ?? DEFAULT_TICK_MS;
-  const logFile = resolve(o.logFile ?? join(dataDir, 'zookeeper.log'));
-  await mkdir(dataDir, { recursive: true });
-  await mkdir(dirname(logFile), { recursive: true });
+/** Writes a server's zoo.cfg (these lines) and log4j settings into its data directory and starts its JVM. */
+async function launch(
+  o: Pick<ZooKeeperServerOptions, 'connectionFactory' | 'javaOptions'>,
+  dataDir: string,
+  logFile: string,
+  config: Parameters<typeof configText>[0],
+): Promise<ZooKeeperProcess> {
   const configFile = join(dataDir, 'zoo.cfg');
-  await writeFile(
-    configFile,
-    configText([...baseConfig(dataDir, clientPort, tickTime, o), ...Object.entries(o.extraConfig ?? {})]),
-  );
+  await writeFile(configFile, configText(config));
   await writeFile(join(dataDir, 'log4j.properties'), log4jProperties());
-
   const layer = connectionLayer(o.connectionFactory);
-  const proc = new ZooKeeperProcess({
+  return new ZooKeeperProcess({
     dataDir,
     configFile,
     logFile,
     javaOptions: [...layer.javaOptions, ...(o.javaOptions ?? [])],
     classpath: layer.classpath,
   });
+}
+
+async function startStandalone(o: ZooKeeperServerOptions, clientPort: number): Promise<RunningZooKeeper> {
+  const dataDir = resolve(o.dataDir);
+  const tickTime = o.tickTime ?? DEFAULT_TICK_MS;
+  const logFile = resolve(o.logFile ?? join(dataDir, 'zookeeper.log'));
+  await mkdir(dataDir, { recursive: true });
+  await mkdir(dirname(logFile), { recursive: true });
+  const proc = await launch(o, dataDir, logFile, [...baseConfig(dataDir, clientPort, tickTime, o), ...Object.entries(o.extraConfig ?? {})]);
   const host = o.host ?? LOOPBACK;
   await proc.waitServing(clientPort, ['standalone'], o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, host);
   return {
@@ -692,20 +698,11 @@ export async function startEnsembleMember(o: EnsembleMemberOptions): Promise<Run
     throw new Error(`${dataDir} holds server ${had.trim()}'s data, not server ${o.myid}'s: give each member its own --data-dir`);
   }
   await writeFile(myidFile, `${o.myid}\n`);
-  const configFile = join(dataDir, 'zoo.cfg');
-  await writeFile(
-    configFile,
-    configText([...baseConfig(dataDir, clientPort, tickTime, { ...o, host }), ...serverLines(o.servers), ...Object.entries(o.extraConfig ?? {})]),
-  );
-  await writeFile(join(dataDir, 'log4j.properties'), log4jProperties());
-  const layer = connectionLayer(o.connectionFactory);
-  const proc = new ZooKeeperProcess({
-    dataDir,
-    configFile,
-    logFile,
-    javaOptions: [...layer.javaOptions, ...(o.javaOptions ?? [])],
-    classpath: layer.classpath,
-  });
+  const proc = await launch(o, dataDir, logFile, [
+    ...baseConfig(dataDir, clientPort, tickTime, { ...o, host }),
+    ...serverLines(o.servers),
+    ...Object.entries(o.extraConfig ?? {}),
+  ]);
   await proc.waitServing(clientPort, QUORUM_MODES, o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, host);
   return {
     pid: proc.pid,
