@@ -38,6 +38,7 @@ describe('the internals the patches rely on', () => {
     expect(cm.prototype.__quarkFramed).toBe(true);
     expect(cm.prototype.__quarkHandshake).toBe(true);
     expect(cm.prototype.__quarkReadTimeout).toBe(true);
+    expect(cm.prototype.__quarkAuthFirst).toBe(true);
   });
 
   it('the library binds the wrapped methods per session, after the patch is applied', () => {
@@ -54,6 +55,11 @@ describe('the internals the patches rely on', () => {
     // The handshake patch's premises: CONNECTING is 1, the connect timeout is cleared on TCP connect.
     expect(src).toMatch(/CONNECTING : 1,/);
     expect(src).toMatch(/ConnectionManager\.prototype\.onSocketConnected = function \(\) \{[^}]*clearTimeout\(this\.connectTimeoutHandler\);/);
+    // The auth-first patch's premises: the auth packets and SetWatches are queued by onSocketConnected
+    // (behind what waited), and the queue is an array the flush shifts from, only once CONNECTED.
+    expect(src).toMatch(/ConnectionManager\.prototype\.onSocketConnected = function \(\) \{[\s\S]*?payload\.auth = credential\.auth;[\s\S]*?this\.queue\(authRequest\);/);
+    expect(src).toContain('this.queue(setWatchesRequest);');
+    expect(source('PacketQueue.js')).toContain('this.queue.unshift(packet);');
     // The write path the corked flush calls, and 'drain' calling it again.
     expect(src).toMatch(/ConnectionManager\.prototype\.onSocketDrain = function \(\) \{\s*\/\/[^\n]*\n\s*this\.onPacketQueueReadable\(\);/);
   });

@@ -40,6 +40,8 @@ export interface ConnectionManager {
     childWatchers: Record<string, unknown>;
     existenceWatchers: Record<string, unknown>;
   };
+  /** Requests not yet written: the library keeps them across a reconnect and writes them once CONNECTED. */
+  packetQueue: { queue: unknown[] };
   queue(request: QueuedRequest, cb: (err: unknown, response?: unknown) => void): void;
 }
 
@@ -53,6 +55,7 @@ export interface ConnectionManagerPrototype {
   __quarkFramed?: boolean;
   __quarkReadTimeout?: boolean;
   __quarkHandshake?: boolean;
+  __quarkAuthFirst?: boolean;
 }
 
 export function connectionManagerClass(): { prototype: ConnectionManagerPrototype } {

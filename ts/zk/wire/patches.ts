@@ -1,4 +1,4 @@
-// Three patches of node-zookeeper-client's ConnectionManager, applied once when this module loads
+// Five patches of node-zookeeper-client's ConnectionManager, applied once when this module loads
 // (before any client exists: the library binds these methods per session at connect).
 import { connectionManagerClass, type ConnectionManager } from './library.js';
 
@@ -156,5 +156,26 @@ if (!cm.prototype.__quarkHandshake) {
     }, this.connectTimeout);
     timer.unref();
     socket.once('close', () => clearTimeout(timer));
+  };
+}
+
+/**
+ * On a new connection the library queues the session's auth packets (and its SetWatches) behind
+ * whatever requests were made while it was disconnected, and writes the queue in order once the
+ * server accepts the session: those requests reach the server before the credentials do, so on a
+ * tree with ACLs each one fails NO_AUTH (a compute's step commit, after a ZooKeeper leader was
+ * killed under a burst of boots, failed its unit so). The Java client primes a new connection
+ * with the auth and the watches first; so does this: what onSocketConnected queued goes to the
+ * front, in the library's own order. Nothing is written before the ConnectResponse (the queue is
+ * only flushed once CONNECTED), so the reordering happens before any of it leaves.
+ */
+if (!cm.prototype.__quarkAuthFirst) {
+  const onConnected = cm.prototype.onSocketConnected;
+  cm.prototype.__quarkAuthFirst = true;
+  cm.prototype.onSocketConnected = function (this: ConnectionManager) {
+    const waiting = this.packetQueue.queue;
+    const before = waiting.length;
+    onConnected.call(this);
+    if (before > 0 && waiting.length > before) waiting.unshift(...waiting.splice(before));
   };
 }
