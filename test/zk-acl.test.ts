@@ -13,6 +13,7 @@ import { credentialFiles, makeCredentials, OPEN_ACL, readCredentials, type Crede
 import { OP } from '../ts/zk/wire/multi.js';
 import { AclSetupError, readConfig } from '../ts/zk/config.js';
 import { secureRoot } from '../ts/zk/acl-secure.js';
+import { grantRecords, restoreGrant } from '../ts/orc/grant.js';
 import type { ComputeId, WorkUnitId } from '../ts/common/ids.js';
 import type { WorkUnitRecord } from '../ts/common/model.js';
 
@@ -175,6 +176,66 @@ async function bootOn(target: ComputeId): Promise<WorkUnitId> {
     { what: `a VM placed on ${target}`, timeoutMs: 30_000, intervalMs: 1 },
   );
 }
+
+describe("the claim's grant, when claims race", () => {
+  // Invariant: a lost claim's grant that lands after the winner's does not leave the winner's
+  // compute without its records: the loser gives them to the unit's compute, unless someone
+  // granted them again since (then that grant stands).
+  it("a lost claim's late grant is given back to the unit's compute; a record granted again since is left alone", async () => {
+    const orc = await connect(readCredentials(files().orc));
+    const one = await connect(readCredentials(files().compute(C1)));
+    const p = c.paths;
+    const wu = await bootOn(C1);
+    const rec = (await c.zk.get<WorkUnitRecord>(p.workUnit(wu)))!;
+    const records = [p.workUnit(wu), p.server(rec.value!.server_id)];
+    const computesOn = async (path: string) => ((await c.zk.getAcl(path)) ?? []).map((e) => e.id.split(':')[0]).filter((u) => u!.startsWith('compute.'));
+
+    // The loser's grant (for compute-2) lands last: compute-1, which holds the unit, may no longer write it.
+    const late = (await grantRecords(orc, p, C2, records))!;
+    expect(late.records.map((r) => r.path)).toEqual(records);
+    for (const r of records) expect(await computesOn(r)).toEqual(['compute.compute-2']);
+    await refused(one.set(p.workUnit(wu), rec.value, rec.stat.version));
+
+    // Granted again since (a newer claim): the older grant's repair changes nothing.
+    const newer = (await grantRecords(orc, p, C2, records))!;
+    expect(await restoreGrant(orc, p, late, C1)).toBe(0);
+    for (const r of records) expect(await computesOn(r)).toEqual(['compute.compute-2']);
+
+    // The last grant's repair gives both records back to compute-1, which writes its unit again.
+    expect(await restoreGrant(orc, p, newer, C1)).toBe(2);
+    for (const r of records) expect(await computesOn(r)).toEqual(['compute.compute-1']);
+    await one.set(p.workUnit(wu), rec.value, rec.stat.version);
+    // Repairing for the compute the grant named is nothing to do.
+    expect(await restoreGrant(orc, p, newer, C2)).toBe(0);
+  });
+});
+
+describe('a compute whose grant is missing while it runs a unit', () => {
+  let slow: TestCluster;
+  beforeAll(async () => {
+    slow = await startCluster(group, { computes: 1, orcs: 1, computeArgs: ['--step-delay-ms', '250'] });
+  });
+  afterAll(async () => {
+    await slow?.close();
+  });
+
+  // Invariant: a unit whose record this compute may not write for a while (a lost claim's late
+  // grant, until its orc gives it back) is not failed: its commit waits for the grant, and the
+  // unit SUCCEEDS once it is back.
+  it('waits for the grant and completes the unit once it is back', async () => {
+    const r = await http<{ work_unit_id: WorkUnitId }>(`${slow.api}/v1/servers`, { method: 'POST', body: { name: 'grant-gap', flavor: { vcpus: 1, ram_mb: 256, disk_gb: 1 } } });
+    expect(r.status).toBe(202);
+    const wuPath = slow.paths.workUnit(r.body.work_unit_id);
+    // Taken away once the compute has committed its first step, so the next commit meets it.
+    await waitFor(async () => ((await slow.zk.get<WorkUnitRecord>(wuPath))?.value?.steps_completed.length ?? 0) >= 1, { what: 'the first step committed', timeoutMs: 20_000, intervalMs: 10 });
+    await slow.zk.setAcl(wuPath, slow.zk.aclFor(wuPath));
+    await slow.computes.get('compute-1')!.waitForOutput(/waiting for the grant/, { timeoutMs: 10_000 });
+    await new Promise((res) => setTimeout(res, 600));
+    await slow.zk.setAcl(wuPath, slow.zk.acl!.recordGrant(wuPath, 'compute-1'));
+    const u = await waitForUnit(slow.api, r.body.work_unit_id);
+    expect(u.state, JSON.stringify(u.error)).toBe('SUCCEEDED');
+  });
+});
 
 describe('roots and credentials that do not match', () => {
   it('a root made without credentials is refused with the migration command; quark zk secure puts it under ACLs, quark zk rotate moves it to new credentials', async () => {

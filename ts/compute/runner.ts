@@ -19,6 +19,10 @@ import { m, since } from '../common/metrics.js';
 import type { Fence } from './fence.js';
 import { serverDeletedOps, unitEndedOps } from '../lifecycle/retention.js';
 
+/** How long a step's commit waits for a grant that is missing on a unit still assigned here, and how often it tries. */
+export const GRANT_WAIT_MS = 5000;
+const GRANT_POLL_MS = 200;
+
 export interface RunnerOptions {
   /** Added before every step's effect: makes work visibly in flight (demos, visualizer, fault tests). */
   stepDelayMs?: number;
@@ -243,19 +247,38 @@ export class Runner implements StepRunner {
     return { compute: this.c.id, task: entry.task, intaken: entry.intaken, durable: entry.durable, unit: { value: entry.wu, version: entry.wuVersion } };
   }
 
-  /** Commits a unit's transaction; `applied` tells, after a dropped connection, whether it landed. */
+  /**
+   * Commits a unit's transaction; `applied` tells, after a dropped connection, whether it landed.
+   * NO_AUTH on the unit's record while the unit still names this compute, at the version this
+   * compute holds, is a grant that is not there (yet): a lost claim's late grant took it, and that
+   * claim's orc gives it back (ts/orc/grant.ts). It is waited for, up to GRANT_WAIT_MS; a unit
+   * that moved on, or a grant that never comes, ends as before (abandoned, or failed).
+   */
   private async commitTxn(entry: InFlight, ops: readonly Op[], applied: () => Promise<boolean>): Promise<void> {
     const { zk, paths } = this.c;
     const wuPath = paths.workUnit(entry.task.work_unit_id);
-    const res = await commitSurely(zk, applyOps(zk.txn(), ops), applied);
-    if (!res) {
-      const cur = await zk.exists(wuPath);
-      if (!cur) throw new Error(`work unit ${entry.task.work_unit_id} vanished`);
-      entry.wuVersion = cur.version;
+    for (let waited = 0; ; waited += GRANT_POLL_MS) {
+      let res: Awaited<ReturnType<typeof commitSurely>>;
+      try {
+        res = await commitSurely(zk, applyOps(zk.txn(), ops), applied);
+      } catch (e) {
+        if (!isZkError(e, 'NO_AUTH') || e.path !== wuPath || waited >= GRANT_WAIT_MS || this.dropped) throw e;
+        const cur = await zk.get<WorkUnitRecord>(wuPath).catch(() => null);
+        if (cur?.value?.compute_id !== this.c.id || cur.stat.version !== entry.wuVersion) throw e;
+        if (waited === 0) this.c.log.warn('not granted on the work unit; waiting for the grant', { wu: entry.task.work_unit_id });
+        await new Promise((r) => setTimeout(r, GRANT_POLL_MS));
+        continue;
+      }
+      if (!res) {
+        const cur = await zk.exists(wuPath);
+        if (!cur) throw new Error(`work unit ${entry.task.work_unit_id} vanished`);
+        entry.wuVersion = cur.version;
+        return;
+      }
+      const st = res[ops.findIndex((op) => op.path === wuPath)]?.stat;
+      if (st) entry.wuVersion = st.version;
       return;
     }
-    const st = res[ops.findIndex((op) => op.path === wuPath)]?.stat;
-    if (st) entry.wuVersion = st.version;
   }
 
   private async commitSteps(entry: InFlight, completed: CompletedStep[]): Promise<void> {

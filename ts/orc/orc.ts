@@ -27,7 +27,7 @@ import { serverOn, unitOn } from '../lifecycle/index.js';
 import { applyOps, removeWalked, type Op } from '../lifecycle/ops.js';
 import { ClusterWatch } from './cluster.js';
 import { claimCapacity } from './claim.js';
-import { grantRecords } from './grant.js';
+import { grantRecords, restoreGrant, type Granted } from './grant.js';
 import { ShardOwnership } from './shards.js';
 import type { ClusterView, PlacementRequest } from './placement/types.js';
 import { releaseServerUsage } from '../auth/quota.js';
@@ -405,14 +405,27 @@ export class Orc {
     };
     task.unit = { record: scheduled, version: version + 1 };
     // The compute may write the unit and its server once its task exists: granted first (ts/orc/grant.ts).
-    if (!(await grantRecords(zk, paths, target, [paths.workUnit(wuId), paths.server(wu.server_id)]))) return 'conflict';
+    const granted = await grantRecords(zk, paths, target, [paths.workUnit(wuId), paths.server(wu.server_id)]);
+    if (!granted) return 'conflict';
     const outcome = await claimCapacity(zk, paths, this.cluster, target, need, (txn) => {
       createEntries(txn, paths.nextTask(target, wuId), nextTaskEntries(task));
       txn.set(paths.workUnit(wuId), scheduled, version);
       // The member's placement, at the group's version: another claim of the group since is a lost race.
       if (group) applyOps(txn, claimOps(paths, group, wu.server_id, target));
     }, group ? [paths.serverGroup(group.record.id)] : []);
-    return outcome === 'other-version' ? 'unit-moved' : outcome;
+    if (outcome !== 'other-version') return outcome;
+    await this.afterLostClaim(wuId, granted);
+    return 'unit-moved';
+  }
+
+  /** The unit moved under a claim: if another compute holds it now, this claim's grant must not have taken it away. */
+  private async afterLostClaim(wuId: WorkUnitId, granted: Granted): Promise<void> {
+    const { zk, paths, log } = this.o;
+    const now = await readRecord(zk, paths.workUnit(wuId), checkWorkUnit);
+    const holder = now.state === 'ok' ? now.value.compute_id : null;
+    if (!holder || holder === granted.compute) return;
+    const restored = await restoreGrant(zk, paths, granted, holder);
+    if (restored > 0) log.info('a lost claim\'s grant was the last: records given back to the unit\'s compute', { wu: wuId, compute: holder, records: restored });
   }
 
   // ---- delete / start / stop / reboot: route to the VM's compute --------------------------------
@@ -451,7 +464,8 @@ export class Orc {
     };
     task.unit = { record: scheduled, version: version + 1 };
     // The server's record was granted to its compute by the build's claim (or by quark zk secure).
-    if (!(await grantRecords(zk, paths, s.compute_id, [paths.workUnit(wuId)]))) {
+    const granted = await grantRecords(zk, paths, s.compute_id, [paths.workUnit(wuId)]);
+    if (!granted) {
       return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `compute ${s.compute_id} has no directory` });
     }
     const txn = zk.txn();
@@ -462,7 +476,7 @@ export class Orc {
       this.driving.set(wuId, { shard: wu.shard, computeId: s.compute_id });
       this.o.log.info('work unit routed', { wu: wuId, kind: wu.kind, vm: wu.server_id, compute: s.compute_id, request_id: wu.request_id });
     } catch (e) {
-      if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NODE_EXISTS')) return;
+      if (isZkError(e, 'BAD_VERSION') || isZkError(e, 'NODE_EXISTS')) return this.afterLostClaim(wuId, granted);
       if (isZkError(e, 'NO_NODE')) {
         return this.fail(wuId, version, wu, { code: 'NO_COMPUTE', message: `compute ${s.compute_id} has no directory` });
       }

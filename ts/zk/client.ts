@@ -37,6 +37,8 @@ export interface Stat {
   ephemeralOwner: string; // hex session id, '0000000000000000' when persistent
   ctime: number;
   mtime: number;
+  /** The ACL's own version (setACL's compare-and-set). */
+  aversion: number;
 }
 
 function toStat(s: zookeeper.Stat): Stat {
@@ -47,6 +49,7 @@ function toStat(s: zookeeper.Stat): Stat {
     ephemeralOwner: s.ephemeralOwner.toString('hex'),
     ctime: Number(s.ctime.readBigInt64BE(0)),
     mtime: Number(s.mtime.readBigInt64BE(0)),
+    aversion: s.aversion,
   };
 }
 
@@ -436,13 +439,13 @@ export class Zk extends EventEmitter {
     return this.acl ? this.acl.forPath(path) : OPEN_ACL;
   }
 
-  /** Replaces a node's ACL; version is the ACL's own (`aversion`), -1 for any. */
-  setAcl(path: string, acls: AclList, version = -1): Promise<void> {
+  /** Replaces a node's ACL; version is the ACL's own (`aversion`), -1 for any. Resolves to the node's stat after. */
+  setAcl(path: string, acls: AclList, version = -1): Promise<Stat> {
     this.counters.writes++;
     return new Promise((resolve, reject) => {
-      this.client.setACL(path, acls as unknown as zookeeper.ACL[], exactVersion(version), (err) => {
+      this.client.setACL(path, acls as unknown as zookeeper.ACL[], exactVersion(version), (err, stat) => {
         if (err) return reject(toZkError(err, path));
-        resolve();
+        resolve(toStat(stat as zookeeper.Stat));
       });
     });
   }
