@@ -219,19 +219,22 @@ describe('a compute whose grant is missing while it runs a unit', () => {
     await slow?.close();
   });
 
-  // Invariant: a unit whose record this compute may not write for a while (a lost claim's late
-  // grant, until its orc gives it back) is not failed: its commit waits for the grant, and the
-  // unit SUCCEEDS once it is back.
-  it('waits for the grant and completes the unit once it is back', async () => {
-    const r = await http<{ work_unit_id: WorkUnitId }>(`${slow.api}/v1/servers`, { method: 'POST', body: { name: 'grant-gap', flavor: { vcpus: 1, ram_mb: 256, disk_gb: 1 } } });
+  // Invariant: a unit whose records this compute may not write for a while (a lost claim's late
+  // grant, until its orc gives them back) is not failed: its commit waits for the grant, and the
+  // unit SUCCEEDS once it is back. The unit's record is written at every step, the server's at the end.
+  it.each(['unit', 'server'] as const)("waits for the grant on the %s's record and completes the unit once it is back", async (which) => {
+    const r = await http<{ work_unit_id: WorkUnitId; server_id: string }>(`${slow.api}/v1/servers`, { method: 'POST', body: { name: `grant-gap-${which}`, flavor: { vcpus: 1, ram_mb: 256, disk_gb: 1 } } });
     expect(r.status).toBe(202);
     const wuPath = slow.paths.workUnit(r.body.work_unit_id);
-    // Taken away once the compute has committed its first step, so the next commit meets it.
+    const record = which === 'unit' ? wuPath : slow.paths.server(r.body.server_id as never);
+    const compute = slow.computes.get('compute-1')!;
+    const waitedBefore = compute.output().split('waiting for the grant').length;
+    // Taken away once the compute has committed its first step, so a later commit meets it.
     await waitFor(async () => ((await slow.zk.get<WorkUnitRecord>(wuPath))?.value?.steps_completed.length ?? 0) >= 1, { what: 'the first step committed', timeoutMs: 20_000, intervalMs: 10 });
-    await slow.zk.setAcl(wuPath, slow.zk.aclFor(wuPath));
-    await slow.computes.get('compute-1')!.waitForOutput(/waiting for the grant/, { timeoutMs: 10_000 });
+    await slow.zk.setAcl(record, slow.zk.aclFor(record));
+    await waitFor(() => compute.output().split('waiting for the grant').length > waitedBefore, { what: 'the compute waiting for its grant', timeoutMs: 10_000 });
     await new Promise((res) => setTimeout(res, 600));
-    await slow.zk.setAcl(wuPath, slow.zk.acl!.recordGrant(wuPath, 'compute-1'));
+    await slow.zk.setAcl(record, slow.zk.acl!.recordGrant(record, 'compute-1'));
     const u = await waitForUnit(slow.api, r.body.work_unit_id);
     expect(u.state, JSON.stringify(u.error)).toBe('SUCCEEDED');
   });

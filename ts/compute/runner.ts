@@ -3,7 +3,7 @@
 // libvirt effect, and commits the step's transaction (built whole in commits.ts) before the next
 // step starts. A failed unit is undone and recorded; a unit that moved on without us is dropped.
 import { createActor, type Actor } from 'xstate';
-import { commitSurely, isZkError } from '../zk/errors.js';
+import { commitSurely, isZkError, type ZkError } from '../zk/errors.js';
 import type { ServerId, WorkUnitId } from '../common/ids.js';
 import { checkServer, readRecord } from '../lifecycle/records.js';
 import { addConsumes, ZERO, type ClusterConfig, type Consumes, type ErrorInfo, type ServerRecord, type TaskRecord, type WorkUnitRecord } from '../common/model.js';
@@ -249,8 +249,8 @@ export class Runner implements StepRunner {
 
   /**
    * Commits a unit's transaction; `applied` tells, after a dropped connection, whether it landed.
-   * NO_AUTH on the unit's record while the unit still names this compute, at the version this
-   * compute holds, is a grant that is not there (yet): a lost claim's late grant took it, and that
+   * NO_AUTH on the unit's record or its server's while the unit still names this compute, at the
+   * version this compute holds, is a grant that is not there (yet): a lost claim's late grant took it, and that
    * claim's orc gives it back (ts/orc/grant.ts). It is waited for, up to GRANT_WAIT_MS; a unit
    * that moved on, or a grant that never comes, ends as before (abandoned, or failed).
    */
@@ -262,10 +262,11 @@ export class Runner implements StepRunner {
       try {
         res = await commitSurely(zk, applyOps(zk.txn(), ops), applied);
       } catch (e) {
-        if (!isZkError(e, 'NO_AUTH') || e.path !== wuPath || waited >= GRANT_WAIT_MS || this.dropped) throw e;
+        const ungranted = isZkError(e, 'NO_AUTH') && (e.path === wuPath || e.path === paths.server(entry.task.server_id));
+        if (!ungranted || waited >= GRANT_WAIT_MS || this.dropped) throw e;
         const cur = await zk.get<WorkUnitRecord>(wuPath).catch(() => null);
         if (cur?.value?.compute_id !== this.c.id || cur.stat.version !== entry.wuVersion) throw e;
-        if (waited === 0) this.c.log.warn('not granted on the work unit; waiting for the grant', { wu: entry.task.work_unit_id });
+        if (waited === 0) this.c.log.warn('not granted on the work unit or its server; waiting for the grant', { wu: entry.task.work_unit_id, path: (e as ZkError).path });
         await new Promise((r) => setTimeout(r, GRANT_POLL_MS));
         continue;
       }
