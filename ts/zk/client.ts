@@ -123,6 +123,11 @@ export class Zk extends EventEmitter {
     acl?: AclPolicy,
   ) {
     super();
+    // One 'state' listener per service part and per watch recipe on this session (an orc's
+    // caches, a compute's fence and intake, the api's listings): more than Node's default of ten
+    // is the design, not a leak. A leak (a listener per request or per reconnect) still grows
+    // past this and is reported.
+    this.setMaxListeners(256);
     this.acl = acl;
     // Every watcher event also goes to the persistent listeners (the library's WatcherManager
     // only knows one-shot watchers, and drops them once they fired).
