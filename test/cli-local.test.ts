@@ -4,6 +4,7 @@
 // every process, `--fresh` starts from an empty state, `--logs` merges the processes' logs.
 // Every `up` started here is stopped by its pid after the file, also when a test fails.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { isAlive, useProcessGroup, waitFor } from './support/index.js';
 const group = useProcessGroup();
 let cwd: string;
 let ports: string[];
+let metricsBase: number;
 const ups = new Set<number>();
 // Nothing from the caller's shell may point the CLI elsewhere.
 const env = { QUARK_TOKEN: undefined, QUARK_URL: undefined, QUARK_API: undefined, QUARK_ZK: undefined };
@@ -20,7 +22,24 @@ const env = { QUARK_TOKEN: undefined, QUARK_URL: undefined, QUARK_API: undefined
 beforeAll(async () => {
   cwd = mkdtempSync(join(tmpdir(), 'quark-cli-local-'));
   ports = ['--port', String(await freePort()), '--zk-port', String(await freePort())];
+  metricsBase = await freePortPair();
 });
+
+/** A free port whose next port is free too (up --metrics-port takes consecutive ones). */
+async function freePortPair(): Promise<number> {
+  for (;;) {
+    const p = await freePort();
+    if (p < 65535 && (await portFree(p + 1))) return p;
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = createServer();
+    s.once('error', () => res(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
+  });
+}
 afterAll(async () => {
   for (const pid of ups) {
     if (!isAlive(pid)) continue;
@@ -41,7 +60,7 @@ const small = ['--no-demo', '--orcs', '1', '--computes', '1'];
 
 describe('quark up --detach, status, down, --fresh', () => {
   it('up --detach returns once the cluster is up; status sees it; the CLI finds it alone; down stops it all', async () => {
-    const up = await quark(['up', '--detach', ...small, ...ports]);
+    const up = await quark(['up', '--detach', ...small, ...ports, '--metrics-port', String(metricsBase)]);
     expect(up.code, up.out + up.err).toBe(0);
     const pid = upPid();
     ups.add(pid);
@@ -69,6 +88,14 @@ describe('quark up --detach, status, down, --fresh', () => {
     expect(logs.out).toMatch(/^api +\| .*api listening/m);
     const onlyCompute = await quark(['logs', '-p', 'compute-1']);
     expect(onlyCompute.out.trim().split('\n').every((l) => l.startsWith('compute-1 '))).toBe(true);
+
+    // --metrics-port: orc-1 on the base, compute-1 after it, each serving Prometheus text.
+    for (const [name, port] of [['orc-1', metricsBase], ['compute-1', metricsBase + 1]] as const) {
+      expect(up.out).toContain(`${name} http://127.0.0.1:${port}/metrics`);
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toMatch(/^# TYPE process_cpu_seconds_total counter$/m);
+    }
 
     const again = await quark(['up', '--detach', ...small, ...ports]);
     expect(again.code).toBe(2);

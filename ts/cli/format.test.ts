@@ -22,6 +22,7 @@ import { colorOf, mergeLogs, readableLogLine } from './logs.js';
 import { commandTree, completionScript } from './completion.js';
 import { buildProgram, flagsOf, type Flags } from './program.js';
 import { isReady, waitingLine } from './local.js';
+import { metricsPorts } from './up.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 const at = (ms: number): string => new Date(T0 + ms).toISOString();
@@ -327,6 +328,15 @@ describe('the program', () => {
     expect((await flagsFor(['up'])).v['no-demo']).toBe(false);
     const tree = await flagsFor(['zk', '--zk', 'h:2', 'tree'], ['zk', 'tree']);
     expect(tree.zk).toBe('h:2');
+    expect((await flagsFor(['up', '--metrics-port', '9100'])).v['metrics-port']).toBe('9100');
+  });
+
+  it('up --metrics-port: orcs on the base and after it, then the computes; no room is a usage error', () => {
+    expect([...metricsPorts({ orcs: 2, computes: 3, metricsPort: 9100 })]).toEqual([
+      ['orc-1', 9100], ['orc-2', 9101], ['compute-1', 9102], ['compute-2', 9103], ['compute-3', 9104],
+    ]);
+    expect(metricsPorts({ orcs: 2, computes: 3 }).size).toBe(0);
+    expect(() => metricsPorts({ orcs: 2, computes: 3, metricsPort: 65534 })).toThrow(/no room for 5 listeners \(ports 65534\.\.65538\)/);
   });
 
   it('the bash completion script parses, and completes subcommands, options and option values', () => {

@@ -369,7 +369,8 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       .addOption(new Option('--hypervisor <kind>', "test: libvirt's test driver; qemu: real guests through libvirtd, one compute, the tiny image registered as 'tiny'").choices(['test', 'qemu']).default('test'))
       .option('--fresh', 'start from an empty state: remove .quark/ (but its image cache) first')
       .option('--detach', 'start in the background and return once the cluster is up; quark status, quark down')
-      .option('--logs', "show every process's log, merged, prefixed with its name and made readable"),
+      .option('--logs', "show every process's log, merged, prefixed with its name and made readable")
+      .option('--metrics-port <base>', 'Prometheus /metrics on every orc and compute: orc-1 on BASE, the next orcs and then the computes on the ports after it'),
   ).action(async (_o, cmd: Command) => {
     const a = flagsOf(cmd);
     const hypervisor = a.v.hypervisor as 'test' | 'qemu';
@@ -387,6 +388,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       fresh: a.v.fresh === true,
       detach: a.v.detach === true,
       logs: a.v.logs === true,
+      ...(a.v['metrics-port'] !== undefined ? { metricsPort: int(a.v['metrics-port'], 'metrics-port', 1) } : {}),
       argv: process.argv.slice(2),
     });
   });

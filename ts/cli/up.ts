@@ -37,6 +37,8 @@ export interface UpOptions {
   detach?: boolean;
   /** Every process's log lines, merged and readable, on stdout. */
   logs?: boolean;
+  /** Prometheus listeners for the orcs and computes: orc-i on base+i-1, then compute-j after the orcs (the api serves its own /metrics). */
+  metricsPort?: number;
   /** The command line `up` was given, for the background copy --detach starts. */
   argv?: string[];
 }
@@ -69,6 +71,7 @@ export async function up(o: UpOptions): Promise<void> {
     throw new UsageError(`a cluster is already running here (quark up, pid ${running.pid}, api ${running.api}); quark status shows it, quark logs -f its logs, quark down stops it`);
   }
   if (o.detach && o.logs) throw new UsageError('--logs shows the logs in this terminal; drop --detach (quark logs -f shows a detached cluster\'s)');
+  metricsPorts(o); // a bad --metrics-port is refused before anything starts
   const detachedChild = process.env[DETACHED_ENV] === '1';
   if (o.fresh && !detachedChild) {
     const removed = wipeState(home);
@@ -134,8 +137,10 @@ export async function up(o: UpOptions): Promise<void> {
   const tee = (name: string) =>
     o.logs ? { onLine: (line: string) => void process.stdout.write(`${readableLogLine(name, line, { width, color: process.stdout.isTTY })}\n`) } : {};
   cluster.startApi([], tee('api'));
-  for (let i = 1; i <= o.orcs; i++) cluster.startOrc(`orc-${i}`, [], tee(`orc-${i}`));
-  for (let i = 1; i <= o.computes; i++) cluster.startCompute(`compute-${i}`, qemu?.computeArgs(i) ?? [], tee(`compute-${i}`));
+  const metrics = metricsPorts(o);
+  const metricsArgs = (name: string): string[] => (metrics.has(name) ? ['--metrics-port', String(metrics.get(name))] : []);
+  for (let i = 1; i <= o.orcs; i++) cluster.startOrc(`orc-${i}`, metricsArgs(`orc-${i}`), tee(`orc-${i}`));
+  for (let i = 1; i <= o.computes; i++) cluster.startCompute(`compute-${i}`, [...(qemu?.computeArgs(i) ?? []), ...metricsArgs(`compute-${i}`)], tee(`compute-${i}`));
 
   // Ready when the API answers, every orc and compute is there and every shard has an owner. A
   // qemu compute probes its accelerator first, once per host.
@@ -145,6 +150,7 @@ export async function up(o: UpOptions): Promise<void> {
     return stopAll(1);
   }
   say(`cluster up: api ${api}, ${o.orcs} orcs, ${o.computes} computes (${qemu?.describe ?? 'libvirt test:///default'}), ZooKeeper ${zk.connectionString}`);
+  if (metrics.size > 0) say(`metrics: ${api}/metrics (admin token), ${[...metrics].map(([name, port]) => `${name} http://127.0.0.1:${port}/metrics`).join(', ')}`);
 
   if (o.demo) await (qemu ? qemu.demo(api) : demo(api));
 
@@ -159,6 +165,17 @@ Where to look:
   npx quark --help                         # every command (each has its own --help)
   state: .quark/ (npx quark up --fresh starts from empty); logs: .quark/logs/ (npx quark up --logs shows them merged)
 ${detachedChild ? DETACHED_READY : 'Ctrl-C stops everything.'}`);
+}
+
+/** Each orc's and compute's metrics port under --metrics-port BASE (none without it). */
+export function metricsPorts(o: Pick<UpOptions, 'orcs' | 'computes' | 'metricsPort'>): Map<string, number> {
+  const out = new Map<string, number>();
+  if (o.metricsPort === undefined) return out;
+  const last = o.metricsPort + o.orcs + o.computes - 1;
+  if (o.metricsPort < 1 || last > 65535) throw new UsageError(`--metrics-port ${o.metricsPort} leaves no room for ${o.orcs + o.computes} listeners (ports ${o.metricsPort}..${last})`);
+  for (let i = 1; i <= o.orcs; i++) out.set(`orc-${i}`, o.metricsPort + i - 1);
+  for (let i = 1; i <= o.computes; i++) out.set(`compute-${i}`, o.metricsPort + o.orcs + i - 1);
+  return out;
 }
 
 /**
