@@ -12,6 +12,8 @@
 // --zk-acl on|off|on,off: ZooKeeper ACLs per role (every process with its own credentials) or none;
 // with both, each variant runs in turn on a fresh cluster (its lines carry zk_acl) and a last
 // line compares CPU per boot and ZooKeeper requests and transactions per boot.
+// --list-settle-ms A,B,…: the api's list-index settle window (ts/api/listing.ts), compared the
+// same way (lines carry list_settle_ms).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import http from 'node:http';
@@ -349,13 +351,18 @@ async function main(): Promise<void> {
       profile: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'zk-acl': { type: 'string', default: 'on' },
+      'list-settle-ms': { type: 'string', default: '50' },
     },
   });
   if (v['raw-worker']) return rawWorker(v);
   const aclVariants = (v['zk-acl'] as string).split(',').filter(Boolean);
   if (aclVariants.length === 0 || aclVariants.some((x) => x !== 'on' && x !== 'off')) throw new Error(`--zk-acl must be on, off or on,off; got ${String(v['zk-acl'])}`);
-  if (aclVariants.length > 1) return compareAclVariants(aclVariants);
+  if (aclVariants.length > 1) return compareVariants('zk-acl', aclVariants);
   const zkAcl = aclVariants[0] === 'on';
+  const settleVariants = (v['list-settle-ms'] as string).split(',').filter(Boolean);
+  if (settleVariants.length === 0 || settleVariants.some((x) => !/^\d+$/.test(x))) throw new Error(`--list-settle-ms must be milliseconds, or several comma-separated; got ${String(v['list-settle-ms'])}`);
+  if (settleVariants.length > 1) return compareVariants('list-settle-ms', settleVariants);
+  const listSettleMs = settleVariants[0]!;
 
   const C = Number(v.computes);
   const O = Number(v.orcs);
@@ -433,7 +440,7 @@ async function main(): Promise<void> {
     const stopAll = (ps: Proc[]) => launcher.stop(ps.map((p) => p.p));
     auth.authorization = `Bearer ${await mintAdminToken(zk.connectionString, root)}`;
     // The load is the point: no per-token rate limit.
-    start('api', ['api', '--port', String(apiPort), '--rate-limit', '0']);
+    start('api', ['api', '--port', String(apiPort), '--rate-limit', '0', '--list-settle-ms', listSettleMs]);
     const orcs = Array.from({ length: O }, (_, i) => start(`orc-${i + 1}`, ['orc', '--id', `orc-${i + 1}`, '--session-timeout-ms', '4000']));
     const t0 = Date.now();
     const fleet = start('hollow', [
@@ -638,6 +645,7 @@ async function main(): Promise<void> {
       orcs: O,
       units: U,
       zk_acl: zkAcl ? 'on' : 'off',
+      list_settle_ms: Number(listSettleMs),
       boots_per_s: Math.round(maxRate),
       p50_ms: half?.p50_ms ?? pct(lat, 50),
       p99_ms: half?.p99_ms ?? pct(lat, 99),
@@ -668,20 +676,22 @@ async function main(): Promise<void> {
 }
 
 /**
- * Runs this bench once per --zk-acl variant, in turn, each on its own ZooKeeper and cluster with
- * every other flag the same; passes their lines on tagged with the variant, then compares them.
+ * Runs this bench once per variant of `flag` (--zk-acl, --list-settle-ms), in turn, each on its
+ * own ZooKeeper and cluster with every other flag the same; passes their lines on tagged with the
+ * variant, then compares them.
  */
-async function compareAclVariants(variants: string[]): Promise<void> {
+async function compareVariants(flag: 'zk-acl' | 'list-settle-ms', variants: string[]): Promise<void> {
+  const tag = flag.replaceAll('-', '_');
   const args = process.argv.slice(2);
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--zk-acl') i++;
-    else if (!args[i]!.startsWith('--zk-acl=')) rest.push(args[i]!);
+    if (args[i] === `--${flag}`) i++;
+    else if (!args[i]!.startsWith(`--${flag}=`)) rest.push(args[i]!);
   }
   const summaries: Record<string, Record<string, unknown>> = {};
   for (const variant of variants) {
-    say(`variant --zk-acl ${variant}`);
-    const child = spawn(process.execPath, [...process.execArgv, SELF, ...rest, '--zk-acl', variant], { stdio: ['ignore', 'pipe', 'inherit'] });
+    say(`variant --${flag} ${variant}`);
+    const child = spawn(process.execPath, [...process.execArgv, SELF, ...rest, `--${flag}`, variant], { stdio: ['ignore', 'pipe', 'inherit'] });
     let buf = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => {
@@ -691,11 +701,11 @@ async function compareAclVariants(variants: string[]): Promise<void> {
       for (const line of lines.filter(Boolean)) {
         const o = JSON.parse(line) as Record<string, unknown>;
         if (o.event === undefined) summaries[variant] = o;
-        emit({ ...o, zk_acl: variant });
+        emit({ ...o, [tag]: variant });
       }
     });
     const code = await new Promise<number | null>((r) => child.on('exit', r));
-    if (code !== 0) throw new Error(`the --zk-acl ${variant} run failed (exit ${code})`);
+    if (code !== 0) throw new Error(`the --${flag} ${variant} run failed (exit ${code})`);
   }
   const pick = (s: Record<string, unknown> | undefined) =>
     s && {
@@ -708,7 +718,7 @@ async function compareAclVariants(variants: string[]): Promise<void> {
       p99_ms: s.p99_ms,
       errors: s.errors,
     };
-  emit({ event: 'zk_acl_compare', note: 'cpu_ms_per_boot: CPU seconds of each process over the closed loop per boot; zk_txn_per_boot: Δzxid per boot; zk_packets_received_per_boot: requests ZooKeeper received per boot', ...Object.fromEntries(variants.map((x) => [x, pick(summaries[x])])) });
+  emit({ event: `${tag}_compare`, note: 'cpu_ms_per_boot: CPU seconds of each process over the closed loop per boot; zk_txn_per_boot: Δzxid per boot; zk_packets_received_per_boot: requests ZooKeeper received per boot', ...Object.fromEntries(variants.map((x) => [x, pick(summaries[x])])) });
 }
 
 main().then(

@@ -58,6 +58,8 @@ export interface AppOptions {
   commitSettleMs?: number;
   /** Where uploaded images are kept, and the URL computes fetch them at; without it, no uploads. */
   images?: ImageStoreOptions;
+  /** The list indexes' settle window (ts/api/listing.ts SETTLE_MS; 0: read each change at once). */
+  listSettleMs?: number;
 }
 
 export const DEFAULT_RATE_LIMIT = { max: 6000, windowMs: 60_000 } as const;
@@ -153,7 +155,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   });
 
   // The lists' indexes, fed by watches (ts/api/listing.ts).
-  const listings = new Listings(o.zk, o.paths, o.log);
+  const listings = new Listings(o.zk, o.paths, o.log, o.listSettleMs);
   await listings.start();
   await app.register(serverRoutes, { prefix: '/v1', store, listings, bodyLimitBytes });
   await app.register(serverGroupRoutes, { prefix: '/v1', store });

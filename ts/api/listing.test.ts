@@ -9,7 +9,7 @@ import { buildApp } from './app.js';
 import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
 import { readConfig } from '../zk/config.js';
-import { uniqueRoot, zkConnect } from '../../test/support/index.js';
+import { uniqueRoot, waitFor, zkConnect } from '../../test/support/index.js';
 import { mintToken } from '../auth/tokens.js';
 import { AuthPaths } from '../auth/layout.js';
 import { asProjectId, type Role } from '../auth/policy.js';
@@ -251,6 +251,35 @@ describe('the index', () => {
       expect(idx.page({ limit: 1000, match: () => true }).items.length).toBe(299);
       await idx.stop();
     } finally {
+      await zk.removeTree(root);
+    }
+  });
+
+  it('changes to a record within the settle window cost one read; a list call does not wait for the window', async () => {
+    const root = uniqueRoot('index-settle');
+    await zk.mkdirp(root);
+    type N = Keyed & { n: number };
+    const indexes: RecordIndex<N>[] = [];
+    try {
+      await zk.create(`${root}/a`, { id: 'a', created_at: 1, n: 0 });
+      const idx = new RecordIndex<N>(zk, root, (raw) => raw as N, undefined, 1000);
+      indexes.push(idx);
+      await idx.start();
+      const reads = idx.reads;
+      // Five changes sent together (one session's writes land in order): one read, of the last.
+      await Promise.all([1, 2, 3, 4, 5].map((n) => zk.set(`${root}/a`, { id: 'a', created_at: 1, n }, -1)));
+      await waitFor(() => idx.get('a')?.n === 5, { what: 'the last change read', timeoutMs: 5000, intervalMs: 20 });
+      expect(idx.reads).toBe(reads + 1);
+
+      // A window longer than the test's timeout: a list call that waited for it would never answer.
+      const slow = new RecordIndex<N>(zk, root, (raw) => raw as N, undefined, 600_000);
+      indexes.push(slow);
+      await slow.start();
+      await zk.set(`${root}/a`, { id: 'a', created_at: 1, n: 6 }, -1);
+      await slow.sync();
+      expect(slow.get('a')?.n).toBe(6);
+    } finally {
+      for (const i of indexes) await i.stop();
       await zk.removeTree(root);
     }
   });

@@ -166,7 +166,8 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       .option('--rate-limit <n>', 'requests per minute per token; 0 = off', '6000')
       .option('--max-streams-per-token <n>', 'open event streams per token', '32')
       .option('--request-timeout-ms <ms>', 'a request must be done within this', '30000')
-      .option('--max-event-loop-delay-ms <ms>', 'past it, 503 + Retry-After; 0 = off', '1000'),
+      .option('--max-event-loop-delay-ms <ms>', 'past it, 503 + Retry-After; 0 = off', '1000')
+      .option('--list-settle-ms <ms>', "how long the list indexes let a changed record settle before reading it (a list call never waits for it); 0 = read each change at once", '50'),
   ).action(async (_o, cmd: Command) => {
     const a = flagsOf(cmd);
     const log = createLogger({ proc: 'api', pid: process.pid });
@@ -207,6 +208,7 @@ Every command has its own help: quark server create --help. Exit codes: 0 done, 
       pressure: lag === 0 ? null : { ...DEFAULT_PRESSURE, maxEventLoopDelayMs: lag },
       maxStreamsPerToken: int(a.v['max-streams-per-token'], 'max-streams-per-token', 1),
       requestTimeoutMs: int(a.v['request-timeout-ms'], 'request-timeout-ms', 1),
+      listSettleMs: int(a.v['list-settle-ms'], 'list-settle-ms', 0, 10_000),
       images,
     };
     await runWithSession({ ...a, log }, async (zk, paths) => {
