@@ -62,6 +62,29 @@ export function useZkRoot(root: string, ready: (zk: Zk) => void): void {
   });
 }
 
+/**
+ * For a test file: one session on the suite's ZooKeeper, open before its tests; after them, what
+ * the tests handed to `cleanup` runs (last first) and the session closes.
+ */
+export function useZkSession(): { readonly zk: Zk; cleanup(fn: () => Promise<void>): void } {
+  let zk: Zk | undefined;
+  const undo: Array<() => Promise<void>> = [];
+  beforeAll(async () => {
+    zk = await Zk.connect(zkConnect());
+  });
+  afterAll(async () => {
+    for (const fn of undo.reverse()) await fn();
+    await zk?.close();
+  });
+  return {
+    get zk(): Zk {
+      if (!zk) throw new Error('useZkSession: the session is opened in beforeAll');
+      return zk;
+    },
+    cleanup: (fn) => void undo.push(fn),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Polling
 

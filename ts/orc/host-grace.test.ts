@@ -5,7 +5,7 @@
 // the shard), a build that only a down compute could hold stays PENDING and is placed as soon as
 // that compute is back; past the grace, or if that compute is cordoned, it fails NO_VALID_HOST.
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
 import { readConfig } from '../zk/config.js';
@@ -15,38 +15,31 @@ import type { ComputeId, ServerId, WorkUnitId } from '../common/ids.js';
 import { acceptedServer, acceptedUnit } from '../lifecycle/index.js';
 import { Orc } from './orc.js';
 import { NativeClusterView } from './placement/native.js';
-import { uniqueRoot, waitFor, zkConnect } from '../../test/support/index.js';
+import { uniqueRoot, useZkSession, waitFor, zkConnect } from '../../test/support/index.js';
 
 const FULL: Consumes = { vcpus: 8, ram_mb: 8192, disk_gb: 100, bandwidth_mbps: 1000 };
 const flavor = { vcpus: 1, ram_mb: 1024, disk_gb: 10 };
 const SHARDS = 2;
 const BACK = 'back' as ComputeId;
 
-let admin: Zk;
-const cleanup: Array<() => Promise<void>> = [];
-beforeAll(async () => {
-  admin = await Zk.connect(zkConnect());
-});
-afterAll(async () => {
-  for (const c of cleanup.reverse()) await c();
-  await admin.close();
-});
+/** The file's admin session; what a test registers with `cleanup` goes after the file. */
+const session = useZkSession();
 
 /** One compute that has been in the cluster (its records) but is down; an orc with the given grace. */
 async function world(o: { hostGraceMs: number; cordoned?: boolean }): Promise<{ paths: Paths; startedAt: number }> {
   const paths = new Paths(uniqueRoot('host-grace'));
-  await readConfig(admin, paths, { shards: SHARDS, overcommit: { vcpus: 1, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 } });
+  await readConfig(session.zk, paths, { shards: SHARDS, overcommit: { vcpus: 1, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 } });
   const cap: ComputeCapacity = { ...FULL, zone: 'z1', labels: [], libvirt_uri: 'test:///default' };
-  await admin.mkdirp(paths.self(BACK));
-  await admin.mkdirp(paths.nextTasks(BACK));
-  await admin.mkdirp(paths.managing(BACK));
-  await admin.create(paths.selfCapacity(BACK), cap);
-  await admin.create(paths.selfFree(BACK), FULL);
-  if (o.cordoned) await admin.create(paths.cordoned(BACK), { at: Date.now() });
-  cleanup.push(() => admin.removeTree(paths.root));
+  await session.zk.mkdirp(paths.self(BACK));
+  await session.zk.mkdirp(paths.nextTasks(BACK));
+  await session.zk.mkdirp(paths.managing(BACK));
+  await session.zk.create(paths.selfCapacity(BACK), cap);
+  await session.zk.create(paths.selfFree(BACK), FULL);
+  if (o.cordoned) await session.zk.create(paths.cordoned(BACK), { at: Date.now() });
+  session.cleanup(() => session.zk.removeTree(paths.root));
   const zk = await Zk.connect(zkConnect());
   const orc = new Orc({ zk, paths, log: createLogger({ test: 'host-grace' }, 'error'), view: new NativeClusterView(), id: 'orc-1', sweepIntervalMs: 200, hostGraceMs: o.hostGraceMs });
-  cleanup.push(async () => {
+  session.cleanup(async () => {
     await orc.stop();
     await zk.close();
   });
@@ -64,11 +57,11 @@ async function build(paths: Paths): Promise<WorkUnitId> {
   const request: BuildRequest = { name: 'vm', flavor, bandwidth_mbps: 0 };
   const unit = acceptedUnit({ id: wuId, kind: 'build', server_id: vm, shard: shardOf(wuId, SHARDS), at, request });
   const server = acceptedServer({ id: vm, name: 'vm', flavor, labels: [], zone: null, at, unit: wuId });
-  await admin.txn().create(paths.workUnit(wuId), unit).create(paths.server(vm), server).create(paths.inboxEntry(unit.shard, wuId)).commit();
+  await session.zk.txn().create(paths.workUnit(wuId), unit).create(paths.server(vm), server).create(paths.inboxEntry(unit.shard, wuId)).commit();
   return wuId;
 }
 
-const unit = async (paths: Paths, wu: WorkUnitId) => (await admin.get<WorkUnitRecord>(paths.workUnit(wu)))!.value!;
+const unit = async (paths: Paths, wu: WorkUnitId) => (await session.zk.get<WorkUnitRecord>(paths.workUnit(wu)))!.value!;
 const decided = (paths: Paths, wu: WorkUnitId, timeoutMs = 10_000) =>
   waitFor(
     async () => {
@@ -86,7 +79,7 @@ describe('builds while computes may still be coming back', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect((await unit(paths, wu)).state).toBe('PENDING');
     // The compute re-registers: the build goes there.
-    await admin.create(paths.alive(BACK), { pid: 0, host: 'test', started_at: Date.now() }, 'ephemeral');
+    await session.zk.create(paths.alive(BACK), { pid: 0, host: 'test', started_at: Date.now() }, 'ephemeral');
     const placed = await decided(paths, wu, 5000);
     expect(placed.state).toBe('SCHEDULED');
     expect(placed.compute_id).toBe(BACK);

@@ -5,7 +5,7 @@
 // the policy would rank that compute first; with no other compute it fails NO_VALID_HOST saying
 // why. A build that names an image may still go there.
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Zk } from '../zk/client.js';
 import { Paths } from '../zk/paths.js';
 import { readConfig } from '../zk/config.js';
@@ -16,7 +16,7 @@ import { acceptedServer, acceptedUnit } from '../lifecycle/index.js';
 import type { ImageRef } from '../images/model.js';
 import { Orc } from './orc.js';
 import { NativeClusterView } from './placement/native.js';
-import { uniqueRoot, waitFor, zkConnect } from '../../test/support/index.js';
+import { uniqueRoot, useZkSession, waitFor, zkConnect } from '../../test/support/index.js';
 
 const FULL: Consumes = { vcpus: 64, ram_mb: 262_144, disk_gb: 2000, bandwidth_mbps: 10_000 };
 const HALF: Consumes = { vcpus: 32, ram_mb: 131_072, disk_gb: 1000, bandwidth_mbps: 5000 };
@@ -24,33 +24,26 @@ const flavor = { vcpus: 1, ram_mb: 1024, disk_gb: 10 };
 const image: ImageRef = { id: randomUUID(), name: 'tiny', format: 'qcow2', size_bytes: 1, sha256: '0'.repeat(64), url: 'http://127.0.0.1:9/x', fetch_key: 'k' };
 const SHARDS = 2;
 
-let admin: Zk;
-const cleanup: Array<() => Promise<void>> = [];
-beforeAll(async () => {
-  admin = await Zk.connect(zkConnect());
-});
-afterAll(async () => {
-  for (const c of cleanup.reverse()) await c();
-  await admin.close();
-});
+/** The file's admin session; what a test registers with `cleanup` goes after the file. */
+const session = useZkSession();
 
 /** Alive computes as records; `real` runs real guests and is the emptiest, so spread ranks it first. */
 async function world(computes: Array<{ id: string; free: Consumes; imageRequired: boolean }>): Promise<Paths> {
   const paths = new Paths(uniqueRoot('image-required'));
-  await readConfig(admin, paths, { shards: SHARDS, overcommit: { vcpus: 1, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 } });
+  await readConfig(session.zk, paths, { shards: SHARDS, overcommit: { vcpus: 1, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 } });
   for (const { id, free, imageRequired } of computes) {
     const c = id as ComputeId;
     const cap: ComputeCapacity = { ...FULL, zone: 'z1', labels: [], libvirt_uri: imageRequired ? 'qemu:///system' : 'test:///default', ...(imageRequired ? { image_required: true } : {}) };
-    await admin.mkdirp(paths.self(c));
-    await admin.mkdirp(paths.nextTasks(c));
-    await admin.create(paths.selfCapacity(c), cap);
-    await admin.create(paths.selfFree(c), free);
-    await admin.create(paths.alive(c), { pid: 0, host: 'test', started_at: 0 }, 'ephemeral');
+    await session.zk.mkdirp(paths.self(c));
+    await session.zk.mkdirp(paths.nextTasks(c));
+    await session.zk.create(paths.selfCapacity(c), cap);
+    await session.zk.create(paths.selfFree(c), free);
+    await session.zk.create(paths.alive(c), { pid: 0, host: 'test', started_at: 0 }, 'ephemeral');
   }
-  cleanup.push(() => admin.removeTree(paths.root));
+  session.cleanup(() => session.zk.removeTree(paths.root));
   const zk = await Zk.connect(zkConnect());
   const orc = new Orc({ zk, paths, log: createLogger({ test: 'image-required' }, 'error'), view: new NativeClusterView(), id: 'orc-1' });
-  cleanup.push(async () => {
+  session.cleanup(async () => {
     await orc.stop();
     await zk.close();
   });
@@ -67,14 +60,14 @@ async function build(paths: Paths, withImage: boolean): Promise<WorkUnitId> {
   const request: BuildRequest = { name: 'vm', flavor, bandwidth_mbps: 0, ...(withImage ? { image } : {}) };
   const unit = acceptedUnit({ id: wuId, kind: 'build', server_id: vm, shard: shardOf(wuId, SHARDS), at, request });
   const server = acceptedServer({ id: vm, name: 'vm', flavor, labels: [], zone: null, at, unit: wuId });
-  await admin.txn().create(paths.workUnit(wuId), unit).create(paths.server(vm), server).create(paths.inboxEntry(unit.shard, wuId)).commit();
+  await session.zk.txn().create(paths.workUnit(wuId), unit).create(paths.server(vm), server).create(paths.inboxEntry(unit.shard, wuId)).commit();
   return wuId;
 }
 
 const decided = (paths: Paths, wu: WorkUnitId) =>
   waitFor(
     async () => {
-      const r = (await admin.get<WorkUnitRecord>(paths.workUnit(wu)))?.value;
+      const r = (await session.zk.get<WorkUnitRecord>(paths.workUnit(wu)))?.value;
       return r && r.state !== 'PENDING' ? r : undefined;
     },
     { what: `unit ${wu} placed or failed`, timeoutMs: 10_000 },
