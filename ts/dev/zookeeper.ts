@@ -460,13 +460,12 @@ async function startStandalone(o: ZooKeeperServerOptions, clientPort: number): P
   const proc = await launch(o, dataDir, logFile, [...baseConfig(dataDir, clientPort, tickTime, o), ...Object.entries(o.extraConfig ?? {})]);
   const host = o.host ?? LOOPBACK;
   await proc.waitServing(clientPort, ['standalone'], o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, host);
-  return {
-    pid: proc.pid,
-    clientPort,
-    connectionString: `${hostPort(host)}:${clientPort}`,
-    stop: () => proc.stop(),
-    kill: () => proc.kill(),
-  };
+  return runningOf(proc, host, clientPort);
+}
+
+/** A started server as its callers hold it. */
+function runningOf(proc: ZooKeeperProcess, host: string, clientPort: number): RunningZooKeeper {
+  return { pid: proc.pid, clientPort, connectionString: `${hostPort(host)}:${clientPort}`, stop: () => proc.stop(), kill: () => proc.kill() };
 }
 
 const QUORUM_MODES = ['leader', 'follower'] as const;
@@ -705,11 +704,7 @@ export async function startEnsembleMember(o: EnsembleMemberOptions): Promise<Run
   ]);
   await proc.waitServing(clientPort, QUORUM_MODES, o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, host);
   return {
-    pid: proc.pid,
-    clientPort,
-    connectionString: `${hostPort(host)}:${clientPort}`,
-    stop: () => proc.stop(),
-    kill: () => proc.kill(),
+    ...runningOf(proc, host, clientPort),
     mode: async () => {
       if (!proc.running) return undefined;
       try {
