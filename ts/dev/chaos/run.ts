@@ -307,7 +307,7 @@ async function snapshot(zk: Zk, paths: Paths, config: ClusterConfig): Promise<Cl
  * What a session without credentials gets on the root, its config and every unit, server and
  * compute node of the snapshot: under ACLs each read must be refused with NO_AUTH.
  */
-async function probeOpenReads(connect: string, paths: Paths, snap: ClusterSnapshot): Promise<{ nodes: number; refused: number; readable: string[] }> {
+export async function probeOpenReads(connect: string, paths: Paths, snap: ClusterSnapshot): Promise<{ nodes: number; refused: number; readable: string[] }> {
   const zk = await Zk.connect(connect, { credentials: null, connectTimeoutMs: 10_000 });
   try {
     const reads: Array<[string, () => Promise<unknown>]> = [
