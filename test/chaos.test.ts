@@ -4,10 +4,20 @@
 // ZooKeeper with boots in flight. Invariants (ts/dev/chaos/invariants.ts, checked after each run
 // settles): every unit ends; each succeeded build is exactly one ACTIVE (libvirt running it on its
 // compute) or LOST VM; no VM on two computes; no compute past its overcommit; every shard owned by
-// a live orc within the session timeout + 2 s; no process left down.
+// a live orc within the session timeout + 2 s; no process left down. Each cluster runs under
+// ZooKeeper ACLs, every process with its role's credentials only: after each run a session
+// without credentials is refused (NO_AUTH) every node it tries, and the credentials on disk are
+// the owner's alone (dir 0700, files 0600).
+import { readdirSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runChaos } from '../ts/dev/chaos/run.js';
+import { probeOpenReads, runChaos } from '../ts/dev/chaos/run.js';
 import type { FaultKind } from '../ts/dev/chaos/plan.js';
+import { Zk } from '../ts/zk/client.js';
+import { Paths } from '../ts/zk/paths.js';
+import { readConfig } from '../ts/zk/config.js';
+import { uniqueRoot, zkConnect } from './support/index.js';
 
 /** With these kinds, seed 45's three runs are kill-compute at 1.5 s, cut-link at 1.6 s for 2.1 s, power-cut at 0.1 s. */
 const KINDS: FaultKind[] = ['kill-compute', 'power-cut', 'zk-restart', 'cut-link', 'kill-compute-and-orc'];
@@ -15,8 +25,25 @@ const KINDS: FaultKind[] = ['kill-compute', 'power-cut', 'zk-restart', 'cut-link
 describe('chaos: a short seeded fault run', () => {
   it('injects every planned fault for real and ends with zero invariant violations', async () => {
     const lines: string[] = [];
-    const { reports, summary } = await runChaos({ seed: 45, runs: 3, kinds: KINDS, out: (l) => lines.push(l), say: () => {} });
+    // Logs kept so that the credentials' modes can be looked at; removed at the end.
+    const { reports, summary } = await runChaos({ seed: 45, runs: 3, kinds: KINDS, keepLogs: true, out: (l) => lines.push(l), say: () => {} });
     const why = lines.join('\n');
+    try {
+      expect(summary.zk_acl).toBe(true);
+      for (const r of reports) {
+        // The ACLs were on: the root, its config and every unit, server and compute node refused.
+        expect(r.acl_probe, why).toBeDefined();
+        expect(r.acl_probe!.nodes, why).toBeGreaterThan(3 + r.boots);
+        expect(r.acl_probe!.refused, why).toBe(r.acl_probe!.nodes);
+        const dir = join(r.logs!, 'credentials');
+        expect(statSync(dir).mode & 0o777).toBe(0o700);
+        const files = readdirSync(dir).sort();
+        expect(files).toEqual(['admin.json', 'api.json', 'compute-compute-1.json', 'compute-compute-2.json', 'compute-compute-3.json', 'compute-fleet.json', 'orc.json']);
+        for (const f of files) expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+      }
+    } finally {
+      await Promise.all(reports.map((r) => (r.logs ? rm(r.logs, { recursive: true, force: true }) : undefined)));
+    }
     expect(reports.map((r) => r.kind), why).toEqual(['kill-compute', 'cut-link', 'power-cut']);
     expect(summary.violations, why).toBe(0);
     for (const r of reports) {
@@ -40,4 +67,26 @@ describe('chaos: a short seeded fault run', () => {
     expect(summary.failed.DOMAIN_MISSING, why).toBeUndefined();
     expect(summary.failed.NO_VALID_HOST, why).toBeUndefined();
   }, 240_000);
+});
+
+describe('chaos: the open-read probe', () => {
+  // Invariant: the probe the runner uses as proof of ACLs counts a node readable without
+  // credentials as readable, and a node under ACLs as refused (it cannot pass on an open root).
+  it('finds an open root readable and a root under ACLs refused', async () => {
+    const empty = { units: [], servers: [], computes: [], overcommit: { vcpus: 4, ram_mb: 1, disk_gb: 1, bandwidth_mbps: 1 } };
+    const open = new Paths(uniqueRoot('chaos-open'));
+    const secured = new Paths(uniqueRoot('chaos-acl'));
+    const anon = await Zk.connect(zkConnect(), { credentials: null });
+    const admin = await Zk.connect(zkConnect()); // the suite's admin credentials (test/setup/credentials.ts)
+    try {
+      await readConfig(anon, open);
+      await readConfig(admin, secured);
+      expect(await probeOpenReads(zkConnect(), open, empty)).toEqual({ nodes: 3, refused: 0, readable: [open.root, open.config, open.workUnits] });
+      expect(await probeOpenReads(zkConnect(), secured, empty)).toEqual({ nodes: 3, refused: 3, readable: [] });
+    } finally {
+      await admin.removeTree(secured.root).catch(() => {});
+      await anon.removeTree(open.root).catch(() => {});
+      await Promise.all([anon.close(), admin.close()]);
+    }
+  });
 });

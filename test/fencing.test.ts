@@ -44,7 +44,7 @@ interface World {
   admin: Zk;
   store: ApiStore;
   link: FaultyLink;
-  startOrc(): Promise<void>;
+  startOrc(): Promise<SessionRunner<Orc>>;
   /** A compute on a private libvirt state (`hv`, kept across its sessions), through `via`. */
   startCompute(id: string, o: { via: string; sessionTimeoutMs: number; stepDelayMs: number; hv?: Hypervisor }): Promise<{ runner: SessionRunner<Compute>; hv: Hypervisor }>;
   unit(id: string): Promise<WorkUnitRecord>;
@@ -78,6 +78,7 @@ async function world(): Promise<World> {
       });
       cleanup.push(() => runner.stop());
       await waitFor(() => runner.service?.shards.length === 8, { what: 'the orc to own every shard', timeoutMs: 10_000 });
+      return runner;
     },
     async startCompute(id, o) {
       const hv = o.hv ?? (await Hypervisor.open(privateTestDriverUri(join(dir, 'node.xml'))));
@@ -174,4 +175,32 @@ describe('a compute whose link is cut', () => {
     await waitFor(async () => (await w.server(kept))?.status === 'ACTIVE', { what: `${kept} ACTIVE on compute-a`, timeoutMs: 10_000 });
     expect((await w.server(moved))?.compute_id).toBe('compute-b');
   });
+});
+
+describe('an orc that hears of a compute\'s loss after it came back', () => {
+  // Invariant: a compute restarted with the same id claims `alive` as soon as its old session
+  // expires, the moment its orcs hear of the loss; an orc acting on that loss once the compute is
+  // back must leave the compute's units to it. Failing its action (COMPUTE_LOST) while it runs
+  // the action anyway left a stopped domain whose server still read ACTIVE (the chaos suite,
+  // seed 1, run 3, kill-compute-and-orc).
+  it('leaves a stop in flight on the returned compute to finish there', async () => {
+    const w = await world();
+    const orc = await w.startOrc();
+    const { hv } = await w.startCompute('compute-a', { via: zkConnect(), sessionTimeoutMs: 2000, stepDelayMs: 1000 });
+    const { work_unit_id: build, server_id: vm } = await w.store.createServer({ name: 'vm', flavor }, PROJECT);
+    await waitFor(async () => (await w.unit(build)).state === 'SUCCEEDED', { what: 'the build', timeoutMs: 20_000 });
+    const { work_unit_id: stop } = await w.store.act(vm as ServerId, 'stop', ALL);
+    await waitFor(async () => ['SCHEDULED', 'RUNNING'].includes((await w.unit(stop)).state), { what: 'the stop routed to compute-a', timeoutMs: 10_000, intervalMs: 20 });
+    expect((await w.unit(stop)).compute_id).toBe('compute-a');
+    // What the orc does on its cluster watch's 'lost', late: compute-a's `alive` is there (and
+    // this incarnation's, whose step delay is still running).
+    expect(await w.admin.exists(w.paths.alive('compute-a' as ComputeId))).not.toBeNull();
+    await (orc.service as unknown as { onComputeLost(id: ComputeId): Promise<void> }).onComputeLost('compute-a' as ComputeId);
+    await waitFor(async () => ['SUCCEEDED', 'FAILED'].includes((await w.unit(stop)).state), { what: 'the stop to end', timeoutMs: 10_000 });
+    const ended = await w.unit(stop);
+    expect(ended.error).toBeUndefined();
+    expect(ended.state).toBe('SUCCEEDED');
+    expect((await w.server(vm))?.status).toBe('STOPPED');
+    expect((await domains(hv)).get(domainName(vm))).toBe('shutoff');
+  }, 60_000);
 });

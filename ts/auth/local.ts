@@ -2,6 +2,7 @@
 // 0600); the CLI and the README's curl examples read it from there. QUARK_TOKEN overrides it.
 import { existsSync, readFileSync } from 'node:fs';
 import { Zk } from '../zk/client.js';
+import type { Credentials } from '../zk/acl.js';
 import { AuthPaths } from './layout.js';
 import { asProjectId } from './policy.js';
 import { AuthFailure, mintToken, TokenStore } from './tokens.js';
@@ -36,9 +37,13 @@ export async function ensureLocalAdminToken(o: { zk: string; root: string; home?
   }
 }
 
-/** An admin token made straight in ZooKeeper, for tools that start their own cluster (benchmarks). */
-export async function mintAdminToken(zkConnect: string, root: string, project = 'admin'): Promise<string> {
-  const zk = await Zk.connect(zkConnect, { connectTimeoutMs: 15_000 });
+/**
+ * An admin token made straight in ZooKeeper, for tools that start their own cluster (benchmarks).
+ * `credentials`: the session's ZooKeeper credentials (a root under ACLs needs the admin's; null:
+ * none); omitted, QUARK_ZK_CREDENTIALS's.
+ */
+export async function mintAdminToken(zkConnect: string, root: string, project = 'admin', credentials?: Credentials | null): Promise<string> {
+  const zk = await Zk.connect(zkConnect, { connectTimeoutMs: 15_000, ...(credentials === undefined ? {} : { credentials }) });
   try {
     return (await mintToken(zk, new AuthPaths({ root }), { project: asProjectId(project), role: 'admin', name: 'bench' })).secret;
   } finally {

@@ -531,8 +531,11 @@ export class Orc {
     return compute ? removeWalked(await this.o.zk.walk(this.o.paths.nextTask(compute, wuId))) : [];
   }
 
-  /** Writes a unit the lifecycle failed, with its server (while the unit is its task), its inbox entry and its queued task. */
-  private async commitFailure(version: number, failed: WorkUnitRecord): Promise<void> {
+  /**
+   * Writes a unit the lifecycle failed, with its server (while the unit is its task), its inbox
+   * entry and its queued task; with `fence`, only while that node still has that version.
+   */
+  private async commitFailure(version: number, failed: WorkUnitRecord, fence?: { path: string; version: number }): Promise<void> {
     const { zk, paths, log } = this.o;
     const { id: wuId, kind, error } = failed;
     log.warn('work unit failed', { wu: wuId, kind, code: error?.code, message: error?.message, request_id: failed.request_id });
@@ -549,6 +552,7 @@ export class Orc {
       }
       txn.remove(paths.inboxEntry(failed.shard, wuId));
       applyOps(txn, unitEndedOps(paths, this.config.shards, failed)); // filed for retention (ts/lifecycle/retention.ts)
+      if (fence) txn.check(fence.path, fence.version);
       try {
         await txn.commit();
         this.driving.delete(wuId);
@@ -589,6 +593,15 @@ export class Orc {
 
   private async retryAfterLoss(wuId: WorkUnitId, lost: ComputeId, shard: number): Promise<void> {
     const { zk, paths, log } = this.o;
+    // Only while the compute is still gone. A restarted compute claims `alive` as soon as its old
+    // session expires, which is when this orc hears of the loss; back, it resumes its active tasks
+    // and takes its queued ones itself, so failing or moving its unit now would undo an action
+    // whose effect it may already have had (a stop done, the server still ACTIVE in its record).
+    // As in markVmsLost, the commit is checked against the incarnation read before `alive` was
+    // found absent: a claim landing in between fences it.
+    const incarnation = await zk.exists(paths.compute(lost));
+    if (await zk.exists(paths.alive(lost))) return;
+    const fence = incarnation ? { path: paths.compute(lost), version: incarnation.version } : undefined;
     const cur = await readRecord(zk, paths.workUnit(wuId), checkWorkUnit);
     if (cur.state === 'absent') return;
     if (cur.state === 'corrupt') return this.failCorrupt(wuId, shard, cur);
@@ -596,7 +609,7 @@ export class Orc {
     // Retried while a build has attempts left, failed with COMPUTE_LOST otherwise; refused if the unit is no longer there.
     const t = unitOn(wu, { type: 'compute_lost', compute: lost, maxAttempts: this.config.max_attempts, at: Date.now() });
     if (!t.ok) return;
-    if (t.next.state === 'FAILED') return this.commitFailure(cur.version, t.next);
+    if (t.next.state === 'FAILED') return this.commitFailure(cur.version, t.next, fence);
     this.stats.retried++;
     log.info(`${wu.kind === 'build' ? 'retrying a build' : 'routing a delete again'} from a lost compute`, { wu: wuId, lost, attempt: wu.attempts + 1 });
     const back = t.next;
@@ -607,6 +620,7 @@ export class Orc {
     const txn = applyOps(zk.txn(), queued).set(paths.workUnit(wuId), back, cur.version);
     const retried = server ? serverOn(server.value, { type: 'build_retried', unit: wuId }) : null;
     if (server && retried?.ok) txn.set(paths.server(wu.server_id), retried.next, server.version);
+    if (fence) txn.check(fence.path, fence.version);
     try {
       const res = await txn.commit();
       const version = res[queued.length]!.stat!.version;

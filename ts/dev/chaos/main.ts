@@ -1,5 +1,6 @@
-// `npm run chaos -- --seed S --runs N [--kinds kill-orc,power-cut] [--keep-logs]`: the fault suite
-// (run.ts). A JSON line per run on stdout, then the summary line; exits 1 on any violation.
+// `npm run chaos -- --seed S --runs N [--kinds kill-orc,power-cut] [--keep-logs] [--zk-acl on|off]`:
+// the fault suite (run.ts). A JSON line per run on stdout, then the summary line; exits 1 on any
+// violation. --zk-acl off runs the clusters without ZooKeeper credentials (every node open).
 import { parseArgs } from 'node:util';
 import { FAULT_KINDS, type FaultKind } from './plan.js';
 import { runChaos } from './run.js';
@@ -19,11 +20,14 @@ async function main(): Promise<number> {
       boots: { type: 'string', default: '12' },
       'session-timeout-ms': { type: 'string', default: '2000' },
       'keep-logs': { type: 'boolean', default: false },
+      'zk-acl': { type: 'string', default: 'on' },
     },
   });
   const kinds = values.kinds ? values.kinds.split(',').map((k) => k.trim()) : [...FAULT_KINDS];
   const unknown = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
   if (unknown.length > 0) throw new Error(`unknown fault kind(s) ${unknown.join(', ')}; known: ${FAULT_KINDS.join(', ')}`);
+  const acl = values['zk-acl'];
+  if (acl !== 'on' && acl !== 'off') throw new Error(`--zk-acl must be on or off, got ${acl}`);
   const { summary } = await runChaos({
     seed: positiveInt(values.seed!, 'seed', 0),
     runs: positiveInt(values.runs!, 'runs'),
@@ -31,6 +35,7 @@ async function main(): Promise<number> {
     boots: positiveInt(values.boots!, 'boots'),
     sessionTimeoutMs: positiveInt(values['session-timeout-ms']!, 'session-timeout-ms', 400),
     keepLogs: values['keep-logs'],
+    zkAcl: acl === 'on',
     out: (line) => void process.stdout.write(`${line}\n`),
   });
   process.stdout.write(`${JSON.stringify(summary)}\n`);

@@ -4,6 +4,10 @@
 // a ZooKeeper restart or leader kill, a power cut of everything, a cut link), waits for the
 // cluster to settle and checks what must hold (invariants.ts) on what ZooKeeper then holds.
 // One JSON line per run and a summary; `npm run chaos -- --seed S --runs N` (main.ts).
+// By default a run's cluster is under ZooKeeper ACLs as `quark up`'s is: a credentials directory
+// in the run's own temp dir, the runner's sessions as admin, each process with its role's file
+// only (a compute its own), and after the run a session without credentials must be refused
+// every node it tries (NO_AUTH) — the proof that the ACLs were really on.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +16,9 @@ import { FaultyLink } from '../faulty-link.js';
 import { freePort, startEnsemble, startZooKeeper, type Ensemble, type RunningZooKeeper } from '../zookeeper.js';
 import { mintAdminToken } from '../../auth/local.js';
 import { Zk } from '../../zk/client.js';
+import { CREDENTIALS_ENV, credentialFiles, readCredentials, writeCredentialsDir, type Credentials } from '../../zk/acl.js';
+import { readConfig } from '../../zk/config.js';
+import { isZkError } from '../../zk/errors.js';
 import { Paths } from '../../zk/paths.js';
 import { lockQueue } from '../../zk/recipes/lock.js';
 import { checkManaged, checkServer, checkTask, checkWorkUnit, readRecord } from '../../lifecycle/records.js';
@@ -34,6 +41,8 @@ export interface ChaosOptions {
   settleTimeoutMs?: number;
   /** Keep every run's process logs (default: only a run with violations keeps them). */
   keepLogs?: boolean;
+  /** Run each cluster under ZooKeeper ACLs, every process with its role's credentials (default true). */
+  zkAcl?: boolean;
   /** Each run's JSON line. */
   out?: (line: string) => void;
   /** Progress and supervision messages. */
@@ -42,7 +51,7 @@ export interface ChaosOptions {
 
 /** What the runner checks beyond the snapshot invariants. */
 export interface RunViolation {
-  invariant: Violation['invariant'] | 'not-settled' | 'shards-unowned' | 'process-down';
+  invariant: Violation['invariant'] | 'not-settled' | 'shards-unowned' | 'process-down' | 'acl-open';
   subject: string;
   detail: string;
 }
@@ -67,6 +76,12 @@ export interface RunReport {
   /** From the fault's end (or the first live orc after it) until every shard was owned by a live orc. */
   shards_ms: number | null;
   violations: RunViolation[];
+  /**
+   * Under ACLs: the nodes a session without credentials tried to read after the run settled
+   * (the root, its config, every unit, server and compute node) and how many it was refused
+   * (NO_AUTH); each one it could read is an 'acl-open' violation. Absent with --zk-acl off.
+   */
+  acl_probe?: { nodes: number; refused: number };
   seconds: number;
   /** Where the run's process logs were kept (a run with violations, or --keep-logs). */
   logs?: string;
@@ -74,6 +89,8 @@ export interface RunReport {
 
 export interface ChaosSummary {
   runs: number;
+  /** Whether the clusters ran under ZooKeeper ACLs. */
+  zk_acl: boolean;
   faults: Record<string, number>;
   violations: number;
   boots: number;
@@ -174,7 +191,11 @@ class Coordination {
 class Admin {
   private zk: Zk | undefined;
   readonly paths = new Paths(ROOT);
-  constructor(private readonly connect: string) {}
+  /** `credentials`: the admin's under ACLs, null without. */
+  constructor(
+    private readonly connect: string,
+    private readonly credentials: Credentials | null,
+  ) {}
 
   /** Runs `fn` on a connected session, connecting again if the last one was lost; bounded in time. */
   async use<T>(fn: (zk: Zk) => Promise<T>, timeoutMs = 5000): Promise<T> {
@@ -183,7 +204,7 @@ class Admin {
         const old = this.zk;
         this.zk = undefined;
         await old?.close();
-        this.zk = await Zk.connect(this.connect, { sessionTimeoutMs: 30_000, connectTimeoutMs: timeoutMs });
+        this.zk = await Zk.connect(this.connect, { sessionTimeoutMs: 30_000, connectTimeoutMs: timeoutMs, credentials: this.credentials });
       }
       const zk = this.zk;
       return await within(timeoutMs, fn(zk));
@@ -282,6 +303,38 @@ async function snapshot(zk: Zk, paths: Paths, config: ClusterConfig): Promise<Cl
   return { units, servers, computes, overcommit: config.overcommit };
 }
 
+/**
+ * What a session without credentials gets on the root, its config and every unit, server and
+ * compute node of the snapshot: under ACLs each read must be refused with NO_AUTH.
+ */
+export async function probeOpenReads(connect: string, paths: Paths, snap: ClusterSnapshot): Promise<{ nodes: number; refused: number; readable: string[] }> {
+  const zk = await Zk.connect(connect, { credentials: null, connectTimeoutMs: 10_000 });
+  try {
+    const reads: Array<[string, () => Promise<unknown>]> = [
+      [paths.root, () => zk.children(paths.root)],
+      [paths.config, () => zk.get(paths.config)],
+      [paths.workUnits, () => zk.children(paths.workUnits)],
+      ...snap.units.map((u): [string, () => Promise<unknown>] => [paths.workUnit(u.id), () => zk.get(paths.workUnit(u.id))]),
+      ...snap.servers.map((v): [string, () => Promise<unknown>] => [paths.server(v.id), () => zk.get(paths.server(v.id))]),
+      ...snap.computes.map((c): [string, () => Promise<unknown>] => [paths.selfCapacity(c.id as ComputeId), () => zk.get(paths.selfCapacity(c.id as ComputeId))]),
+    ];
+    const readable: string[] = [];
+    let refused = 0;
+    for (const [path, read] of reads) {
+      try {
+        await read();
+        readable.push(path);
+      } catch (e) {
+        if (!isZkError(e, 'NO_AUTH')) throw e;
+        refused++;
+      }
+    }
+    return { nodes: reads.length, refused, readable };
+  } finally {
+    await zk.close();
+  }
+}
+
 // ---- the cluster's processes ------------------------------------------------------------------
 
 interface Procs {
@@ -362,10 +415,25 @@ async function oneRun(plan: FaultPlan, o: Required<Omit<ChaosOptions, 'kinds' | 
     ...extra,
   });
   try {
+    // The credentials live in the run's own dir (0700, each file 0600), beside ZooKeeper's data:
+    // a power cut's restart finds them there, as a restarted machine finds its own.
+    const creds = o.zkAcl ? credentialFiles(join(dir, 'credentials')) : undefined;
+    if (o.zkAcl) writeCredentialsDir(join(dir, 'credentials'), COMPUTES);
+    const adminCredentials = creds ? readCredentials(creds.admin) : null;
+    // Each process's file, by name, in its environment ('' without ACLs: none, whatever this
+    // process's own environment says). A supervised restart reuses the spec, so the same file.
+    const credentialsOf = (name: string): string => {
+      if (!creds) return '';
+      if (name === 'api') return creds.api;
+      if (ORCS.includes(name)) return creds.orc;
+      return creds.compute(name);
+    };
     zk = await Coordination.start(dir, plan.kind === 'zk-leader-kill');
     const conn = zk.connectionString;
-    const token = await mintAdminToken(conn, ROOT);
-    admin = new Admin(conn);
+    admin = new Admin(conn, adminCredentials);
+    // The admin puts the fresh root under ACLs before any other role may use it (ts/zk/config.ts).
+    await admin.use((z) => readConfig(z, admin!.paths), 30_000);
+    const token = await mintAdminToken(conn, ROOT, 'admin', adminCredentials);
     const apiPort = await freePort();
     const api = new Api(`http://127.0.0.1:${apiPort}`, token);
 
@@ -380,7 +448,8 @@ async function oneRun(plan: FaultPlan, o: Required<Omit<ChaosOptions, 'kinds' | 
       zkOf.set(name, link.address);
     }
     const common = (name: string) => ['--zk', zkOf.get(name) ?? conn, '--root', ROOT, '--session-timeout-ms', String(o.sessionTimeoutMs)];
-    const start = (name: string, args: string[]) => launcher.start({ name, args: [...args, ...common(name)], logFile: join(dir, `${name}.log`) });
+    const start = (name: string, args: string[]) =>
+      launcher.start({ name, args: [...args, ...common(name)], logFile: join(dir, `${name}.log`), env: { [CREDENTIALS_ENV]: credentialsOf(name) } });
     const startAll = (): Procs => ({
       api: start('api', ['api', '--port', String(apiPort), '--rate-limit', '0']),
       orcs: ORCS.map((id) => start(id, ['orc', '--id', id])),
@@ -543,6 +612,12 @@ async function oneRun(plan: FaultPlan, o: Required<Omit<ChaosOptions, 'kinds' | 
     await sleep(600);
     const snap = await admin.use((z) => snapshot(z, admin!.paths, cfg), 30_000);
     violations.push(...checkInvariants(snap));
+    let aclProbe: RunReport['acl_probe'];
+    if (o.zkAcl) {
+      const probe = await probeOpenReads(conn, admin.paths, snap);
+      aclProbe = { nodes: probe.nodes, refused: probe.refused };
+      for (const path of probe.readable) violations.push({ invariant: 'acl-open', subject: path, detail: 'a session without credentials could read it' });
+    }
     const builds = snap.units.filter((u) => u.kind === 'build');
     const failed: Record<string, number> = {};
     for (const u of builds) if (u.state === 'FAILED') failed[u.error?.code ?? '?'] = (failed[u.error?.code ?? '?'] ?? 0) + 1;
@@ -558,6 +633,7 @@ async function oneRun(plan: FaultPlan, o: Required<Omit<ChaosOptions, 'kinds' | 
       failed,
       recovery_ms: recoveredAt === undefined ? null : recoveredAt - tFault,
       shards_ms: shardsMs,
+      ...(aclProbe ? { acl_probe: aclProbe } : {}),
       seconds: Math.round((Date.now() - started) / 100) / 10,
       ...(keep ? { logs: dir } : {}),
     });
@@ -584,6 +660,7 @@ export async function runChaos(opts: ChaosOptions): Promise<{ reports: RunReport
     windowMs: opts.windowMs ?? 4000,
     settleTimeoutMs: opts.settleTimeoutMs ?? 90_000,
     keepLogs: opts.keepLogs ?? false,
+    zkAcl: opts.zkAcl ?? true,
     say: opts.say ?? ((line: string) => void process.stderr.write(`${line}\n`)),
   };
   const started = Date.now();
@@ -603,6 +680,7 @@ export async function runChaos(opts: ChaosOptions): Promise<{ reports: RunReport
   const recoveries = reports.flatMap((r) => (r.recovery_ms === null ? [] : [r.recovery_ms])).sort((a, b) => a - b);
   const summary: ChaosSummary = {
     runs: reports.length,
+    zk_acl: o.zkAcl,
     faults,
     violations: reports.reduce((n, r) => n + r.violations.length, 0),
     boots: reports.reduce((n, r) => n + r.boots, 0),
