@@ -7,7 +7,7 @@ import { Zk, type Stat, type Versioned, type Watcher } from '../client.js';
 import { FanOutWatch } from './fan-out.js';
 import { uniqueRoot, waitFor, zkConnect } from '../../../test/support/index.js';
 
-const stat = (version: number): Stat => ({ version, cversion: 0, numChildren: 0, ephemeralOwner: '0000000000000000', ctime: 0, mtime: 0 });
+const stat = (version: number): Stat => ({ version, cversion: 0, numChildren: 0, ephemeralOwner: '0000000000000000', ctime: 0, mtime: 0, aversion: 0 });
 
 class FakeZk {
   value: number | null = 0;
