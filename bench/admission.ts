@@ -16,6 +16,7 @@ import { startZooKeeper } from '../ts/dev/zookeeper.js';
 import { ApiStore } from '../ts/api/store.js';
 import { asProjectId } from '../ts/auth/policy.js';
 import { newServerId, newWorkUnitId } from '../ts/common/ids.js';
+import { pool } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -28,16 +29,6 @@ const BOOTS = Number(values.boots);
 const INFLIGHT = (values.inflight as string).split(',').map(Number);
 const PROJECTS = Number(values.projects);
 const flavor = { vcpus: 1, ram_mb: 256, disk_gb: 1 };
-
-/** Runs `n` calls of `one`, `inflight` at a time. */
-async function pool(n: number, inflight: number, one: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(inflight, n) }, async () => {
-      while (next < n) await one(next++);
-    }),
-  );
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'quark-bench-admission-'));
 const server = await startZooKeeper({ dataDir: join(dir, 'zk'), clientPort: 0 });

@@ -11,51 +11,19 @@
 //     --list-every-ms since the previous line
 //   boots_per_s: cycles (boot + delete, both finished) per second since the previous line
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Zk } from '../ts/zk/client.js';
-import { Paths } from '../ts/zk/paths.js';
-import { fourLetter, freePort, type RunningZooKeeper } from '../ts/dev/zookeeper.js';
-import { Launcher, QuarkCluster, type LaunchedProcess } from '../ts/dev/cluster.js';
-import { mintAdminToken } from '../ts/auth/local.js';
+import type { Zk } from '../ts/zk/client.js';
+import type { RunningZooKeeper } from '../ts/dev/zookeeper.js';
+import { Launcher } from '../ts/dev/cluster.js';
+import { BenchCluster, Finisher, jvmPid, mntr } from './cluster.js';
+import { percentile, pool } from './support.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const say = (s: string) => process.stderr.write(`[bench:churn] ${s}\n`);
 const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + '\n');
-
-async function mntr(port: number): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const line of (await fourLetter(port, 'mntr')).split('\n')) {
-    const [k, v] = line.split('\t');
-    if (k && v !== undefined) out[k] = v;
-  }
-  return out;
-}
-
-/** The JVM under ZooKeeper's watchdog shell: the process itself if it is java, else its java child. */
-function jvmPid(pid: number): number {
-  const comm = (p: number | string) => {
-    try {
-      return readFileSync(`/proc/${p}/comm`, 'utf8').trim();
-    } catch {
-      return '';
-    }
-  };
-  if (comm(pid) === 'java') return pid;
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || comm(d) !== 'java') continue;
-    try {
-      const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-      if (ppid === pid) return Number(d);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  throw new Error(`no java process under ${pid}`);
-}
 
 /**
  * Live heap: a full GC (jcmd GC.run), then what the heap holds outside its young regions (jcmd
@@ -72,85 +40,8 @@ function liveHeapMb(pid: number): number {
   return Math.round(kb / 102.4) / 10;
 }
 
-const pct = (xs: number[], p: number): number => {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return Math.round(s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! * 10) / 10;
-};
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-const auth: Record<string, string> = {};
-
-function call(port: number, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const data = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method,
-        agent,
-        headers: { ...auth, ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}) },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }));
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
-/**
- * When units finish: a finishing transaction removes the unit's inbox entry, and one persistent
- * recursive watch on the shards hears every such removal (one notification, no read); the unit is
- * then read once for its state. A removal heard before its wait was asked for is remembered.
- */
-class Endings {
-  private readonly waiting = new Map<string, (state: string) => void>();
-  private readonly early = new Set<string>();
-  private watch!: { stop(): Promise<void> };
-  private readonly inbox: RegExp;
-
-  constructor(
-    private readonly zk: Zk,
-    private readonly paths: Paths,
-  ) {
-    this.inbox = new RegExp(`^${paths.shards.replace(/[.]/g, '\\.')}/\\d+/inbox/([^/]+)$`);
-  }
-
-  async start(): Promise<void> {
-    this.watch = await this.zk.persistentWatch(this.paths.shards, 'recursive', (ev) => {
-      const m = ev.type === 'deleted' ? this.inbox.exec(ev.path) : null;
-      if (m) this.ended(m[1]!);
-    });
-  }
-
-  stop(): Promise<void> {
-    return this.watch.stop();
-  }
-
-  wait(wu: string): Promise<string> {
-    return new Promise((resolve) => {
-      this.waiting.set(wu, resolve);
-      if (this.early.delete(wu)) this.ended(wu);
-    });
-  }
-
-  private ended(wu: string): void {
-    const resolve = this.waiting.get(wu);
-    if (!resolve) return void this.early.add(wu);
-    this.waiting.delete(wu);
-    void this.zk.get<{ state: string }>(this.paths.workUnit(wu as never)).then(
-      (r) => resolve(r?.value?.state ?? 'MISSING'),
-      () => resolve('READ_FAILED'),
-    );
-  }
-}
+/** The p-th percentile of `xs` to a tenth; 0 if it is empty. */
+const pct = (xs: number[], p: number): number => Math.round((percentile([...xs].sort((a, b) => a - b), p) ?? 0) * 10) / 10;
 
 async function main(): Promise<void> {
   const { values: v } = parseArgs({
@@ -182,7 +73,7 @@ async function main(): Promise<void> {
   const launcher = new Launcher({ graceMs: 30_000, tailLines: 100 });
   let zk: RunningZooKeeper | undefined;
   let client: Zk | undefined;
-  let endings: Endings | undefined;
+  let finisher: Finisher | undefined;
   let stopLists = false;
   say(`logs in ${dir}`);
   try {
@@ -195,17 +86,16 @@ async function main(): Promise<void> {
       javaOptions: [`-Xmx${v['zk-heap'] as string}`],
     });
     const jvm = jvmPid(zk.pid);
-    const root = '/quark';
-    const apiPort = await freePort();
-    const cluster = new QuarkCluster(launcher, { zk: zk.connectionString, root, apiPort, logDir: dir });
-    const procs: Array<{ name: string; p: LaunchedProcess; ready: () => boolean }> = [];
-    const start = (name: string, args: string[], readyLine: string) => {
-      let seen = false;
-      const p = cluster.start(name, args, { onLine: (l) => void (l.includes(readyLine) && (seen = true)) });
-      procs.push({ name, p, ready: () => seen });
-    };
-    auth.authorization = `Bearer ${await mintAdminToken(zk.connectionString, root)}`;
-    start('api', ['api', '--port', String(apiPort), '--rate-limit', '0', '--max-event-loop-delay-ms', '0'], 'api listening');
+    const cluster = await BenchCluster.start(launcher, {
+      zk,
+      root: '/quark',
+      dir,
+      keep: (l) => ['api listening', 'orc ready', 'fleet ready'].some((r) => l.includes(r)),
+      maxSockets: 256,
+      waitMs: 300_000,
+    });
+    const api = cluster.api;
+    const apiProc = cluster.startApi(['--max-event-loop-delay-ms', '0']);
     const retention = [
       '--unit-retention', v['unit-retention'] as string,
       '--deleted-retention', v['deleted-retention'] as string,
@@ -213,26 +103,15 @@ async function main(): Promise<void> {
       '--prune-batch', v['prune-batch'] as string,
       '--retention-pass-ms', v['retention-pass-ms'] as string,
     ];
-    for (let i = 1; i <= O; i++) start(`orc-${i}`, ['orc', '--id', `orc-${i}`, '--session-timeout-ms', '10000', ...retention], 'orc ready');
-    start('hollow', ['compute', '--hollow', String(C), '--id-prefix', 'hc', '--vcpus', '100000', '--ram-mb', '100000000', '--disk-gb', '10000000', '--session-timeout-ms', '10000', '--hypervisor-report-ms', '30000'], 'fleet ready');
-    const until = async (what: string, fn: () => boolean | Promise<boolean>, ms = 300_000) => {
-      const end = Date.now() + ms;
-      while (!(await fn())) {
-        for (const p of procs) if (!p.p.running) throw new Error(`${p.name} exited while waiting for ${what}; see ${join(dir, `${p.name}.log`)}`);
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await sleep(200);
-      }
-    };
-    await until('every process', () => procs.every((p) => p.ready()));
-    client = await Zk.connect(zk.connectionString, { sessionTimeoutMs: 10_000 });
-    const paths = new Paths(root);
-    const shards = (await client.get<{ shards: number }>(paths.config))!.value!.shards;
-    await until('every shard owned', async () => {
-      const r = await call(apiPort, 'GET', '/v1/shards').catch(() => null);
-      return !!r && r.status === 200 && Object.keys(r.body).length === shards && Object.values(r.body).every((x) => x !== null);
-    });
-    endings = new Endings(client, paths);
-    await endings.start();
+    const orcs = cluster.startOrcs(O, ['--session-timeout-ms', '10000', ...retention]);
+    const fleet = cluster.startHollow(C, ['--session-timeout-ms', '10000', '--hypervisor-report-ms', '30000']);
+    await cluster.until('every process', () => apiProc.count('api listening') > 0 && orcs.every((o) => o.count('orc ready') > 0) && fleet.count('fleet ready') > 0);
+    const session = await cluster.connect();
+    client = session.client;
+    const { paths, shards } = session;
+    finisher = new Finisher(client, paths, shards);
+    await finisher.ready();
+    const fin = finisher;
     emit({ event: 'start', computes: C, orcs: O, concurrency: conc, shards, retention: Object.fromEntries(Object.entries(v).filter(([k]) => /retention|per-server|prune/.test(k))) });
 
     // The list calls, sampled all along.
@@ -240,14 +119,13 @@ async function main(): Promise<void> {
     const lists = (async () => {
       for (let i = 0; !stopLists; i++) {
         const t = performance.now();
-        const r = await call(apiPort, 'GET', i % 2 === 0 ? '/v1/servers?limit=100' : '/v1/work-units?limit=100').catch(() => null);
+        const r = await api.call('GET', i % 2 === 0 ? '/v1/servers?limit=100' : '/v1/work-units?limit=100').catch(() => null);
         if (r?.status === 200) listMs.push(performance.now() - t);
         await sleep(Number(v['list-every-ms']));
       }
     })();
 
     let done = 0;
-    let started = 0;
     let errors = 0;
     const errorSamples: unknown[] = [];
     const fail = (what: unknown) => {
@@ -292,45 +170,40 @@ async function main(): Promise<void> {
       }
     };
     const cycle = async (n: number): Promise<void> => {
-      const b = await call(apiPort, 'POST', '/v1/servers', { name: `churn-${n}`, flavor: { vcpus: 1, ram_mb: 256, disk_gb: 1 } });
+      const b = await api.call('POST', '/v1/servers', { name: `churn-${n}`, flavor: { vcpus: 1, ram_mb: 256, disk_gb: 1 } });
       if (b.status !== 202) return fail({ boot: b.status, body: b.body });
-      const built = await endings!.wait(b.body.work_unit_id);
+      const built = (await fin.wait(b.body.work_unit_id)).state;
       if (built !== 'SUCCEEDED') fail({ build: built });
       for (;;) {
-        const d = await call(apiPort, 'DELETE', `/v1/servers/${b.body.server_id}`);
+        const d = await api.call('DELETE', `/v1/servers/${b.body.server_id}`);
         if (d.status === 409) {
           await sleep(20); // the server is still busy: its build's finish has not reached it yet
           continue;
         }
         if (d.status !== 202) return fail({ delete: d.status, body: d.body });
-        const deleted = await endings!.wait(d.body.work_unit_id);
+        const deleted = (await fin.wait(d.body.work_unit_id)).state;
         if (deleted !== 'SUCCEEDED') fail({ deleted });
         return;
       }
     };
-    await Promise.all(
-      Array.from({ length: Math.min(conc, cycles) }, async () => {
-        while (started < cycles) {
-          const n = started++;
-          await cycle(n).catch((err: Error) => fail({ error: err.message }));
-          done++;
-          if (done >= nextLine) {
-            nextLine += every;
-            lining = lining.then(lineSurely);
-          }
-          if (done % 1000 === 0) say(`${done} cycles, ${Math.round(done / ((performance.now() - t0) / 1000))}/s`);
-        }
-      }),
-    );
+    await pool(cycles, conc, async (n) => {
+      await cycle(n).catch((err: Error) => fail({ error: err.message }));
+      done++;
+      if (done >= nextLine) {
+        nextLine += every;
+        lining = lining.then(lineSurely);
+      }
+      if (done % 1000 === 0) say(`${done} cycles, ${Math.round(done / ((performance.now() - t0) / 1000))}/s`);
+    });
     await lining;
     if (done % every !== 0) await lineSurely();
     stopLists = true;
     await lists;
-    const left = await call(apiPort, 'GET', '/v1/servers?limit=1000');
+    const left = await api.call('GET', '/v1/servers?limit=1000');
     emit({ event: 'summary', cycles: done, seconds: Math.round((performance.now() - t0) / 100) / 10, errors, error_samples: errorSamples, servers_left: left.body?.length ?? null });
   } finally {
     stopLists = true;
-    await endings?.stop().catch(() => {});
+    finisher?.stop();
     await client?.close().catch(() => {});
     await launcher.stop();
     if (!v.keep) rmSync(dir, { recursive: true, force: true });

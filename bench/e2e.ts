@@ -15,20 +15,17 @@
 // --list-settle-ms A,B,…: the api's list-index settle window (ts/api/listing.ts), compared the
 // same way (lines carry list_settle_ms).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statfsSync } from 'node:fs';
-import http from 'node:http';
+import { mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Zk } from '../ts/zk/client.js';
 import { Paths } from '../ts/zk/paths.js';
-import { shardOf } from '../ts/common/model.js';
-import { fourLetter, freePort, type RunningZooKeeper } from '../ts/dev/zookeeper.js';
-import { Launcher, QuarkCluster, type LaunchedProcess } from '../ts/dev/cluster.js';
-import { mintAdminToken } from '../ts/auth/local.js';
-import { CREDENTIALS_ENV, credentialFiles, writeCredentialsDir } from '../ts/zk/acl.js';
-import { readConfig } from '../ts/zk/config.js';
+import { fourLetter, type RunningZooKeeper } from '../ts/dev/zookeeper.js';
+import { Launcher } from '../ts/dev/cluster.js';
+import { Api, BenchCluster, Finisher, cpuSeconds, mntr, rssMb, threadCores, threadCpu } from './cluster.js';
+import { percentile, pool } from './support.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -110,174 +107,8 @@ async function zxid(port: number): Promise<number> {
   return Number(BigInt(`0x${m[1]}`) & 0xffffffffn); // the counter within the epoch
 }
 
-async function mntr(port: number): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const line of (await fourLetter(port, 'mntr')).split('\n')) {
-    const [k, v] = line.split('\t');
-    if (k && v !== undefined) out[k] = v;
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
-// Processes
-
-interface Proc {
-  name: string;
-  p: LaunchedProcess;
-  log: string;
-  lines: string[];
-  count(substr: string): number;
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return 0;
-  }
-}
-
-/**
- * CPU seconds per JVM thread of `pid`, summed by thread name with digits dropped
- * ("NIOWorkerThread-#"); the kernel's part of each appears again under "<name> [sys]".
- */
-function zkThreadCpu(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
-    try {
-      const raw = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')')).replace(/\d+/g, '#');
-      const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
-      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
-      out.set(`${name} [sys]`, (out.get(`${name} [sys]`) ?? 0) + Number(f[12]) / 100);
-    } catch {
-      // the thread exited
-    }
-  }
-  return out;
-}
-
-/** Cores per thread group between two zkThreadCpu() samples `s` seconds apart, busiest first, with `total`. */
-function threadCores(a: Map<string, number>, b: Map<string, number>, s: number): Record<string, number> {
-  const rows = [...b].map(([k, v]) => [k, (v - (a.get(k) ?? 0)) / s] as const).filter(([, c]) => c >= 0.005);
-  rows.sort((x, y) => y[1] - x[1]);
-  const sum = (m: Map<string, number>, sys: boolean) => [...m].filter(([k]) => k.endsWith(' [sys]') === sys).reduce((x, [, y]) => x + y, 0);
-  const total = sum(b, false) - sum(a, false);
-  const sys = sum(b, true) - sum(a, true);
-  return { total: +(total / s).toFixed(3), 'total [sys]': +(sys / s).toFixed(3), ...Object.fromEntries(rows.map(([k, c]) => [k, +c.toFixed(3)])) };
-}
-
-function rssMb(pid: number): { rss_mb: number; hwm_mb: number } {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
-    return { rss_mb: Math.round(kb('VmRSS') / 102.4) / 10, hwm_mb: Math.round(kb('VmHWM') / 102.4) / 10 };
-  } catch {
-    return { rss_mb: 0, hwm_mb: 0 };
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Load
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
-/** The admin token of the cluster being measured (set once its ZooKeeper is up). */
-const auth: Record<string, string> = {};
-
-function post(port: number, body: unknown): Promise<{ status: number; body: any }> {
-  const data = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, path: '/v1/servers', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...auth } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }));
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
-/**
- * Learns when boots finish from one persistent recursive watch on the shards (ZooKeeper 3.6+):
- * the finishing transaction removes the unit's inbox entry, and its 'deleted' event names the
- * unit, so a finished boot costs the bench one notification and one read of the unit's state
- * (a one-shot children watch per inbox cost a notification and a listing per change). An entry
- * can go before its 202 has been read here: such names wait in `gone` until `wait` asks. After
- * a reconnect (events meanwhile are lost) every pending unit's shard is listed once.
- */
-class Finisher {
-  private readonly pending = new Map<string, { shard: number; resolve: (ok: { ok: boolean; state: string; error?: unknown }) => void }>();
-  private readonly gone = new Set<string>();
-  private stopped = false;
-  private watch: Promise<{ stop(): Promise<void> }>;
-  private readonly inboxPrefix: RegExp;
-
-  constructor(
-    private readonly zk: Zk,
-    private readonly paths: Paths,
-  ) {
-    this.inboxPrefix = new RegExp(`^${paths.shards.replace(/[.]/g, '\\.')}/\\d+/inbox/([^/]+)$`);
-    this.watch = zk.persistentWatch(paths.shards, 'recursive', (ev) => {
-      if (ev.type !== 'deleted') return;
-      const m = this.inboxPrefix.exec(ev.path);
-      if (m) this.finished(m[1]!);
-    });
-    zk.on('state', this.onState);
-  }
-
-  /** Resolves once the persistent watch is set; boots must not start before. */
-  ready(): Promise<void> {
-    return this.watch.then(() => undefined);
-  }
-
-  wait(wu: string, shard: number): Promise<{ ok: boolean; state: string; error?: unknown }> {
-    return new Promise((resolve) => {
-      this.pending.set(wu, { shard, resolve });
-      if (this.gone.delete(wu)) this.finished(wu);
-    });
-  }
-
-  private finished(wu: string): void {
-    const p = this.pending.get(wu);
-    if (!p) return void this.gone.add(wu);
-    this.pending.delete(wu);
-    void this.zk.get<{ state: string; error?: unknown }>(this.paths.workUnit(wu as never)).then(
-      (r) => p.resolve({ ok: r?.value?.state === 'SUCCEEDED', state: r?.value?.state ?? 'MISSING', error: r?.value?.error }),
-      () => p.resolve({ ok: false, state: 'READ_FAILED' }),
-    );
-  }
-
-  private readonly onState = (s: string): void => {
-    if (s !== 'RECONNECTED' || this.stopped) return;
-    for (const shard of new Set([...this.pending.values()].map((p) => p.shard))) void this.list(shard);
-  };
-
-  private async list(n: number): Promise<void> {
-    const kids = await this.zk.children(this.paths.inbox(n)).catch(() => undefined);
-    if (kids === undefined) return void setTimeout(() => void this.list(n), 100);
-    const present = new Set(kids ?? []);
-    for (const [wu, p] of this.pending) if (p.shard === n && !present.has(wu)) this.finished(wu);
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.zk.off('state', this.onState);
-    void this.watch.then((w) => w.stop()).catch(() => {});
-  }
-}
+// Latency
 
 /**
  * Where a boot's time goes, from the units' own timestamps (one clock: every process is local):
@@ -303,10 +134,8 @@ async function phases(zk: Zk, paths: Paths, ids: string[]) {
   };
 }
 
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return Math.round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!);
-}
+/** The p-th percentile of `sorted` (ascending) to the millisecond; 0 if it is empty. */
+const pct = (sorted: number[], p: number): number => Math.round(percentile(sorted, p) ?? 0);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -377,12 +206,12 @@ async function main(): Promise<void> {
   const cnxn = v['zk-cnxn'] as string;
   if (cnxn !== 'nio' && cnxn !== 'netty') throw new Error(`--zk-cnxn must be nio or netty, got ${cnxn}`);
   const zkThreads = !!jfr || (v['zk-threads'] as boolean);
-  const procs: Proc[] = [];
   // Unsupervised; stops wait 30 s for a process to drain before SIGKILL.
   const launcher = new Launcher({ graceMs: 30_000, tailLines: 100 });
   let zk: RunningZooKeeper | undefined;
   let client: Zk | undefined;
   let finisher: Finisher | undefined;
+  let api: Api | undefined;
   const root = '/quark';
   say(`logs in ${dir}`);
   try {
@@ -408,69 +237,32 @@ async function main(): Promise<void> {
     });
     emit({ event: 'zk_raw', txn_per_s: raw.txn_per_s, ops_per_txn: Number(v.ops), procs: Number(v['raw-procs']), sessions_per_proc: Number(v.sessions), inflight_per_session: Number(v.inflight), errors: raw.errors });
 
-    // (2) the cluster: with ACLs, the bench acts as the admin (it sets the root up, mints the
-    // token, watches the units) and each process gets its own role's credentials.
-    const credentials = zkAcl ? join(dir, 'zk-credentials') : null;
-    if (credentials) {
-      writeCredentialsDir(credentials);
-      process.env[CREDENTIALS_ENV] = credentialFiles(credentials).admin;
-      const admin = await Zk.connect(zk.connectionString);
-      await readConfig(admin, new Paths(root)).finally(() => admin.close());
-    } else {
-      process.env[CREDENTIALS_ENV] = '';
-    }
-    emit({ event: 'zk_acl', zk_acl: zkAcl ? 'on' : 'off' });
-    const apiPort = await freePort();
+    // (2) the cluster.
     const profDir = v.profile as string | undefined;
-    const cluster = new QuarkCluster(launcher, { zk: zk.connectionString, root, apiPort, logDir: dir, credentials });
-    const start = (name: string, args: string[]): Proc => {
-      const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
-      const lines: string[] = [];
-      const p = cluster.start(name, args, {
-        nodeArgs,
-        onLine: (l, stream) => {
-          if (stream !== 'stderr') return;
-          if (l.includes('"compute alive"') || l.includes('zk counters') || l.includes('"orc stats"') || l.includes('fleet ready') || l.includes('"level":"error"')) lines.push(l);
-        },
-      });
-      const proc: Proc = { name, p, log: join(dir, `${name}.log`), lines, count: (s) => lines.filter((l) => l.includes(s)).length };
-      procs.push(proc);
-      return proc;
-    };
-    const stopAll = (ps: Proc[]) => launcher.stop(ps.map((p) => p.p));
-    auth.authorization = `Bearer ${await mintAdminToken(zk.connectionString, root)}`;
-    // The load is the point: no per-token rate limit.
-    start('api', ['api', '--port', String(apiPort), '--rate-limit', '0', '--list-settle-ms', listSettleMs]);
-    const orcs = Array.from({ length: O }, (_, i) => start(`orc-${i + 1}`, ['orc', '--id', `orc-${i + 1}`, '--session-timeout-ms', '4000']));
-    const t0 = Date.now();
-    const fleet = start('hollow', [
-      'compute', '--hollow', String(C), '--id-prefix', 'hc', '--vcpus', '100000', '--ram-mb', '100000000', '--disk-gb', '10000000',
-      '--session-timeout-ms', String(v['session-timeout-ms']), '--hypervisor-report-ms', String(v['hypervisor-report-ms']), '--start-concurrency', '128',
-    ]);
-    const until = async (what: string, fn: () => boolean | Promise<boolean>, ms = 600_000) => {
-      const end = Date.now() + ms;
-      while (!(await fn())) {
-        for (const p of procs) if (!p.p.running) throw new Error(`${p.name} exited (${p.p.exit?.signal ?? p.p.exit?.code}) while waiting for ${what}; see ${p.log}`);
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await sleep(200);
-      }
-    };
-    await until(`${C} hollow computes`, () => fleet.count('fleet ready') > 0);
-    await until('every orc to see every compute', () => orcs.every((o) => o.count('"compute alive"') >= C));
-    client = await Zk.connect(zk.connectionString, { sessionTimeoutMs: 10_000 });
-    const paths = new Paths(root);
-    const config = (await client.get<{ shards: number }>(paths.config))!.value!;
-    await until('every shard owned', async () => {
-      try {
-        const r = await fetch(`http://127.0.0.1:${apiPort}/v1/shards`, { headers: auth });
-        const owners = (await r.json()) as Record<string, string | null>;
-        return Object.keys(owners).length === config.shards && Object.values(owners).every((x) => x !== null);
-      } catch {
-        return false;
-      }
+    const cluster = await BenchCluster.start(launcher, {
+      zk,
+      root,
+      dir,
+      acl: zkAcl,
+      keep: (l, stream) =>
+        stream === 'stderr' && (l.includes('"compute alive"') || l.includes('zk counters') || l.includes('"orc stats"') || l.includes('fleet ready') || l.includes('"level":"error"')),
+      nodeArgs: (name) => (profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `${name}.cpuprofile`] : []),
+      maxSockets: 128,
+      waitMs: 600_000,
     });
+    api = cluster.api;
+    emit({ event: 'zk_acl', zk_acl: zkAcl ? 'on' : 'off' });
+    cluster.startApi(['--list-settle-ms', listSettleMs]);
+    const orcs = cluster.startOrcs(O, ['--session-timeout-ms', '4000']);
+    const t0 = Date.now();
+    const fleet = cluster.startHollow(C, ['--session-timeout-ms', String(v['session-timeout-ms']), '--hypervisor-report-ms', String(v['hypervisor-report-ms']), '--start-concurrency', '128']);
+    await cluster.until(`${C} hollow computes`, () => fleet.count('fleet ready') > 0);
+    await cluster.until('every orc to see every compute', () => orcs.every((o) => o.count('"compute alive"') >= C));
+    const session = await cluster.connect();
+    client = session.client;
+    const { paths, shards } = session;
     emit({ event: 'cluster_ready', computes: C, orcs: O, ms: Date.now() - t0, hollow_rss_mb: rssMb(fleet.p.pid).rss_mb });
-    finisher = new Finisher(client, paths);
+    finisher = new Finisher(client, paths, shards);
     await finisher.ready();
     const fin = finisher;
 
@@ -480,16 +272,14 @@ async function main(): Promise<void> {
     const errorSamples: unknown[] = [];
     const boot = async (measured = true): Promise<number> => {
       const sent = performance.now();
-      const r = await post(apiPort, { name: `b-${seq++}`, flavor: { vcpus: 1, ram_mb: 256, disk_gb: 1 } });
+      const r = await cluster.api.call('POST', '/v1/servers', { name: `b-${seq++}`, flavor: { vcpus: 1, ram_mb: 256, disk_gb: 1 } });
       if (r.status !== 202) {
         errors++;
         if (errorSamples.length < 5) errorSamples.push({ status: r.status, body: r.body });
         return -1;
       }
-      const shard = shardOf(r.body.work_unit_id, config.shards);
-      // Only an inbox listing asked for after the 202 can tell that the unit has left it.
       if (measured && sample.length < 400 && seq % 5 === 0) sample.push(r.body.work_unit_id);
-      const done = await fin.wait(r.body.work_unit_id, shard);
+      const done = await fin.wait(r.body.work_unit_id);
       if (!done.ok) {
         errors++;
         if (errorSamples.length < 5) errorSamples.push({ state: done.state, error: done.error });
@@ -501,28 +291,20 @@ async function main(): Promise<void> {
     // reports), and the wall-clock window of the closed loop to cut the JFR recording with.
     if (zkThreads) {
       const idleS = Number(v['zk-idle-seconds']);
-      const t0 = zkThreadCpu(zk.pid);
+      const t0 = threadCpu(zk.pid);
       const i0 = await mntr(zk.clientPort);
       const w0 = performance.now();
       await sleep(idleS * 1000);
       const s = (performance.now() - w0) / 1000;
       const i1 = await mntr(zk.clientPort);
       const perS = (k: string) => +((Number(i1[k]) - Number(i0[k])) / s).toFixed(1);
-      emit({ event: 'zk_idle', seconds: +s.toFixed(2), packets_received_per_s: perS('zk_packets_received'), packets_sent_per_s: perS('zk_packets_sent'), cpu_cores: threadCores(t0, zkThreadCpu(zk.pid), s) });
+      emit({ event: 'zk_idle', seconds: +s.toFixed(2), packets_received_per_s: perS('zk_packets_received'), packets_sent_per_s: perS('zk_packets_sent'), cpu_cores: threadCores(t0, threadCpu(zk.pid), s) });
     }
     const W = Number(v['warmup-units']);
     if (!Number.isInteger(W) || W < 0) throw new Error(`--warmup-units must be an integer ≥ 0, got ${String(v['warmup-units'])}`);
     if (W > 0) {
       const w0 = performance.now();
-      let wl = W;
-      await Promise.all(
-        Array.from({ length: Math.min(conc, W) }, async () => {
-          while (wl > 0) {
-            wl--;
-            await boot(false);
-          }
-        }),
-      );
+      await pool(W, conc, () => boot(false));
       const ws = (performance.now() - w0) / 1000;
       emit({ event: 'warmup', units: W, seconds: +ws.toFixed(2), boots_per_s: Math.round(W / ws), errors, note: 'not counted below' });
     }
@@ -530,25 +312,19 @@ async function main(): Promise<void> {
     const closedWall0 = Date.now();
 
     // (3) closed loop.
-    const who = [...procs.map((p) => ({ name: p.name, pid: p.p.pid })), { name: 'zookeeper', pid: zk.pid }, { name: 'bench', pid: process.pid }];
+    const who = [...cluster.procs.map((p) => ({ name: p.name, pid: p.p.pid })), { name: 'zookeeper', pid: zk.pid }, { name: 'bench', pid: process.pid }];
     const cpu0 = who.map((w) => cpuSeconds(w.pid));
     const z0 = await zxid(zk.clientPort);
     const m0 = await mntr(zk.clientPort);
     const lat: number[] = [];
-    let left = U;
-    const zkT0 = zkThreads ? zkThreadCpu(zk.pid) : undefined;
+    const zkT0 = zkThreads ? threadCpu(zk.pid) : undefined;
     const c0 = performance.now();
     const mono0 = process.hrtime.bigint() / 1000n; // µs on the clock V8's .cpuprofile timestamps use
-    await Promise.all(
-      Array.from({ length: Math.min(conc, U) }, async () => {
-        while (left > 0) {
-          left--;
-          const ms = await boot();
-          if (ms >= 0) lat.push(ms);
-          if (zkT0 && !mid && lat.length >= U / 2) mid = { at: performance.now(), zk: zkThreadCpu(zk!.pid) };
-        }
-      }),
-    );
+    await pool(U, conc, async () => {
+      const ms = await boot();
+      if (ms >= 0) lat.push(ms);
+      if (zkT0 && !mid && lat.length >= U / 2) mid = { at: performance.now(), zk: threadCpu(zk!.pid) };
+    });
     const closedS = (performance.now() - c0) / 1000;
     const mono1 = process.hrtime.bigint() / 1000n;
     const z1 = await zxid(zk.clientPort);
@@ -563,7 +339,7 @@ async function main(): Promise<void> {
     emit({ event: 'closed_loop', units: U, concurrency: conc, seconds: +closedS.toFixed(2), boots_per_s: Math.round(maxRate), p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), zk_txns: z1 - z0, zk_txn_per_boot: +txnPerBoot.toFixed(2), zk_packets_received_per_boot: packetsPerBoot('zk_packets_received'), zk_packets_sent_per_boot: packetsPerBoot('zk_packets_sent'), errors, cpu_cores: cpuUse, monotonic_us: [Number(mono0), Number(mono1)] });
     const closedErrors = errors;
     if (zkT0) {
-      const zkT1 = zkThreadCpu(zk.pid);
+      const zkT1 = threadCpu(zk.pid);
       const m = mid ?? { at: performance.now(), zk: zkT1 };
       const h1 = (m.at - c0) / 1000;
       const h2 = (performance.now() - c0) / 1000 - h1;
@@ -620,8 +396,8 @@ async function main(): Promise<void> {
     finisher.stop();
     await client.close();
     client = undefined;
-    await stopAll(procs);
-    const counters = procs.map((p) => {
+    await cluster.stop();
+    const counters = cluster.procs.map((p) => {
       const line = p.lines.find((l) => l.includes('zk counters'));
       const c = line ? (JSON.parse(line) as { txns: number; writes: number; reads: number }) : undefined;
       const st = p.lines.find((l) => l.includes('"orc stats"'));
@@ -671,7 +447,7 @@ async function main(): Promise<void> {
     await client?.close().catch(() => {});
     await launcher.stopAll().catch(() => {});
     if (!v.keep) rmSync(dir, { recursive: true, force: true });
-    agent.destroy();
+    api?.destroy();
   }
 }
 

@@ -14,18 +14,8 @@
 import { NativeClusterView } from '../ts/orc/placement/native.js';
 import { TwinClusterView } from '../ts/orc/placement/twin.js';
 import type { ComputeRecord, Placement, PlacementRequest, Resources } from '../ts/orc/placement/types.js';
-
-/** Deterministic PRNG (mulberry32) so every run scores the same cluster. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded (mulberry32), so that every run scores the same cluster with the same requests.
+import { prng } from '../ts/dev/chaos/plan.js';
 
 const FLAVOURS: Resources[] = [
   { vcpus: 32, ram_mb: 131_072, disk_gb: 1_000, bandwidth_mbps: 10_000 },
@@ -43,7 +33,7 @@ const SIZES: Resources[] = [
 
 /** A cluster of mixed flavours, partly used, 1% dead, with labels and server groups. */
 function cluster(n: number): ComputeRecord[] {
-  const r = rng(n);
+  const r = prng(n);
   const out: ComputeRecord[] = [];
   for (let i = 0; i < n; i++) {
     const capacity = FLAVOURS[Math.floor(r() * FLAVOURS.length)]!;
@@ -79,7 +69,7 @@ function cluster(n: number): ComputeRecord[] {
  * cases use; the fill cases also draw streams 1 and 2 (other seeds, other ids).
  */
 function requestStream(n: number, stream = 0): () => PlacementRequest {
-  const r = rng(n * 7 + 1 + stream);
+  const r = prng(n * 7 + 1 + stream);
   const prefix = stream === 0 ? `wu-${n}` : `wu-${n}-s${stream}`;
   let i = 0;
   return () => {

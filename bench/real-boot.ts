@@ -32,6 +32,7 @@ import { Zk } from '../ts/zk/client.js';
 import { ImagePaths } from '../ts/images/store.js';
 import { Paths } from '../ts/zk/paths.js';
 import type { BuildRequest } from '../ts/common/model.js';
+import { percentile, pool } from './support.js';
 
 const MAIN = fileURLToPath(new URL('../dist/ts/cli/main.js', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -40,20 +41,10 @@ const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify
 
 const FLAVOR = { vcpus: 1, ram_mb: 128, disk_gb: 1 };
 
+/** The p-th percentile of `values` to the millisecond; null if there are none. */
 function pct(values: number[], p: number): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  return Math.round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!);
-}
-
-/** Runs `work(i)` for i < n with at most `c` at once. */
-async function pool(n: number, c: number, work: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(c, n) }, async () => {
-      while (next < n) await work(next++);
-    }),
-  );
+  const v = percentile([...values].sort((a, b) => a - b), p);
+  return v === undefined ? null : Math.round(v);
 }
 
 /** Every call carries the bench cluster's admin token (QUARK_TOKEN, set once it is minted). */
