@@ -3,14 +3,21 @@
 // four-letter words to a ZooKeeper server. It is asked over a Unix socket, which is a file, not
 // a network address: the caller stays in the machine's own namespace and no route into the
 // topology is needed. `node host-agent.js --socket PATH [--zk CONNECTION]`; the API's CA comes
-// from NODE_EXTRA_CA_CERTS, as for any Node client. One JSON request, one JSON answer:
+// from NODE_EXTRA_CA_CERTS, and its ZooKeeper credentials from QUARK_ZK_CREDENTIALS, as for any
+// Quark process (none: an unauthenticated session). One JSON request, one JSON answer (a failure:
+// status 500, {error, code?}, code being ZooKeeper's error name, e.g. NO_AUTH):
 //   POST /fetch {url, method?, headers?, body?}  → {status, text, ms}
 //   POST /zk    {op: 'children'|'get'|'exists', path} → {value}
+//   POST /zk    {op: 'init', path: ROOT}  → {value: its config}: sets a fresh root up (readConfig),
+//               under ACLs if the agent holds the admin's credentials, as `quark up` does
 //   POST /4lw   {host, port, cmd}                → {text}
 import { createServer, type IncomingMessage } from 'node:http';
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Zk } from '../zk/client.js';
+import { ZkError } from '../zk/errors.js';
+import { readConfig } from '../zk/config.js';
+import { Paths } from '../zk/paths.js';
 import { fourLetter } from './zookeeper.js';
 
 const { values } = parseArgs({ options: { socket: { type: 'string' }, zk: { type: 'string' }, 'session-timeout-ms': { type: 'string', default: '4000' } } });
@@ -55,6 +62,7 @@ async function answer(path: string, q: Record<string, unknown>): Promise<unknown
       if (q.op === 'children') return { value: await z.children(p) };
       if (q.op === 'get') return { value: (await z.get(p))?.value ?? null };
       if (q.op === 'exists') return { value: (await z.exists(p)) !== null };
+      if (q.op === 'init') return { value: await readConfig(z, new Paths(p)) };
       throw new Error(`unknown zk op ${String(q.op)}`);
     }
     case '/4lw':
@@ -73,7 +81,7 @@ const server = createServer((req, res) => {
       out = await answer(req.url ?? '', await body(req));
     } catch (e) {
       status = 500;
-      out = { error: (e as Error).message };
+      out = { error: (e as Error).message, ...(e instanceof ZkError ? { code: e.code } : {}) };
     }
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(out, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
