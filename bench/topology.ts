@@ -8,8 +8,9 @@
 //   zk_leader_boot_ms    cut the ZooKeeper leader's host → the first boot the API accepts (202)
 // One JSON line per case: trials, p50, the session timeout, whether ZooKeeper ACLs were on. Needs root.
 // The cluster is under ZooKeeper ACLs as `quark up`'s is (--zk-acl off: every process without
-// credentials, every node open): credentials in the run's temp dir, the client agent as admin
-// (it sets the root up), each process with its role's file only (a compute its own).
+// credentials, every node open): credentials in the run's temp dir, the token bootstrap and the
+// client agent as admin (the bootstrap sets the root up), each process with its role's file only
+// (a compute its own).
 //   npm run bench:topology -- --trials 5 --session-timeout-ms 3000
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -74,21 +75,19 @@ try {
     startOn(launcher, topo, h, { name: h, args: ['zk', 'server', '--ensemble', ensemble, '--myid', String(i + 1), '--data-dir', join(dir, h)], credentials: null }),
   );
   await Promise.all(zks.map((z) => z.waitForOutput('ZooKeeper serving', { timeoutMs: 120_000 })));
-  const apiAddr = topo.address('api');
-  const tls = certificateFor(dir, apiAddr);
-  const API = `https://${apiAddr}:8443`;
-  // The client agent is the admin: it sets the fresh root up (under ACLs) before any other role starts.
-  const client = await HostAgent.start(launcher, topo, 'client', { socket: join(dir, 'client.sock'), zk, ca: tls.cert, credentials });
-  await client.zk('init', '/quark');
+  // As the admin, the bootstrap also sets the fresh root up (under ACLs) before any other role starts.
   const bootstrap = startOn(launcher, topo, 'client', { name: 'bootstrap', args: ['token', 'create', '--bootstrap', '--project', 'admin', '--role', 'admin', '--zk', zk], credentials });
   await bootstrap.exited;
   const token = /^token\s+(\S+)$/m.exec(bootstrap.stdout())?.[1];
   if (!token) throw new Error(`no token minted:\n${bootstrap.lastLines()}`);
-  client.token = token;
+  const apiAddr = topo.address('api');
+  const tls = certificateFor(dir, apiAddr);
+  const API = `https://${apiAddr}:8443`;
   startOn(launcher, topo, 'api', { name: 'api', args: ['api', '--host', apiAddr, '--port', '8443', '--tls-cert', tls.cert, '--tls-key', tls.key, '--rate-limit', '0', ...common], credentials });
   for (const h of ORCS) startOn(launcher, topo, h, { name: orcIds.get(h)!, args: ['orc', '--id', orcIds.get(h)!, ...common], credentials });
   const computeProcs = new Map<string, LaunchedProcess>();
   for (const h of COMPUTES) computeProcs.set(h, startOn(launcher, topo, h, { name: computeIds.get(h)!, args: ['compute', '--id', computeIds.get(h)!, ...common], credentials }));
+  const client = await HostAgent.start(launcher, topo, 'client', { socket: join(dir, 'client.sock'), zk, ca: tls.cert, token, credentials });
   const api = <T = any>(path: string, init: { method?: string; body?: unknown; timeoutMs?: number } = {}) => client.http<T>(`${API}${path}`, init);
   const shards = async () => Object.values((await api<Record<string, string | null>>('/v1/shards')).body);
   const whole = async (): Promise<void> => {

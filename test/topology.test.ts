@@ -157,21 +157,19 @@ describeHosts('across hosts', () => {
     }
     await Promise.all([...zks.values()].map((z) => z.waitForOutput('ZooKeeper serving', { timeoutMs: 90_000 })));
 
-    // The client agent is the cluster's ZooKeeper admin: first it puts the fresh root under ACLs
-    // (ts/zk/config.ts; `quark up` and the chaos runner do the same), before any other role may use
-    // it. Then the first admin token, written into the ensemble from the client's host.
-    const apiAddr = topo.address('api');
-    const tls = certificateFor(dir, apiAddr);
-    client = await HostAgent.start(group, topo, 'client', { socket: join(dir, 'client.sock'), zk: zkConnect, ca: tls.cert, credentials: creds });
-    await client.zk('init', '/quark');
+    // The first admin token, written into the ensemble from the client's host with the admin's
+    // credentials, as an operator starts a cluster by hand (docs/deploy.md): the bootstrap also
+    // puts the fresh root under ACLs (ts/zk/config.ts), which no other role may do.
     const boot = startOn(group, topo, 'client', {
       name: 'token-bootstrap',
       args: ['token', 'create', '--bootstrap', '--project', 'admin', '--role', 'admin', '--name', 'topology', '--zk', zkConnect],
       credentials: creds,
     });
     expect((await boot.exited).code, boot.output()).toBe(0);
-    client.token = /^token\s+(\S+)$/m.exec(boot.stdout())![1]!;
+    const token = /^token\s+(\S+)$/m.exec(boot.stdout())![1]!;
 
+    const apiAddr = topo.address('api');
+    const tls = certificateFor(dir, apiAddr);
     API = `https://${apiAddr}:${API_PORT}`;
     apiProc = startOn(group, topo, 'api', {
       name: 'api',
@@ -180,6 +178,8 @@ describeHosts('across hosts', () => {
     });
     for (const h of ORC_HOSTS) startOrc(h);
     for (const h of COMPUTE_HOSTS) startCompute(h);
+    // The client agent's ZooKeeper reads (managing/, hypervisor reports, unit records) are the admin's.
+    client = await HostAgent.start(group, topo, 'client', { socket: join(dir, 'client.sock'), zk: zkConnect, ca: tls.cert, token, credentials: creds });
     await waitFor(
       async () => {
         const cs = (await api<Array<{ alive: boolean }>>('/v1/computes')).body;

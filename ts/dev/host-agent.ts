@@ -8,16 +8,12 @@
 // status 500, {error, code?}, code being ZooKeeper's error name, e.g. NO_AUTH):
 //   POST /fetch {url, method?, headers?, body?}  → {status, text, ms}
 //   POST /zk    {op: 'children'|'get'|'exists', path} → {value}
-//   POST /zk    {op: 'init', path: ROOT}  → {value: its config}: sets a fresh root up (readConfig),
-//               under ACLs if the agent holds the admin's credentials, as `quark up` does
 //   POST /4lw   {host, port, cmd}                → {text}
 import { createServer, type IncomingMessage } from 'node:http';
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Zk } from '../zk/client.js';
 import { ZkError } from '../zk/errors.js';
-import { readConfig } from '../zk/config.js';
-import { Paths } from '../zk/paths.js';
 import { fourLetter } from './zookeeper.js';
 
 const { values } = parseArgs({ options: { socket: { type: 'string' }, zk: { type: 'string' }, 'session-timeout-ms': { type: 'string', default: '4000' } } });
@@ -62,7 +58,6 @@ async function answer(path: string, q: Record<string, unknown>): Promise<unknown
       if (q.op === 'children') return { value: await z.children(p) };
       if (q.op === 'get') return { value: (await z.get(p))?.value ?? null };
       if (q.op === 'exists') return { value: (await z.exists(p)) !== null };
-      if (q.op === 'init') return { value: await readConfig(z, new Paths(p)) };
       throw new Error(`unknown zk op ${String(q.op)}`);
     }
     case '/4lw':

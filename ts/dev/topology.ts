@@ -361,11 +361,8 @@ export class HostAgent {
     return { status: r.status, body: (r.text ? JSON.parse(r.text) : undefined) as T, ms: r.ms };
   }
 
-  /**
-   * A read through the agent's ZooKeeper session ('init': sets the root at `path` up, as the first
-   * admin session of a cluster does); a failed one rejects with an AgentError carrying ZooKeeper's code.
-   */
-  async zk<T = unknown>(op: 'children' | 'get' | 'exists' | 'init', path: string): Promise<T> {
+  /** A read through the agent's ZooKeeper session; a failed one rejects with an AgentError carrying ZooKeeper's code. */
+  async zk<T = unknown>(op: 'children' | 'get' | 'exists', path: string): Promise<T> {
     return (await this.ask<{ value: T }>('/zk', { op, path })).value;
   }
 
