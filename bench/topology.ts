@@ -6,7 +6,11 @@
 //   compute_lost_ms      cut a compute's host → its VM's status reads LOST (through the API)
 //   orc_shards_ms        cut an orc's host → every shard owned by the other orc (/v1/shards)
 //   zk_leader_boot_ms    cut the ZooKeeper leader's host → the first boot the API accepts (202)
-// One JSON line per case: trials, p50, the session timeout. Needs root.
+// One JSON line per case: trials, p50, the session timeout, whether ZooKeeper ACLs were on. Needs root.
+// The cluster is under ZooKeeper ACLs as `quark up`'s is (--zk-acl off: every process without
+// credentials, every node open): credentials in the run's temp dir, the token bootstrap and the
+// client agent as admin (the bootstrap sets the root up), each process with its role's file only
+// (a compute its own).
 //   npm run bench:topology -- --trials 5 --session-timeout-ms 3000
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,14 +18,18 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Launcher, type LaunchedProcess } from '../ts/dev/cluster.js';
 import { certificateFor, HostAgent, startOn, Topology } from '../ts/dev/topology.js';
+import { writeCredentialsDir } from '../ts/zk/acl.js';
 
 const { values } = parseArgs({
   options: {
     trials: { type: 'string', default: '5' },
     'session-timeout-ms': { type: 'string', default: '3000' },
     cases: { type: 'string', default: 'compute,orc,zk-leader' },
+    'zk-acl': { type: 'string', default: 'on' },
   },
 });
+if (values['zk-acl'] !== 'on' && values['zk-acl'] !== 'off') throw new Error(`--zk-acl must be on or off, got ${values['zk-acl']}`);
+const ZK_ACL = values['zk-acl'] === 'on';
 const TRIALS = Number(values.trials);
 const SESSION_MS = Number(values['session-timeout-ms']);
 const CASES = new Set(values.cases.split(','));
@@ -57,22 +65,29 @@ try {
   const ensemble = ZK.map((h) => topo.address(h)).join(',');
   const zk = ZK.map((h) => `${topo.address(h)}:2181`).join(',');
   const common = ['--zk', zk, '--session-timeout-ms', String(SESSION_MS)];
-  const zks = ZK.map((h, i) => startOn(launcher, topo, h, { name: h, args: ['zk', 'server', '--ensemble', ensemble, '--myid', String(i + 1), '--data-dir', join(dir, h)] }));
+  const orcIds = new Map(ORCS.map((h) => [h, `orc-${h.slice(3)}`]));
+  const computeIds = new Map(COMPUTES.map((h) => [h, `compute-${h.slice(1)}`]));
+  // Each process's file is chosen by startOn from its subcommand; null: none, whatever this
+  // process's own environment holds.
+  const credentials = ZK_ACL ? join(dir, 'zk-credentials') : null;
+  if (credentials) writeCredentialsDir(credentials, [...computeIds.values()]);
+  const zks = ZK.map((h, i) =>
+    startOn(launcher, topo, h, { name: h, args: ['zk', 'server', '--ensemble', ensemble, '--myid', String(i + 1), '--data-dir', join(dir, h)], credentials: null }),
+  );
   await Promise.all(zks.map((z) => z.waitForOutput('ZooKeeper serving', { timeoutMs: 120_000 })));
-  const bootstrap = startOn(launcher, topo, 'client', { name: 'bootstrap', args: ['token', 'create', '--bootstrap', '--project', 'admin', '--role', 'admin', '--zk', zk] });
+  // As the admin, the bootstrap also sets the fresh root up (under ACLs) before any other role starts.
+  const bootstrap = startOn(launcher, topo, 'client', { name: 'bootstrap', args: ['token', 'create', '--bootstrap', '--project', 'admin', '--role', 'admin', '--zk', zk], credentials });
   await bootstrap.exited;
   const token = /^token\s+(\S+)$/m.exec(bootstrap.stdout())?.[1];
   if (!token) throw new Error(`no token minted:\n${bootstrap.lastLines()}`);
   const apiAddr = topo.address('api');
   const tls = certificateFor(dir, apiAddr);
   const API = `https://${apiAddr}:8443`;
-  startOn(launcher, topo, 'api', { name: 'api', args: ['api', '--host', apiAddr, '--port', '8443', '--tls-cert', tls.cert, '--tls-key', tls.key, '--rate-limit', '0', ...common] });
-  const orcIds = new Map(ORCS.map((h) => [h, `orc-${h.slice(3)}`]));
-  for (const h of ORCS) startOn(launcher, topo, h, { name: orcIds.get(h)!, args: ['orc', '--id', orcIds.get(h)!, ...common] });
-  const computeIds = new Map(COMPUTES.map((h) => [h, `compute-${h.slice(1)}`]));
+  startOn(launcher, topo, 'api', { name: 'api', args: ['api', '--host', apiAddr, '--port', '8443', '--tls-cert', tls.cert, '--tls-key', tls.key, '--rate-limit', '0', ...common], credentials });
+  for (const h of ORCS) startOn(launcher, topo, h, { name: orcIds.get(h)!, args: ['orc', '--id', orcIds.get(h)!, ...common], credentials });
   const computeProcs = new Map<string, LaunchedProcess>();
-  for (const h of COMPUTES) computeProcs.set(h, startOn(launcher, topo, h, { name: computeIds.get(h)!, args: ['compute', '--id', computeIds.get(h)!, ...common] }));
-  const client = await HostAgent.start(launcher, topo, 'client', { socket: join(dir, 'client.sock'), zk, ca: tls.cert, token });
+  for (const h of COMPUTES) computeProcs.set(h, startOn(launcher, topo, h, { name: computeIds.get(h)!, args: ['compute', '--id', computeIds.get(h)!, ...common], credentials }));
+  const client = await HostAgent.start(launcher, topo, 'client', { socket: join(dir, 'client.sock'), zk, ca: tls.cert, token, credentials });
   const api = <T = any>(path: string, init: { method?: string; body?: unknown; timeoutMs?: number } = {}) => client.http<T>(`${API}${path}`, init);
   const shards = async () => Object.values((await api<Record<string, string | null>>('/v1/shards')).body);
   const whole = async (): Promise<void> => {
@@ -97,7 +112,7 @@ try {
 
   await whole();
   const report = (name: string, trials: number[], extra: Record<string, unknown> = {}) =>
-    process.stdout.write(`${JSON.stringify({ case: name, session_timeout_ms: SESSION_MS, trials: trials.map(Math.round), p50: Math.round(p50(trials)), ...extra })}\n`);
+    process.stdout.write(`${JSON.stringify({ case: name, session_timeout_ms: SESSION_MS, zk_acl: ZK_ACL, trials: trials.map(Math.round), p50: Math.round(p50(trials)), ...extra })}\n`);
 
   if (CASES.has('compute')) {
     const trials: number[] = [];

@@ -6,8 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Zk } from '../ts/zk/client.js';
+import { credentialFiles, readCredentials } from '../ts/zk/acl.js';
+import { aclMarkerPath, readConfig } from '../ts/zk/config.js';
+import { Paths } from '../ts/zk/paths.js';
 import { freePort } from '../ts/dev/zookeeper.js';
-import { uniqueRoot, useProcessGroup, waitFor, zkConnect } from './support/index.js';
+import { uniqueRoot, useProcessGroup, waitFor, zkConnect, zkCredentials } from './support/index.js';
 import { http } from './cluster.js';
 
 const group = useProcessGroup();
@@ -83,6 +86,33 @@ describe('quark token and quark project', () => {
     expect(rev.out).toMatch(/is revoked/);
     const after = await http(`${api}/v1/whoami`, { headers: { authorization: `Bearer ${member}` } });
     expect([after.status, after.body.error.code]).toEqual([401, 'TOKEN_REVOKED']);
+  });
+
+  // Invariant: on a fresh root under ACLs, the token bootstrap (the admin's first step of a
+  // cluster started by hand, one process per host) sets the root up, so that an api holding only
+  // api.json then starts on it: without that, every role but admin was refused the fresh root
+  // (ZK_ROOT_NOT_INITIALISED), and after \`quark zk secure\` the api was refused shards/<n>.
+  it('the bootstrap sets a fresh root up under ACLs: an api with only its own credentials starts on it', async () => {
+    const fresh = new Paths(uniqueRoot('cli-bootstrap-acl'));
+    const asApi = await Zk.connect(zkConnect(), { credentials: readCredentials(credentialFiles(zkCredentials()).api) });
+    try {
+      // The suite's admin credentials are in this process's environment (test/setup/credentials.ts): the CLI inherits them.
+      const boot = await quark(['token', 'create', '--bootstrap', '--project', 'ops', '--role', 'admin', '--zk', zkConnect(), '--root', fresh.root]);
+      expect(boot.code, boot.err).toBe(0);
+      expect(await zk.exists(aclMarkerPath(fresh))).not.toBeNull();
+      const cfg = await readConfig(asApi, fresh);
+      expect(cfg.shards).toBeGreaterThan(0);
+      // The api's nodes follow the rules: a session without credentials may not read the root.
+      const anon = await Zk.connect(zkConnect(), { credentials: null });
+      try {
+        expect(await anon.children(fresh.root).then(() => 'read', (e: { code?: string }) => e.code)).toBe('NO_AUTH');
+      } finally {
+        await anon.close();
+      }
+    } finally {
+      await asApi.close();
+      await zk.removeTree(fresh.root).catch(() => {});
+    }
   });
 
   it('without a token the CLI says where to put one', async () => {

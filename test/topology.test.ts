@@ -3,12 +3,17 @@
 // ZooKeeper is a 3-server ensemble on zk1..zk3 (`quark zk server --ensemble`), the API serves
 // HTTPS with a token on its host's address, two orcs and three computes on hosts of their own,
 // and a client on the 'client' host boots, acts and deletes through the API's address.
+// ZooKeeper ACLs are on as in every other cluster: the credentials are made in the test's own
+// temp dir (readable from every host: the hosts share the filesystem), each process holds only
+// its role's file (a compute its own), and the client agent's ZooKeeper reads are the admin's.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useProcessGroup, waitFor, type Child } from './support/index.js';
-import { certificateFor, HostAgent, startOn, useTopology, type Topology } from './support/topology.js';
+import { AgentError, certificateFor, HostAgent, startOn, useTopology, type Topology } from './support/topology.js';
+import { CREDENTIALS_ENV, credentialFiles, writeCredentialsDir } from '../ts/zk/acl.js';
 
 const SESSION_MS = 3000;
 const ZK_HOSTS = ['zk1', 'zk2', 'zk3'] as const;
@@ -22,6 +27,9 @@ const group = useProcessGroup();
 const topology = useTopology(group);
 let topo: Topology;
 let dir: string;
+/** The cluster's ZooKeeper credentials directory (not the suite's: this ensemble is the test's own). */
+let creds: string;
+let apiProc: Child;
 let client: HostAgent;
 let API: string;
 let zkConnect: string;
@@ -118,6 +126,7 @@ function startCompute(host: string): Child {
   const p = startOn(group, topo, host, {
     name: computeOf(host),
     args: ['compute', '--id', computeOf(host), '--step-delay-ms', '100', '--zk', zkConnect, '--session-timeout-ms', String(SESSION_MS)],
+    credentials: creds,
   });
   computes.set(host, p);
   return p;
@@ -125,7 +134,7 @@ function startCompute(host: string): Child {
 
 function startOrc(host: string): Child {
   const id = `orc-${host.slice(3)}`;
-  const p = startOn(group, topo, host, { name: id, args: ['orc', '--id', id, '--zk', zkConnect, '--session-timeout-ms', String(SESSION_MS)] });
+  const p = startOn(group, topo, host, { name: id, args: ['orc', '--id', id, '--zk', zkConnect, '--session-timeout-ms', String(SESSION_MS)], credentials: creds });
   orcs.set(host, p);
   return p;
 }
@@ -137,18 +146,24 @@ const describeHosts = process.getuid?.() === 0 ? describe : describe.skip;
 describeHosts('across hosts', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'quark-topology-'));
+    creds = join(dir, 'zk-credentials');
+    writeCredentialsDir(creds, COMPUTE_HOSTS.map(computeOf));
     topo = await topology.make(HOSTS);
     const ensemble = ZK_HOSTS.map((h) => topo.address(h)).join(',');
     zkConnect = ZK_HOSTS.map((h) => `${topo.address(h)}:2181`).join(',');
     for (const [i, h] of ZK_HOSTS.entries()) {
-      zks.set(h, startOn(group, topo, h, { name: h, args: ['zk', 'server', '--ensemble', ensemble, '--myid', String(i + 1), '--data-dir', join(dir, h)] }));
+      const args = ['zk', 'server', '--ensemble', ensemble, '--myid', String(i + 1), '--data-dir', join(dir, h)];
+      zks.set(h, startOn(group, topo, h, { name: h, args, credentials: null }));
     }
     await Promise.all([...zks.values()].map((z) => z.waitForOutput('ZooKeeper serving', { timeoutMs: 90_000 })));
 
-    // The first admin token, written into the ensemble from the client's host.
+    // The first admin token, written into the ensemble from the client's host with the admin's
+    // credentials, as an operator starts a cluster by hand (docs/deploy.md): the bootstrap also
+    // puts the fresh root under ACLs (ts/zk/config.ts), which no other role may do.
     const boot = startOn(group, topo, 'client', {
       name: 'token-bootstrap',
       args: ['token', 'create', '--bootstrap', '--project', 'admin', '--role', 'admin', '--name', 'topology', '--zk', zkConnect],
+      credentials: creds,
     });
     expect((await boot.exited).code, boot.output()).toBe(0);
     const token = /^token\s+(\S+)$/m.exec(boot.stdout())![1]!;
@@ -156,13 +171,15 @@ describeHosts('across hosts', () => {
     const apiAddr = topo.address('api');
     const tls = certificateFor(dir, apiAddr);
     API = `https://${apiAddr}:${API_PORT}`;
-    startOn(group, topo, 'api', {
+    apiProc = startOn(group, topo, 'api', {
       name: 'api',
       args: ['api', '--host', apiAddr, '--port', String(API_PORT), '--tls-cert', tls.cert, '--tls-key', tls.key, '--zk', zkConnect, '--session-timeout-ms', String(SESSION_MS)],
+      credentials: creds,
     });
     for (const h of ORC_HOSTS) startOrc(h);
     for (const h of COMPUTE_HOSTS) startCompute(h);
-    client = await HostAgent.start(group, topo, 'client', { socket: join(dir, 'client.sock'), zk: zkConnect, ca: tls.cert, token });
+    // The client agent's ZooKeeper reads (managing/, hypervisor reports, unit records) are the admin's.
+    client = await HostAgent.start(group, topo, 'client', { socket: join(dir, 'client.sock'), zk: zkConnect, ca: tls.cert, token, credentials: creds });
     await waitFor(
       async () => {
         const cs = (await api<Array<{ alive: boolean }>>('/v1/computes')).body;
@@ -170,7 +187,11 @@ describeHosts('across hosts', () => {
         return cs.filter((c) => c.alive).length === 3 && owners.length > 0 && owners.every(Boolean);
       },
       { what: 'the API over TLS, 3 computes alive and every shard owned', timeoutMs: 60_000, intervalMs: 250 },
-    );
+    ).catch((e: Error) => {
+      // Not up: what each process said is the only clue (a refused credential, a crash).
+      const said = [apiProc, ...orcs.values(), ...computes.values()].map((p) => `--- ${p.name}\n${p.lastLines(20)}`).join('\n');
+      throw new Error(`${e.message}\n${said}`, { cause: e });
+    });
   }, 180_000);
 
   afterAll(async () => {
@@ -223,6 +244,7 @@ describeHosts('across hosts', () => {
       name: 'evacuate',
       args: ['compute', 'evacuate', victim, '--api', API],
       env: { QUARK_TOKEN: client.token, NODE_EXTRA_CA_CERTS: join(dir, 'api-cert.pem') },
+      credentials: null, // the API's client: it holds a token, no ZooKeeper credentials
     });
     expect((await evac.exited).code, evac.output()).toBe(0);
     const units = [...evac.stdout().matchAll(/rebuilding (\S+)\s+work unit (\S+)/g)].map((m) => ({ server: m[1]!, unit: m[2]! }));
@@ -330,5 +352,61 @@ describeHosts('across hosts', () => {
 
     for (const b of accepted) expect((await waitUnit(b.unit, 60_000)).state, b.unit).toBe('SUCCEEDED');
     await expectEachVmOnce(accepted.map((b) => b.server));
+  });
+  // Invariant: the cluster ran under ZooKeeper ACLs, each process holding its own role's file
+  // only: a session without credentials, on the client's host, is refused (NO_AUTH) the root, its
+  // config, the units' directory and every unit, server and compute node; no process was refused
+  // anything it did (no NO_AUTH in any log); the credentials are the owner's alone (0700, 0600).
+  it('under ZooKeeper ACLs: each process with its own role, and a session without credentials refused every node', async () => {
+    // A unit and a server to probe, whichever tests ran before.
+    const b = await boot('acl-probe');
+    expect((await waitUnit(b.unit)).state).toBe('SUCCEEDED');
+
+    // What each process was started with (its environment as the kernel holds it).
+    const environ = (pid: number): Map<string, string> =>
+      new Map(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    const f = credentialFiles(creds);
+    const held: Array<[Child, string]> = [
+      [apiProc, f.api],
+      ...[...orcs.values()].map((p): [Child, string] => [p, f.orc]),
+      ...[...computes].map(([h, p]): [Child, string] => [p, f.compute(computeOf(h))]),
+      [client.proc, f.admin],
+      ...[...zks.values()].map((p): [Child, string] => [p, '']),
+    ];
+    for (const [p, file] of held) expect(environ(p.pid).get(CREDENTIALS_ENV), p.name).toBe(file);
+    expect(statSync(creds).mode & 0o777).toBe(0o700);
+    const files = readdirSync(creds).sort();
+    expect(files).toEqual(['admin.json', 'api.json', 'compute-compute-1.json', 'compute-compute-2.json', 'compute-compute-3.json', 'compute-fleet.json', 'orc.json']);
+    for (const file of files) expect(statSync(join(creds, file)).mode & 0o777, file).toBe(0o600);
+
+    const units = await client.zk<string[]>('children', '/quark/work-units');
+    const servers = await client.zk<string[]>('children', '/quark/servers');
+    const ids = await client.zk<string[]>('children', '/quark/computes');
+    expect(units).toContain(b.unit);
+    expect(servers).toContain(b.server);
+    expect([...ids].sort()).toEqual(COMPUTE_HOSTS.map(computeOf));
+    const reads: Array<['children' | 'get', string]> = [
+      ['children', '/quark'],
+      ['get', '/quark/config'],
+      ['children', '/quark/work-units'],
+      ...units.map((u): ['get', string] => ['get', `/quark/work-units/${u}`]),
+      ...servers.map((v): ['get', string] => ['get', `/quark/servers/${v}`]),
+      ...ids.map((c): ['get', string] => ['get', `/quark/computes/${c}/self/capacity`]),
+    ];
+    const anon = await HostAgent.start(group, topo, 'client', { socket: join(dir, 'anon.sock'), zk: zkConnect, credentials: null, name: 'anon@client' });
+    const notRefused: string[] = [];
+    for (const [op, path] of reads) {
+      const got = await anon.zk(op, path).then(
+        () => 'read',
+        (e: unknown) => (e instanceof AgentError && e.code) || (e as Error).message,
+      );
+      if (got !== 'NO_AUTH') notRefused.push(`${op} ${path}: ${got}`);
+    }
+    expect(notRefused).toEqual([]);
+    expect(reads.length).toBeGreaterThan(3 + COMPUTE_HOSTS.length);
+
+    for (const p of [apiProc, ...orcs.values(), ...computes.values()]) {
+      expect(p.lines.map((l) => l.text).filter((l) => l.includes('NO_AUTH')), p.name).toEqual([]);
+    }
   });
 });

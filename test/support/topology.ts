@@ -6,7 +6,7 @@ import { afterAll } from 'vitest';
 import { Topology } from '../../ts/dev/topology.js';
 import type { ProcessGroup } from './index.js';
 
-export { Topology, HostAgent, certificateFor, startOn } from '../../ts/dev/topology.js';
+export { Topology, HostAgent, AgentError, certificateFor, startOn } from '../../ts/dev/topology.js';
 
 /**
  * For a test file: `make(names)` (in its beforeAll) builds the topology; after the file's tests,

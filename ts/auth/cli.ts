@@ -68,8 +68,15 @@ export async function tokenCreate(api: string, a: TokenCreateArgs): Promise<stri
   if (a.bootstrap) {
     // Loaded here only: every other command of the CLI talks to the API, not to ZooKeeper.
     const { Zk } = await import('../zk/client.js');
+    const { readConfig } = await import('../zk/config.js');
+    const { Paths } = await import('../zk/paths.js');
     const zk = await Zk.connect(a.bootstrap.zk, { connectTimeoutMs: 15_000 });
     try {
+      // The first admin step of a cluster started by hand (one process per host, no `quark up`):
+      // it sets a fresh root up as every process would (the skeleton, the config), and with the
+      // admin's credentials under ACLs (ts/zk/config.ts), which no other role may do. Without
+      // it the api, orcs and computes of a fresh root under ACLs stop with ZK_ROOT_NOT_INITIALISED.
+      await readConfig(zk, new Paths(a.bootstrap.root));
       const { record, secret } = await mintToken(zk, new AuthPaths({ root: a.bootstrap.root }), { project, role: a.role, ttlMs, name: a.name ?? null });
       ({ id, token } = { id: record.id, token: secret });
       expires = record.expires_at === null ? null : new Date(record.expires_at).toISOString();

@@ -427,6 +427,26 @@ export interface Starter {
   start(spec: LaunchSpec): LaunchedProcess;
 }
 
+/**
+ * The file of a credentials directory (ts/zk/acl.ts) a quark subcommand runs with: the api's,
+ * the orcs', a compute its own (made here on first use), a hollow fleet the fleet's, anything
+ * else the admin's.
+ */
+export function credentialsFileFor(dir: string, args: readonly string[]): string {
+  const f = credentialFiles(dir);
+  const [cmd] = args;
+  if (cmd === 'api') return f.api;
+  if (cmd === 'orc') return f.orc;
+  if (cmd === 'compute') {
+    if (args.includes('--hollow')) return f.computeFleet;
+    const i = args.indexOf('--id');
+    const id = i >= 0 ? args[i + 1] : undefined;
+    // A compute holds only its own identity (and the role's): it cannot act as another compute.
+    return id ? mintComputeFile(dir, id) : f.computeFleet;
+  }
+  return f.admin;
+}
+
 export interface QuarkClusterSpec {
   /** ZooKeeper's connection string. */
   zk: string;
@@ -495,18 +515,7 @@ export class QuarkCluster {
     const dir = this.spec.credentials;
     if (dir === undefined) return undefined;
     if (dir === null) return '';
-    const f = credentialFiles(dir);
-    const [cmd] = args;
-    if (cmd === 'api') return f.api;
-    if (cmd === 'orc') return f.orc;
-    if (cmd === 'compute') {
-      if (args.includes('--hollow')) return f.computeFleet;
-      const i = args.indexOf('--id');
-      const id = i >= 0 ? args[i + 1] : undefined;
-      // A compute holds only its own identity (and the role's): it cannot act as another compute.
-      return id ? mintComputeFile(dir, id) : f.computeFleet;
-    }
-    return f.admin;
+    return credentialsFileFor(dir, args);
   }
 
   startOrc(id: string, extra: string[] = [], launch: Omit<LaunchSpec, 'name' | 'args'> = {}): LaunchedProcess {

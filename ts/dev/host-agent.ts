@@ -3,7 +3,9 @@
 // four-letter words to a ZooKeeper server. It is asked over a Unix socket, which is a file, not
 // a network address: the caller stays in the machine's own namespace and no route into the
 // topology is needed. `node host-agent.js --socket PATH [--zk CONNECTION]`; the API's CA comes
-// from NODE_EXTRA_CA_CERTS, as for any Node client. One JSON request, one JSON answer:
+// from NODE_EXTRA_CA_CERTS, and its ZooKeeper credentials from QUARK_ZK_CREDENTIALS, as for any
+// Quark process (none: an unauthenticated session). One JSON request, one JSON answer (a failure:
+// status 500, {error, code?}, code being ZooKeeper's error name, e.g. NO_AUTH):
 //   POST /fetch {url, method?, headers?, body?}  → {status, text, ms}
 //   POST /zk    {op: 'children'|'get'|'exists', path} → {value}
 //   POST /4lw   {host, port, cmd}                → {text}
@@ -11,6 +13,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Zk } from '../zk/client.js';
+import { ZkError } from '../zk/errors.js';
 import { fourLetter } from './zookeeper.js';
 
 const { values } = parseArgs({ options: { socket: { type: 'string' }, zk: { type: 'string' }, 'session-timeout-ms': { type: 'string', default: '4000' } } });
@@ -73,7 +76,7 @@ const server = createServer((req, res) => {
       out = await answer(req.url ?? '', await body(req));
     } catch (e) {
       status = 500;
-      out = { error: (e as Error).message };
+      out = { error: (e as Error).message, ...(e instanceof ZkError ? { code: e.code } : {}) };
     }
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(out, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));

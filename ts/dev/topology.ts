@@ -10,13 +10,16 @@
 // own namespace. Every namespace goes when the topology is destroyed, when the process exits, and
 // at the next topology's creation if the run that made it died without cleaning up. Needs root.
 // Processes run on a host through LaunchSpec.wrap (startOn); a test or bench reaches into the
-// topology only through a host agent (./host-agent.ts) asked over a Unix socket.
+// topology only through a host agent (./host-agent.ts) asked over a Unix socket. The hosts share
+// the machine's filesystem: a process on any host reads its ZooKeeper credentials file (startOn's
+// `credentials`) where the caller wrote it.
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { quarkMain, type LaunchedProcess, type LaunchSpec, type Starter } from './cluster.js';
+import { credentialsFileFor, quarkMain, type LaunchedProcess, type LaunchSpec, type Starter } from './cluster.js';
+import { CREDENTIALS_ENV } from '../zk/acl.js';
 
 const run = promisify(execFile);
 
@@ -252,9 +255,20 @@ export class Topology {
 
 // ---- on the hosts: processes, a certificate for an address, the client agent (./host-agent.ts) ----
 
+export interface HostLaunchSpec extends LaunchSpec {
+  /**
+   * A ZooKeeper credentials directory (ts/zk/acl.ts): the process gets only its role's file
+   * (credentialsFileFor: the api's, the orcs', a compute its own, anything else the admin's).
+   * null: none, whatever this process's own environment holds. Omitted: the environment's.
+   */
+  credentials?: string | null;
+}
+
 /** Starts a process on a host of the topology (its network; the same machine otherwise). */
-export function startOn(starter: Starter, topo: Topology, host: string, spec: LaunchSpec): LaunchedProcess {
-  return starter.start({ ...spec, wrap: topo.wrap(host) });
+export function startOn(starter: Starter, topo: Topology, host: string, spec: HostLaunchSpec): LaunchedProcess {
+  const { credentials, ...launch } = spec;
+  const file = credentials === undefined ? undefined : credentials === null ? '' : credentialsFileFor(credentials, launch.args);
+  return starter.start({ ...launch, ...(file === undefined ? {} : { env: { ...launch.env, [CREDENTIALS_ENV]: file } }), wrap: topo.wrap(host) });
 }
 
 /** A self-signed certificate and key for `ip` (its subjectAltName), written under `dir`. */
@@ -267,6 +281,16 @@ export function certificateFor(dir: string, ip: string): { cert: string; key: st
     { stdio: 'ignore' },
   );
   return { cert, key };
+}
+
+/** A request the agent failed; `code` is ZooKeeper's error name when a ZooKeeper call failed ('NO_AUTH'). */
+export class AgentError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
 }
 
 export interface AgentResponse<T> {
@@ -284,13 +308,22 @@ export class HostAgent {
     public token?: string,
   ) {}
 
-  /** Starts the agent on `host`; resolves once it listens. */
-  static async start(starter: Starter, topo: Topology, host: string, o: { socket: string; zk?: string; ca?: string; token?: string }): Promise<HostAgent> {
+  /**
+   * Starts the agent on `host`; resolves once it listens. `credentials`: a ZooKeeper credentials
+   * directory, whose admin file its ZooKeeper session holds (it reads every node); null: none.
+   */
+  static async start(
+    starter: Starter,
+    topo: Topology,
+    host: string,
+    o: { socket: string; zk?: string; ca?: string; token?: string; credentials?: string | null; name?: string },
+  ): Promise<HostAgent> {
     const proc = startOn(starter, topo, host, {
-      name: `agent@${host}`,
+      name: o.name ?? `agent@${host}`,
       script: join(dirname(quarkMain()), '..', 'dev', 'host-agent.js'),
       args: ['--socket', o.socket, ...(o.zk ? ['--zk', o.zk] : [])],
       env: o.ca ? { NODE_EXTRA_CA_CERTS: o.ca } : {},
+      ...(o.credentials === undefined ? {} : { credentials: o.credentials }),
     });
     await proc.waitForOutput('host agent ready', { timeoutMs: 20_000 });
     return new HostAgent(proc, o.socket, o.token);
@@ -302,8 +335,8 @@ export class HostAgent {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T & { error?: string };
-          if (res.statusCode !== 200) reject(new Error(`agent ${path}: ${parsed.error ?? res.statusCode}`));
+          const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T & { error?: string; code?: string };
+          if (res.statusCode !== 200) reject(new AgentError(`agent ${path}: ${parsed.error ?? res.statusCode}`, parsed.code));
           else resolve(parsed);
         });
       });
@@ -328,6 +361,7 @@ export class HostAgent {
     return { status: r.status, body: (r.text ? JSON.parse(r.text) : undefined) as T, ms: r.ms };
   }
 
+  /** A read through the agent's ZooKeeper session; a failed one rejects with an AgentError carrying ZooKeeper's code. */
   async zk<T = unknown>(op: 'children' | 'get' | 'exists', path: string): Promise<T> {
     return (await this.ask<{ value: T }>('/zk', { op, path })).value;
   }

@@ -67,7 +67,7 @@ export async function checkAclRoot(zk: Zk, paths: Paths): Promise<void> {
     );
   }
   if (acl.credentials.role !== 'admin') {
-    throw new AclSetupError('ZK_ROOT_NOT_INITIALISED', `${paths.root} is not set up for ZooKeeper ACLs yet: start the cluster with the admin credentials first (\`quark up\`, or \`quark zk secure --root ${paths.root}\`)`);
+    throw new AclSetupError('ZK_ROOT_NOT_INITIALISED', `${paths.root} is not set up for ZooKeeper ACLs yet: start the cluster with the admin credentials first (\`quark up\`, or \`quark token create --bootstrap --root ${paths.root}\` for a cluster started by hand)`);
   }
   await zk.mkdirp(paths.root);
   // A root made earlier (open) takes its rule's ACL now; what is under it keeps its own.
