@@ -421,6 +421,7 @@ export class Orc {
   /** The unit moved under a claim: if another compute holds it now, this claim's grant must not have taken it away. */
   private async afterLostClaim(wuId: WorkUnitId, granted: Granted): Promise<void> {
     const { zk, paths, log } = this.o;
+    if (granted.records.length === 0) return; // no ACLs, or nothing was granted: nothing to give back
     const now = await readRecord(zk, paths.workUnit(wuId), checkWorkUnit);
     const holder = now.state === 'ok' ? now.value.compute_id : null;
     if (!holder || holder === granted.compute) return;
