@@ -25,6 +25,22 @@ async function boot(c: TestCluster, n: number, prefix: string) {
   return res.map((r) => r.body as { work_unit_id: string; server_id: string });
 }
 
+/**
+ * Boots bursts until `compute` holds at least `n` of them (at most 5 bursts of 8): placement
+ * spreads a burst, but how it splits one (in-flight claims, which compute registered first) is not
+ * these tests' concern. The ids of the servers on `compute` (and in `elsewhere`, the others').
+ */
+async function bootUntilOn(c: TestCluster, compute: string, n: number): Promise<string[] & { elsewhere: string[] }> {
+  const on = Object.assign([] as string[], { elsewhere: [] as string[] });
+  for (let round = 0; round < 5 && on.length < n; round++) {
+    const settled = await Promise.all((await boot(c, 8, `vm${round}`)).map((u) => waitForUnit(c.api, u.work_unit_id)));
+    for (const u of settled) expect(u.state).toBe('SUCCEEDED');
+    on.push(...settled.filter((u) => u.compute_id === compute).map((u) => u.server_id));
+    on.elsewhere.push(...settled.filter((u) => u.compute_id !== compute).map((u) => u.server_id));
+  }
+  return on;
+}
+
 async function statusOf(c: TestCluster, id: string): Promise<string> {
   return (await http<{ status: string }>(`${c.api}/v1/servers/${id}`)).body.status;
 }
@@ -87,8 +103,7 @@ describe('a down compute is supervised from the state, not from a notification',
   it('a compute that died while no orc ran: its VMs become LOST as soon as an orc starts, work for it ends, orphan tasks go', async () => {
     const c = await startCluster(group, { computes: 2, orcs: 1, sessionTimeoutMs: SESSION_MS, computeArgs: big });
     try {
-      const settled = await Promise.all((await boot(c, 4, 'vm')).map((u) => waitForUnit(c.api, u.work_unit_id)));
-      const onVictim = settled.filter((u) => u.compute_id === 'compute-1').map((u) => u.server_id);
+      const onVictim = await bootUntilOn(c, 'compute-1', 1);
       expect(onVictim.length).toBeGreaterThan(0);
       await group.stop([c.orcs.get('orc-1')!]);
       await group.kill9(c.computes.get('compute-1')!.pid);
@@ -122,7 +137,7 @@ describe('a down compute is supervised from the state, not from a notification',
         timeoutMs: 10_000,
       });
       // The survivor's VMs are untouched.
-      for (const u of settled.filter((x) => x.compute_id === 'compute-2')) expect(await statusOf(c, u.server_id)).toBe('ACTIVE');
+      for (const id of onVictim.elsewhere) expect(await statusOf(c, id)).toBe('ACTIVE');
     } finally {
       await c.close();
     }
@@ -135,16 +150,9 @@ describe('work for a down compute', () => {
   it('deleting servers of a compute that died while no orc ran: both deletes SUCCEED (one asked before the VM was LOST, one after), and the returning compute forgets them', async () => {
     const c = await startCluster(group, { computes: 2, orcs: 1, sessionTimeoutMs: SESSION_MS, computeArgs: big });
     try {
-      // Two VMs on compute-1 at least: placement spreads a burst, but how it splits one (in-flight
-      // claims, which compute registered first) is not this test's concern, so boot until it holds two.
-      const onVictim: string[] = [];
-      for (let round = 0; round < 5 && onVictim.length < 2; round++) {
-        const settled = await Promise.all((await boot(c, 8, `vm${round}`)).map((u) => waitForUnit(c.api, u.work_unit_id)));
-        for (const u of settled) expect(u.state).toBe('SUCCEEDED');
-        onVictim.push(...settled.filter((u) => u.compute_id === 'compute-1').map((u) => u.server_id));
-      }
+      const onVictim = await bootUntilOn(c, 'compute-1', 2);
       expect(onVictim.length).toBeGreaterThanOrEqual(2);
-      const [early, late] = onVictim as [string, string];
+      const [early, late] = [onVictim[0]!, onVictim[1]!];
       await group.stop([c.orcs.get('orc-1')!]);
       await group.kill9(c.computes.get('compute-1')!.pid);
       await waitFor(async () => !(await computes(c)).find((x) => x.id === 'compute-1')!.alive, { what: 'compute-1 down', timeoutMs: SESSION_MS + 5000 });
